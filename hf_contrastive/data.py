@@ -1,0 +1,464 @@
+"""Image datasets, multi-view augmentations and collators for contrastive pretraining.
+
+Three concerns live here:
+
+* :func:`load_image_dataset` turns a local parquet folder, a local image folder or a
+  Hub dataset id into train/eval :class:`datasets.Dataset` splits with the image and
+  label columns detected, and the image column left undecoded
+  (``datasets.Image(decode=False)``) so that decoding happens in :func:`decode_image`,
+  which always yields RGB and reports broken rows by index.
+* :func:`build_view_transform` builds the *strong*, *weak* and *eval* views of the
+  shared protocol (``docs/methods.md`` section 0) with ``torchvision.transforms.v2``.
+* :class:`MultiViewDataset` applies several view transforms per image with
+  randomness that is a pure function of ``(seed, epoch, index)``, so a resumed run
+  sees exactly the same views whatever the number of dataloader workers.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import datasets
+import numpy as np
+import PIL.Image
+import torch
+from torchvision.transforms import v2
+
+logger = logging.getLogger(__name__)
+
+IMAGE_COLUMN_CANDIDATES = ("img", "image")
+LABEL_COLUMN_CANDIDATES = ("label", "fine_label", "labels")
+EVAL_SPLIT_CANDIDATES = ("test", "validation", "valid", "val")
+VIEW_KINDS = ("strong", "weak", "eval")
+
+Stats = tuple[tuple[float, float, float], tuple[float, float, float]]
+#: Per-dataset (mean, std) used by the reference code (methods.md section 0);
+#: "imagenet" is timm's IMAGENET_DEFAULT_MEAN / IMAGENET_DEFAULT_STD.
+DATASET_STATS: dict[str, Stats] = {
+    "cifar10": ((0.4914, 0.4822, 0.4465), (0.2023, 0.1994, 0.2010)),
+    "cifar100": ((0.5071, 0.4867, 0.4408), (0.2675, 0.2565, 0.2761)),
+    "stl10": ((0.4408, 0.4279, 0.3867), (0.2682, 0.2610, 0.2686)),
+    "tiny-imagenet": ((0.4802, 0.4481, 0.3975), (0.2302, 0.2265, 0.2262)),
+    "imagenet": ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225)),
+}
+
+# Split keywords recognised in parquet file/folder names and the split they map to,
+# as `datasets` does for data files (datasets.data_files.KEYWORDS_IN_PATH).
+_SPLIT_KEYWORDS = {
+    "train": "train", "training": "train",
+    "validation": "validation", "valid": "validation", "val": "validation", "dev": "validation",
+    "test": "test", "testing": "test", "eval": "test", "evaluation": "test",
+}
+_PATH_TOKEN_SEPARATORS = re.compile(r"[-._ 0-9]+")
+_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[A-Za-z0-9][\w.-]*)?$")
+
+
+@dataclass
+class ImageDatasetSplits:
+    """Train and eval splits of an image dataset plus what was detected about it.
+
+    ``train`` and ``eval`` keep the image column as ``datasets.Image(decode=False)``
+    (dicts with ``bytes``/``path``); decode rows with :func:`decode_image`.
+    ``label_column`` is None when the dataset has no labels (kNN/linear eval skipped).
+    """
+
+    train: datasets.Dataset
+    eval: datasets.Dataset
+    image_column: str
+    label_column: str | None
+    num_classes: int | None
+    class_names: list[str] | None
+    dataset_name: str
+
+
+def _split_of(relative_path: Path) -> str | None:
+    """Return the split named by a keyword in a data file's path (folders or file name), if any."""
+    parts = [*relative_path.parent.parts, relative_path.name.split(".")[0]]
+    for part in parts:
+        for token in _PATH_TOKEN_SEPARATORS.split(part.lower()):
+            if token in _SPLIT_KEYWORDS:
+                return _SPLIT_KEYWORDS[token]
+    return None
+
+
+def _load_parquet_folder(folder: Path, files: list[Path]) -> datasets.DatasetDict:
+    """Load parquet files below ``folder``, inferring splits from their names.
+
+    ``train-*.parquet`` / ``test-*.parquet`` / ``validation-*.parquet`` (or folders of
+    those names) become the corresponding splits; files naming no split are all
+    ``train`` when no file names one, and are ignored (with a warning) otherwise.
+    """
+    by_split: dict[str, list[str]] = {}
+    unassigned: list[str] = []
+    for file in files:
+        split = _split_of(file.relative_to(folder))
+        (by_split.setdefault(split, []) if split else unassigned).append(str(file))
+    if not by_split:
+        by_split = {"train": unassigned}
+    elif unassigned:
+        logger.warning(
+            "Ignoring %d parquet file(s) under %s whose names contain no split keyword (%s), e.g. %s.",
+            len(unassigned), folder, ", ".join(sorted(set(_SPLIT_KEYWORDS))), unassigned[0],
+        )
+    return datasets.load_dataset("parquet", data_files=by_split)
+
+
+def _load_dataset_dict(name_or_path: str) -> datasets.DatasetDict:
+    """Load a local parquet folder, a local image folder or a Hub dataset as a DatasetDict."""
+    path = Path(name_or_path).expanduser()
+    if path.is_dir():
+        parquet_files = sorted(path.rglob("*.parquet"))
+        if parquet_files:
+            return _load_parquet_folder(path, parquet_files)
+        return datasets.load_dataset("imagefolder", data_dir=str(path))
+    if path.exists():
+        raise ValueError(f"{name_or_path!r} is a file; pass the folder that contains the parquet files or images.")
+    if not _HUB_ID.match(name_or_path):
+        raise FileNotFoundError(
+            f"{name_or_path!r} is neither an existing local folder nor a Hugging Face Hub dataset id "
+            "(like 'uoft-cs/cifar10'). Check the path."
+        )
+    dataset = datasets.load_dataset(name_or_path)
+    if not isinstance(dataset, datasets.DatasetDict):
+        raise ValueError(
+            f"Hub dataset {name_or_path!r} did not load as a dict of splits; got {type(dataset).__name__}."
+        )
+    return dataset
+
+
+def _detect_image_column(features: datasets.Features, explicit: str | None) -> str:
+    """Pick the image column: explicit name, else a ``datasets.Image`` feature, else a known name."""
+    columns = list(features)
+    if explicit is not None:
+        if explicit not in features:
+            raise ValueError(f"Image column {explicit!r} not found; the dataset has columns {columns}.")
+        return explicit
+    for name, feature in features.items():
+        if isinstance(feature, datasets.Image):
+            return name
+    for name in IMAGE_COLUMN_CANDIDATES:
+        if name in features:
+            return name
+    raise ValueError(
+        f"No image column found among the dataset's columns {columns} (looked for a datasets.Image "
+        f"feature or one of {list(IMAGE_COLUMN_CANDIDATES)}); pass --image_column NAME."
+    )
+
+
+def _detect_label_column(features: datasets.Features, explicit: str | None) -> str | None:
+    """Pick the label column: explicit name, else a ``ClassLabel`` (known names first), else a known name."""
+    columns = list(features)
+    if explicit is not None:
+        if explicit not in features:
+            raise ValueError(f"Label column {explicit!r} not found; the dataset has columns {columns}.")
+        name = explicit
+    else:
+        class_labels = [n for n, f in features.items() if isinstance(f, datasets.ClassLabel)]
+        preferred = [n for n in LABEL_COLUMN_CANDIDATES if n in class_labels]
+        fallback = [n for n in LABEL_COLUMN_CANDIDATES if n in features]
+        candidates = preferred or class_labels or fallback
+        if not candidates:
+            return None
+        name = candidates[0]
+    feature = features[name]
+    if not (isinstance(feature, datasets.ClassLabel)
+            or (isinstance(feature, datasets.Value) and feature.dtype.startswith(("int", "uint")))):
+        raise ValueError(
+            f"Label column {name!r} has type {feature}; integer class ids are needed. Encode it first "
+            f"(e.g. dataset.class_encode_column({name!r})) or pass --label_column for another column."
+        )
+    return name
+
+
+def load_image_dataset(
+    name_or_path: str,
+    *,
+    image_column: str | None = None,
+    label_column: str | None = None,
+    train_split: str = "train",
+    eval_split: str | None = None,
+    max_train_samples: int | None = None,
+    max_eval_samples: int | None = None,
+    seed: int = 42,
+) -> ImageDatasetSplits:
+    """Load an image classification dataset as train/eval splits with detected columns.
+
+    ``name_or_path`` is a local folder with parquet files anywhere below it (splits
+    inferred from names such as ``train-*.parquet`` / ``test-*.parquet``), a local
+    image folder (``imagefolder``: class sub-folders become labels) or a Hub dataset
+    id. The eval split is ``eval_split``, else the first of
+    :data:`EVAL_SPLIT_CANDIDATES` present, else a seeded 10% hold-out of train.
+    ``max_*_samples`` keep the first N rows. ``dataset_name`` is ``name_or_path``.
+    """
+    dataset_dict = _load_dataset_dict(name_or_path)
+    splits = list(dataset_dict)
+    if train_split not in dataset_dict:
+        raise ValueError(f"Train split {train_split!r} not found; the dataset has splits {splits}. Pass --train_split.")
+    train = dataset_dict[train_split]
+    image_column = _detect_image_column(train.features, image_column)
+    label_column = _detect_label_column(train.features, label_column)
+
+    if eval_split is not None:
+        if eval_split not in dataset_dict:
+            raise ValueError(f"Eval split {eval_split!r} not found; the dataset has splits {splits}.")
+        eval_ds = dataset_dict[eval_split]
+    else:
+        present = [s for s in EVAL_SPLIT_CANDIDATES if s in dataset_dict]
+        if present:
+            eval_ds = dataset_dict[present[0]]
+        else:
+            logger.warning(
+                "No eval split among %s (splits: %s); holding out 10%% of %r as eval (seed %d).",
+                list(EVAL_SPLIT_CANDIDATES), splits, train_split, seed,
+            )
+            held_out = train.train_test_split(test_size=0.1, seed=seed)
+            train, eval_ds = held_out["train"], held_out["test"]
+    missing = [c for c in (image_column, label_column) if c is not None and c not in eval_ds.column_names]
+    if missing:
+        raise ValueError(f"The eval split lacks column(s) {missing}; it has {eval_ds.column_names}.")
+
+    if max_train_samples is not None:
+        train = train.select(range(min(max_train_samples, len(train))))
+    if max_eval_samples is not None:
+        eval_ds = eval_ds.select(range(min(max_eval_samples, len(eval_ds))))
+    train = train.cast_column(image_column, datasets.Image(decode=False))
+    eval_ds = eval_ds.cast_column(image_column, datasets.Image(decode=False))
+
+    num_classes: int | None = None
+    class_names: list[str] | None = None
+    if label_column is not None:
+        feature = train.features[label_column]
+        if isinstance(feature, datasets.ClassLabel):
+            num_classes, class_names = feature.num_classes, list(feature.names)
+        else:
+            labels = [*train[label_column], *eval_ds[label_column]]
+            num_classes = max(labels) + 1 if labels else None
+    return ImageDatasetSplits(
+        train=train, eval=eval_ds, image_column=image_column, label_column=label_column,
+        num_classes=num_classes, class_names=class_names, dataset_name=name_or_path,
+    )
+
+
+def _to_rgb(image: PIL.Image.Image) -> PIL.Image.Image:
+    """Convert any PIL mode to RGB.
+
+    Images with transparency (RGBA, LA, P with a transparency entry) are composited
+    on white so that transparent pixels do not turn into arbitrary colours; 16-bit
+    integer grayscale ("I;16*", "I") is scaled to 8 bits instead of being clipped;
+    every other mode (L, P, CMYK, ...) uses PIL's conversion.
+    """
+    if image.mode == "RGB":
+        return image
+    if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
+        rgba = image.convert("RGBA")
+        white = PIL.Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return PIL.Image.alpha_composite(white, rgba).convert("RGB")
+    if image.mode == "I" or image.mode.startswith("I;16"):
+        values = np.asarray(image, dtype=np.float64).clip(0, 65535) / 257.0
+        return PIL.Image.fromarray(values.round().astype(np.uint8), mode="L").convert("RGB")
+    return image.convert("RGB")
+
+
+def decode_image(value: Any, *, index: int | None = None, column: str = "image") -> PIL.Image.Image:
+    """Decode one ``Image(decode=False)`` cell (``{"bytes", "path"}``) or a PIL image to RGB.
+
+    Grayscale, palette, 16-bit and alpha images are converted to RGB (see ``_to_rgb``).
+    An undecodable image raises ``ValueError`` naming the row and column, so the user
+    can drop or re-encode that row instead of getting a bare PIL error mid-epoch.
+    """
+    where = f"row {index} of column {column!r}" if index is not None else f"an image of column {column!r}"
+    try:
+        if isinstance(value, PIL.Image.Image):
+            image = value
+        elif isinstance(value, dict) and value.get("bytes") is not None:
+            image = PIL.Image.open(io.BytesIO(value["bytes"]))
+        elif isinstance(value, dict) and value.get("path"):
+            image = PIL.Image.open(value["path"])
+        else:
+            raise ValueError(f"expected a PIL image or a dict with 'bytes' or 'path', got {type(value).__name__}")
+        image.load()
+        return _to_rgb(image)
+    except (OSError, SyntaxError, ValueError, PIL.Image.DecompressionBombError) as error:
+        fix = (f"dataset.filter(lambda _, i: i != {index}, with_indices=True)" if index is not None
+               else "dataset.filter(...)")
+        raise ValueError(
+            f"Could not decode {where} ({type(error).__name__}: {error}). "
+            f"Remove or re-encode this row, e.g. with {fix}."
+        ) from error
+
+
+def _blur_kernel_size(image_size: int) -> int:
+    """Odd Gaussian-blur kernel of about 10% of the image side, at least 3 (SimCLR/MoCo convention)."""
+    size = max(3, round(0.1 * image_size))
+    return size if size % 2 else size + 1
+
+
+_VIEW_DEFAULTS: dict[str, dict[str, Any]] = {
+    "strong": {"crop_scale": (0.2, 1.0), "flip_p": 0.5, "jitter_strength": 1.0, "jitter_p": 0.8,
+               "grayscale_p": 0.2, "blur_p": 0.5},
+    "weak": {"crop_scale": (0.2, 1.0), "flip_p": 0.9},
+    "eval": {},
+}
+
+
+def build_view_transform(
+    kind: str, image_size: int, mean: Sequence[float], std: Sequence[float], **overrides: Any
+) -> Callable[[PIL.Image.Image], torch.Tensor]:
+    """Build a view transform: RGB PIL image -> normalised float32 tensor ``[3, image_size, image_size]``.
+
+    ``kind`` is one of :data:`VIEW_KINDS` (methods.md section 0):
+
+    * ``strong``: RandomResizedCrop(scale=crop_scale), flip(flip_p), ColorJitter(0.4, 0.4,
+      0.4, 0.1) x jitter_strength with p=jitter_p, grayscale(grayscale_p), Gaussian blur
+      (sigma 0.1-2.0, kernel ~10% of the side) with p=blur_p.
+    * ``weak``: RandomResizedCrop(scale=crop_scale), flip(flip_p=0.9, as the MNN code).
+    * ``eval``: bilinear resize to ``image_size`` x ``image_size`` then rescale and
+      normalise, no randomness; this is what the exported ViTImageProcessor reproduces.
+
+    ``overrides`` replace the defaults named above; unknown ones raise ``ValueError``.
+    """
+    if kind not in _VIEW_DEFAULTS:
+        raise ValueError(f"Unknown view kind {kind!r}; valid kinds: {list(VIEW_KINDS)}.")
+    unknown = sorted(set(overrides) - set(_VIEW_DEFAULTS[kind]))
+    if unknown:
+        raise ValueError(
+            f"Unknown override(s) {unknown} for the {kind!r} view; "
+            f"valid ones: {sorted(_VIEW_DEFAULTS[kind]) or 'none'}."
+        )
+    opts = {**_VIEW_DEFAULTS[kind], **overrides}
+    to_tensor = [v2.ToImage(), v2.ToDtype(torch.float32, scale=True), v2.Normalize(list(mean), list(std))]
+
+    if kind == "eval":
+        geometry = [v2.Resize((image_size, image_size), interpolation=v2.InterpolationMode.BILINEAR, antialias=True)]
+        return v2.Compose(geometry + to_tensor)
+
+    augment = [
+        v2.RandomResizedCrop(image_size, scale=tuple(opts["crop_scale"]), antialias=True),
+        v2.RandomHorizontalFlip(p=opts["flip_p"]),
+    ]
+    if kind == "strong":
+        s = opts["jitter_strength"]
+        augment += [
+            v2.RandomApply([v2.ColorJitter(0.4 * s, 0.4 * s, 0.4 * s, 0.1 * s)], p=opts["jitter_p"]),
+            v2.RandomGrayscale(p=opts["grayscale_p"]),
+            v2.RandomApply([v2.GaussianBlur(_blur_kernel_size(image_size), sigma=(0.1, 2.0))], p=opts["blur_p"]),
+        ]
+    return v2.Compose(augment + to_tensor)
+
+
+def view_seed(seed: int, epoch: int, index: int) -> int:
+    """Seed for the views of sample ``index`` at ``epoch``: a pure function of the three.
+
+    Uses numpy's SeedSequence hashing rather than a linear mix, so that distinct
+    (epoch, index) pairs never collide even for datasets with millions of rows.
+    """
+    state = np.random.SeedSequence([seed, epoch, index]).generate_state(2, dtype=np.uint32)
+    return (int(state[0]) << 31) ^ int(state[1])
+
+
+def _label_of(row: dict[str, Any], label_column: str | None) -> int:
+    """Integer label of a row, -1 when the dataset has no labels."""
+    if label_column is None or row[label_column] is None:
+        return -1
+    return int(row[label_column])
+
+
+class MultiViewDataset(torch.utils.data.Dataset):
+    """Applies each of ``transforms`` to one decoded image: ``{"views", "labels", "index"}``.
+
+    The views of sample ``index`` depend only on ``(seed, epoch, index)``: the
+    transforms run under ``torch.random.fork_rng`` seeded with :func:`view_seed`, so
+    the global RNG is left untouched and the worker count does not matter. The
+    epoch lives in a shared-memory tensor, so :meth:`set_epoch` also reaches
+    persistent dataloader workers (call it before iterating the epoch).
+    """
+
+    def __init__(
+        self,
+        dataset: datasets.Dataset,
+        image_column: str,
+        label_column: str | None,
+        transforms: Sequence[Callable[[PIL.Image.Image], torch.Tensor]],
+        seed: int = 0,
+    ) -> None:
+        if not transforms:
+            raise ValueError("MultiViewDataset needs at least one view transform.")
+        columns = [image_column] + ([label_column] if label_column is not None else [])
+        self.dataset = dataset.select_columns(columns)
+        self.image_column = image_column
+        self.label_column = label_column
+        self.transforms = list(transforms)
+        self.seed = seed
+        self._epoch = torch.zeros((), dtype=torch.int64).share_memory_()
+
+    def set_epoch(self, epoch: int) -> None:
+        """Select the epoch whose views are produced (part of the augmentation seed)."""
+        self._epoch.fill_(epoch)
+
+    @property
+    def epoch(self) -> int:
+        """The epoch last given to :meth:`set_epoch` (0 initially)."""
+        return int(self._epoch)
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        index = int(index)
+        row = self.dataset[index]
+        image = decode_image(row[self.image_column], index=index, column=self.image_column)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(view_seed(self.seed, self.epoch, index))
+            views = [transform(image) for transform in self.transforms]
+        return {"views": views, "labels": _label_of(row, self.label_column), "index": index}
+
+
+class EvalImageDataset(torch.utils.data.Dataset):
+    """One deterministically transformed image per row: ``{"pixel_values", "labels", "index"}``."""
+
+    def __init__(
+        self,
+        dataset: datasets.Dataset,
+        image_column: str,
+        label_column: str | None,
+        transform: Callable[[PIL.Image.Image], torch.Tensor],
+    ) -> None:
+        columns = [image_column] + ([label_column] if label_column is not None else [])
+        self.dataset = dataset.select_columns(columns)
+        self.image_column = image_column
+        self.label_column = label_column
+        self.transform = transform
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        index = int(index)
+        row = self.dataset[index]
+        image = decode_image(row[self.image_column], index=index, column=self.image_column)
+        return {"pixel_values": self.transform(image), "labels": _label_of(row, self.label_column), "index": index}
+
+
+def collate_views(batch: list[dict[str, Any]]) -> dict[str, Any]:
+    """Stack :class:`MultiViewDataset` items: ``views`` becomes one ``[B, 3, H, W]`` tensor per view."""
+    num_views = len(batch[0]["views"])
+    return {
+        "views": [torch.stack([item["views"][v] for item in batch]) for v in range(num_views)],
+        "labels": torch.tensor([item["labels"] for item in batch], dtype=torch.long),
+        "index": torch.tensor([item["index"] for item in batch], dtype=torch.long),
+    }
+
+
+def collate_eval(batch: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
+    """Stack :class:`EvalImageDataset` items into ``pixel_values [B, 3, H, W]``, ``labels``, ``index``."""
+    return {
+        "pixel_values": torch.stack([item["pixel_values"] for item in batch]),
+        "labels": torch.tensor([item["labels"] for item in batch], dtype=torch.long),
+        "index": torch.tensor([item["index"] for item in batch], dtype=torch.long),
+    }

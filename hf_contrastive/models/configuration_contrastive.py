@@ -1,0 +1,113 @@
+"""Base configuration shared by every contrastive method.
+
+This file is part of the Hub boundary: it imports only transformers and the
+standard library, so ``save_pretrained`` can ship it as remote code.
+"""
+
+from __future__ import annotations
+
+import inspect
+import types
+import typing
+
+from transformers import PretrainedConfig
+
+# Fields of ``PretrainedConfig`` itself that are not ours to validate.
+_BASE_FIELDS = {"self", "kwargs"}
+
+
+class ContrastiveConfig(PretrainedConfig):
+    r"""Backbone settings shared by every method (the method's config adds its own hyper-parameters).
+
+    Args:
+        backbone (`str`, defaults to `"resnet18"`):
+            A timm model name (see `timm.list_models()`). It is always built from scratch, never downloaded.
+        backbone_kwargs (`dict`, *optional*):
+            Extra keyword arguments for `timm.create_model`, e.g. `{"img_size": 32, "patch_size": 4}` for a ViT.
+        small_image_stem (`bool`, defaults to `True`):
+            Replace a ResNet's 7x7 stride-2 first conv with a 3x3 stride-1 conv (no bias), as in the CIFAR
+            protocol. Only for timm models with `conv1`/`maxpool` (ResNets).
+        stem_max_pool (`bool`, defaults to `False`):
+            Keep the stem max-pool when `small_image_stem` is on: off for 32 px inputs, on for 64 px inputs.
+        image_size (`int`, defaults to 32):
+            Side of the square training and evaluation images.
+        num_channels (`int`, defaults to 3):
+            Input channels.
+        bn_splits (`int`, defaults to 1):
+            Split every BatchNorm of the backbone into this many groups during training, simulating multi-GPU BN
+            on one device (the reference code uses 8). The per-device batch must be divisible by it.
+        hidden_size (`int`, *optional*):
+            Pooled feature size of the backbone. Filled in when the model is built.
+    """
+
+    def __init__(
+        self,
+        backbone: str = "resnet18",
+        backbone_kwargs: dict | None = None,
+        small_image_stem: bool = True,
+        stem_max_pool: bool = False,
+        image_size: int = 32,
+        num_channels: int = 3,
+        bn_splits: int = 1,
+        hidden_size: int | None = None,
+        **kwargs,
+    ):
+        self.backbone = backbone
+        self.backbone_kwargs = dict(backbone_kwargs or {})
+        self.small_image_stem = small_image_stem
+        self.stem_max_pool = stem_max_pool
+        self.image_size = image_size
+        self.num_channels = num_channels
+        self.bn_splits = bn_splits
+        self.hidden_size = hidden_size
+        super().__init__(**kwargs)
+        self.validate_fields()
+
+    def validate_fields(self) -> None:
+        """Check every field declared in the ``__init__`` signatures against its type annotation.
+
+        Raises a ``TypeError`` naming the field, the expected type and the value, so that a typo in a YAML recipe
+        (``queue_size: "4096"``) fails at start-up instead of deep inside training.
+        """
+        for klass in type(self).__mro__:
+            if klass is PretrainedConfig or not issubclass(klass, ContrastiveConfig):
+                continue
+            hints = typing.get_type_hints(klass.__init__)
+            for name in inspect.signature(klass.__init__).parameters:
+                if name in _BASE_FIELDS or name not in hints:
+                    continue
+                value = getattr(self, name)
+                if not _matches(value, hints[name]):
+                    raise TypeError(
+                        f"{type(self).__name__}.{name} must be {_describe(hints[name])}, got {value!r} "
+                        f"({type(value).__name__}). Fix the value in your recipe or --config_overrides."
+                    )
+        if self.image_size <= 0 or self.num_channels <= 0 or self.bn_splits <= 0:
+            raise ValueError("image_size, num_channels and bn_splits must be positive integers.")
+
+
+def _matches(value, annotation) -> bool:
+    """isinstance for the simple annotations used by our configs (int, float, bool, str, list, dict, Optional)."""
+    origin = typing.get_origin(annotation)
+    if origin in (typing.Union, types.UnionType):
+        return any(_matches(value, arg) for arg in typing.get_args(annotation))
+    if annotation is type(None):
+        return value is None
+    if origin is not None:
+        annotation = origin
+    if annotation is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if annotation is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if annotation in (list, tuple):
+        return isinstance(value, (list, tuple))
+    if isinstance(annotation, type):
+        return isinstance(value, annotation)
+    return True
+
+
+def _describe(annotation) -> str:
+    args = typing.get_args(annotation)
+    if args:
+        return " or ".join(_describe(arg) for arg in args)
+    return "None" if annotation is type(None) else getattr(annotation, "__name__", str(annotation))

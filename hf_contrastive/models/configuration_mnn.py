@@ -1,0 +1,52 @@
+"""MNN configuration (Hub boundary: imports only transformers and siblings)."""
+
+from __future__ import annotations
+
+from .configuration_contrastive import ContrastiveConfig
+
+
+class MNNConfig(ContrastiveConfig):
+    r"""Configuration of MNN, Mixed Nearest-Neighbors (Long, Peng, Li, Dong et al., arXiv 2311.00562).
+
+    Student backbone -> projector -> predictor; EMA teacher backbone -> projector; a support queue of teacher
+    projections of the weak view. Defaults are the paper's CIFAR recipe. Backbone fields: see `ContrastiveConfig`.
+
+    Args:
+        projection_hidden_size (`int`, defaults to 2048): hidden width of projector and predictor.
+        projection_dim (`int`, defaults to 128): output size of projector and predictor (`D`).
+        ema_momentum (`float`, defaults to 0.99): teacher EMA momentum `m` (0.996 for STL-10/Tiny-ImageNet).
+        queue_size (`int`, defaults to 4096): support queue length `K` (16384 for STL-10/Tiny-ImageNet).
+        nn_topk (`int`, defaults to 5): neighbours `k` taken from the queue per target.
+        views (`list[str]`, defaults to `["strong", "weak"]`): augmentation preset of each input view, in the order
+            the model reads them (`hf_contrastive.data.VIEW_KINDS`). The teacher projections of the second view
+            are enqueued.
+    """
+
+    model_type = "mnn"
+
+    def __init__(
+        self,
+        projection_hidden_size: int = 2048,
+        projection_dim: int = 128,
+        ema_momentum: float = 0.99,
+        queue_size: int = 4096,
+        nn_topk: int = 5,
+        views: list | None = None,
+        **kwargs,
+    ):
+        self.projection_hidden_size = projection_hidden_size
+        self.projection_dim = projection_dim
+        self.ema_momentum = ema_momentum
+        self.queue_size = queue_size
+        self.nn_topk = nn_topk
+        self.views = list(views) if views is not None else ["strong", "weak"]
+        super().__init__(**kwargs)
+
+    def validate_fields(self) -> None:
+        super().validate_fields()
+        if not 0.0 <= self.ema_momentum < 1.0:
+            raise ValueError(f"ema_momentum must be in [0, 1), got {self.ema_momentum}.")
+        if self.nn_topk < 1 or self.nn_topk > self.queue_size:
+            raise ValueError(f"nn_topk must be between 1 and queue_size ({self.queue_size}), got {self.nn_topk}.")
+        if len(self.views) != 2:
+            raise ValueError(f"MNN reads exactly two views (query, key), got views={self.views}.")

@@ -1,0 +1,285 @@
+"""Building blocks shared by every method: backbone, heads, queue, EMA and the base model classes.
+
+Hub boundary: imports only torch, timm, transformers and siblings, so that ``save_pretrained`` can copy this file
+next to the weights as remote code.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import timm
+import torch
+import torch.nn.functional as F
+from torch import nn
+from transformers import PreTrainedModel
+from transformers.modeling_outputs import ImageClassifierOutput
+from transformers.utils import ModelOutput
+
+from .configuration_contrastive import ContrastiveConfig
+
+
+# ----------------------------------------------------------------------------- backbone
+
+
+class SplitBatchNorm2d(nn.BatchNorm2d):
+    """BatchNorm that, in training, normalises ``num_splits`` equal groups of the batch separately.
+
+    Simulates the per-GPU statistics of multi-GPU training on one device (MoCo's CIFAR demo, used by the MNN/MSVQ
+    reference code). Parameters and buffers have the plain BatchNorm2d names, so checkpoints stay interchangeable;
+    in eval mode it is exactly BatchNorm2d.
+    """
+
+    def __init__(self, num_features: int, num_splits: int, **kwargs):
+        super().__init__(num_features, **kwargs)
+        self.num_splits = num_splits
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.training or self.num_splits == 1:
+            return super().forward(x)
+        batch, channels, height, width = x.shape
+        if batch % self.num_splits:
+            raise ValueError(
+                f"bn_splits={self.num_splits} needs a per-device batch divisible by it, got {batch}. "
+                "Change --per_device_train_batch_size or bn_splits."
+            )
+        running_mean = self.running_mean.repeat(self.num_splits)
+        running_var = self.running_var.repeat(self.num_splits)
+        out = F.batch_norm(
+            x.view(-1, channels * self.num_splits, height, width),
+            running_mean,
+            running_var,
+            self.weight.repeat(self.num_splits),
+            self.bias.repeat(self.num_splits),
+            True,
+            self.momentum,
+            self.eps,
+        ).view(batch, channels, height, width)
+        # The running statistics are the mean over the splits.
+        self.running_mean.copy_(running_mean.view(self.num_splits, channels).mean(dim=0))
+        self.running_var.copy_(running_var.view(self.num_splits, channels).mean(dim=0))
+        self.num_batches_tracked.add_(1)
+        return out
+
+
+def _use_split_batchnorm(module: nn.Module, num_splits: int) -> None:
+    for name, child in module.named_children():
+        if type(child) is nn.BatchNorm2d:
+            split = SplitBatchNorm2d(child.num_features, num_splits, eps=child.eps, momentum=child.momentum)
+            split.load_state_dict(child.state_dict())
+            setattr(module, name, split)
+        else:
+            _use_split_batchnorm(child, num_splits)
+
+
+def build_backbone(config: ContrastiveConfig) -> nn.Module:
+    """A timm model without classifier (``num_classes=0``), built from scratch, with the optional small-image stem."""
+    if not timm.is_model(config.backbone):
+        close = timm.list_models(f"*{config.backbone.split('_')[0]}*")[:10]
+        raise ValueError(
+            f"Unknown backbone {config.backbone!r}: not a timm model name. Close matches: {close}. "
+            "See timm.list_models() for all names."
+        )
+    backbone = timm.create_model(
+        config.backbone, pretrained=False, num_classes=0, in_chans=config.num_channels, **config.backbone_kwargs
+    )
+    if config.small_image_stem:
+        if not (isinstance(getattr(backbone, "conv1", None), nn.Conv2d) and hasattr(backbone, "maxpool")):
+            raise ValueError(
+                f"small_image_stem=True needs a ResNet-style backbone with conv1/maxpool; {config.backbone!r} has none. "
+                "Set small_image_stem: false (for a ViT, pass backbone_kwargs img_size/patch_size instead)."
+            )
+        out_channels = backbone.conv1.out_channels
+        backbone.conv1 = nn.Conv2d(config.num_channels, out_channels, kernel_size=3, stride=1, padding=1, bias=False)
+        if not config.stem_max_pool:
+            backbone.maxpool = nn.Identity()
+    if config.bn_splits > 1:
+        _use_split_batchnorm(backbone, config.bn_splits)
+    return backbone
+
+
+# ----------------------------------------------------------------------------- heads, queue, EMA
+
+
+class MLPHead(nn.Sequential):
+    """``Linear -> [BN] -> ReLU -> Linear``: the projector/predictor of BYOL-style methods.
+
+    ``batch_norm=True`` gives the BYOL/MNN layout (first Linear without bias); ``False`` the MoCo v2 / MSVQ layout.
+    """
+
+    def __init__(self, in_features: int, hidden_features: int, out_features: int, batch_norm: bool = True):
+        layers = [nn.Linear(in_features, hidden_features, bias=not batch_norm)]
+        if batch_norm:
+            layers.append(nn.BatchNorm1d(hidden_features))
+        layers += [nn.ReLU(inplace=True), nn.Linear(hidden_features, out_features)]
+        super().__init__(*layers)
+
+
+class FeatureQueue(nn.Module):
+    """A FIFO queue of ``size`` feature vectors of dimension ``dim``, stored raw (not normalised).
+
+    Both buffers are persistent, so the queue travels with ``state_dict``, ``save_pretrained`` and
+    ``accelerator.save_state``. Keys are written at ``pointer`` and wrap around the end.
+    Multi-process training must pass the keys gathered from all processes, so every process holds the same queue.
+    """
+
+    def __init__(self, size: int, dim: int):
+        super().__init__()
+        self.size, self.dim = size, dim
+        self.register_buffer("features", torch.empty(size, dim))
+        self.register_buffer("pointer", torch.zeros((), dtype=torch.long))
+        self.reset_parameters()
+
+    @torch.no_grad()
+    def reset_parameters(self) -> None:
+        """Random unit vectors (as the MSF/MNN reference code), pointer at 0."""
+        self.features.copy_(F.normalize(torch.randn(self.size, self.dim, device=self.features.device), dim=1))
+        self.pointer.zero_()
+
+    @torch.no_grad()
+    def enqueue(self, keys: torch.Tensor) -> None:
+        """Write ``keys`` ``[N, dim]`` (N <= size) at the pointer, oldest entries first out."""
+        if keys.dim() != 2 or keys.shape[1] != self.dim:
+            raise ValueError(f"keys must be [N, {self.dim}], got {tuple(keys.shape)}.")
+        if keys.shape[0] > self.size:
+            raise ValueError(
+                f"Cannot enqueue {keys.shape[0]} keys into a queue of {self.size}: the global batch "
+                "(per-device batch x processes) must not exceed queue_size. Raise queue_size or lower the batch."
+            )
+        positions = (self.pointer + torch.arange(keys.shape[0], device=self.pointer.device)) % self.size
+        self.features.index_copy_(0, positions, keys.detach().to(self.features.dtype))
+        self.pointer.copy_((self.pointer + keys.shape[0]) % self.size)
+
+
+def nearest_neighbors(queries: torch.Tensor, bank: torch.Tensor, k: int) -> torch.Tensor:
+    """The ``k`` raw rows of ``bank`` ``[K, D]`` with the highest cosine similarity to each query ``[B, D]``.
+
+    Returns ``[B, k, D]``, most similar first. Pass the queue snapshot from before this step's enqueue.
+    """
+    similarity = F.normalize(queries.float(), dim=1) @ F.normalize(bank.float(), dim=1).T  # [B, K]
+    indices = similarity.topk(k, dim=1).indices  # [B, k]
+    return bank[indices]
+
+
+@torch.no_grad()
+def ema_update_(teacher: nn.Module, student: nn.Module, momentum: float) -> None:
+    """``teacher = momentum * teacher + (1 - momentum) * student`` for every parameter (one fused call)."""
+    teacher_params = list(teacher.parameters())
+    student_params = [p.detach() for p in student.parameters()]
+    torch._foreach_lerp_(teacher_params, student_params, 1.0 - momentum)
+
+
+# ----------------------------------------------------------------------------- outputs
+
+
+@dataclass
+class ContrastiveEncoderOutput(ModelOutput):
+    """Encoder output.
+
+    Args:
+        last_hidden_state: ``[B, C, H, W]`` feature map (CNNs) or ``[B, N, C]`` tokens (ViTs).
+        pooler_output: ``[B, C]`` globally pooled features (not normalised): the representation.
+    """
+
+    last_hidden_state: torch.FloatTensor | None = None
+    pooler_output: torch.FloatTensor | None = None
+
+
+@dataclass
+class ContrastivePreTrainingOutput(ModelOutput):
+    """Pretraining output.
+
+    Args:
+        loss: 0-d training loss.
+        queue_keys: queue name -> ``[B, D]`` keys this step wants enqueued. The training loop gathers them across
+            processes and calls ``model.enqueue(gathered)`` so every process holds the same queue.
+    """
+
+    loss: torch.FloatTensor | None = None
+    queue_keys: dict | None = None
+
+
+# ----------------------------------------------------------------------------- base classes
+
+
+class ContrastivePreTrainedModel(PreTrainedModel):
+    """Weight initialisation and loading conventions shared by every method.
+
+    ``base_model_prefix = "encoder"``: every pretraining and classification model keeps its encoder at
+    ``self.encoder``, so one checkpoint loads into each class of the family.
+    """
+
+    config_class = ContrastiveConfig
+    base_model_prefix = "encoder"
+    main_input_name = "pixel_values"
+    input_modalities = ("image",)
+    supports_gradient_checkpointing = False
+    # Pretraining state (teachers, heads, queues) is expected to be unused when loading the encoder alone.
+    _keys_to_ignore_on_load_unexpected = [r"^teacher_", r"^projector\.", r"^predictor\.", r"^queue"]
+
+    @torch.no_grad()
+    def _init_weights(self, module: nn.Module) -> None:
+        # Replaces transformers' normal(0.02) default: convolutions get He init (torchvision's ResNet init, used by
+        # the reference code), linear layers torch's default, norms identity; queues random unit vectors.
+        if isinstance(module, nn.Conv2d):
+            nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
+            if module.bias is not None:
+                nn.init.zeros_(module.bias)
+        elif isinstance(module, nn.Linear):
+            module.reset_parameters()
+        elif isinstance(module, (nn.BatchNorm1d, nn.BatchNorm2d, nn.LayerNorm, nn.GroupNorm)):
+            if module.weight is not None:
+                nn.init.ones_(module.weight)
+                nn.init.zeros_(module.bias)
+            if getattr(module, "running_mean", None) is not None:
+                module.running_mean.zero_()
+                module.running_var.fill_(1.0)
+                module.num_batches_tracked.zero_()
+        elif isinstance(module, FeatureQueue):
+            module.reset_parameters()
+
+
+class ContrastiveModel(ContrastivePreTrainedModel):
+    """The encoder alone (AutoModel): ``forward(pixel_values)`` -> ``last_hidden_state``, ``pooler_output``."""
+
+    def __init__(self, config: ContrastiveConfig):
+        super().__init__(config)
+        self.backbone = build_backbone(config)
+        config.hidden_size = self.backbone.num_features
+        self.post_init()
+
+    def forward(
+        self, pixel_values: torch.Tensor, return_dict: bool | None = None, **kwargs
+    ) -> ContrastiveEncoderOutput | tuple:
+        """``pixel_values`` ``[B, C, H, W]`` normalised images -> encoder output (see `ContrastiveEncoderOutput`)."""
+        feature_map = self.backbone.forward_features(pixel_values)
+        pooled = self.backbone.forward_head(feature_map, pre_logits=True)
+        if return_dict is False:
+            return (feature_map, pooled)
+        return ContrastiveEncoderOutput(last_hidden_state=feature_map, pooler_output=pooled)
+
+
+class ContrastiveForImageClassification(ContrastivePreTrainedModel):
+    """Encoder + linear classifier on the pooled features, for fine-tuning and linear probing."""
+
+    def __init__(self, config: ContrastiveConfig, encoder_class: type[ContrastiveModel] = ContrastiveModel):
+        super().__init__(config)
+        self.num_labels = config.num_labels
+        self.encoder = encoder_class(config)
+        self.classifier = nn.Linear(config.hidden_size, config.num_labels) if config.num_labels > 0 else nn.Identity()
+        self.post_init()
+
+    def forward(
+        self,
+        pixel_values: torch.Tensor,
+        labels: torch.Tensor | None = None,
+        return_dict: bool | None = None,
+        **kwargs,
+    ) -> ImageClassifierOutput | tuple:
+        """``pixel_values`` ``[B, C, H, W]``, optional ``labels`` ``[B]`` -> logits ``[B, num_labels]`` (+ CE loss)."""
+        pooled = self.encoder(pixel_values).pooler_output
+        logits = self.classifier(pooled)
+        loss = F.cross_entropy(logits, labels) if labels is not None else None
+        if return_dict is False:
+            return (loss, logits) if loss is not None else (logits,)
+        return ImageClassifierOutput(loss=loss, logits=logits)

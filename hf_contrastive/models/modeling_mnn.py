@@ -1,0 +1,118 @@
+"""MNN: Mixed Nearest-Neighbors for self-supervised learning (arXiv 2311.00562).
+
+Hub boundary: imports only torch, transformers and siblings.
+"""
+
+from __future__ import annotations
+
+import copy
+
+import torch
+from torch import nn
+
+from .configuration_mnn import MNNConfig
+from .losses import mnn_loss
+from .modeling_contrastive import (
+    ContrastiveForImageClassification,
+    ContrastiveModel,
+    ContrastivePreTrainedModel,
+    ContrastivePreTrainingOutput,
+    FeatureQueue,
+    MLPHead,
+    ema_update_,
+    nearest_neighbors,
+)
+
+
+class MNNModel(ContrastiveModel):
+    """The MNN encoder (student backbone): ``forward(pixel_values)`` -> ``last_hidden_state``, ``pooler_output``."""
+
+    config_class = MNNConfig
+
+
+class MNNForImageClassification(ContrastiveForImageClassification):
+    """The MNN encoder with a linear classifier on its pooled features."""
+
+    config_class = MNNConfig
+
+    def __init__(self, config: MNNConfig):
+        super().__init__(config, encoder_class=MNNModel)
+
+
+class MNNForPreTraining(ContrastivePreTrainedModel):
+    """MNN pretraining: student encoder + projector + predictor, EMA teacher, support queue.
+
+    ``forward(views=[x_strong, x_weak])`` returns the symmetric loss of methods.md section 1:
+    ``0.5 * (L(strong -> student, weak -> teacher) + L(weak -> student, strong -> teacher))``; both directions read
+    the queue as it was before this step, and only the teacher projections of the weak (second) view are returned
+    for enqueueing. Call ``momentum_update()`` after each optimiser step and ``enqueue()`` with the gathered keys.
+    """
+
+    config_class = MNNConfig
+
+    def __init__(self, config: MNNConfig):
+        super().__init__(config)
+        self.encoder = MNNModel(config)
+        hidden, dim = config.projection_hidden_size, config.projection_dim
+        self.projector = MLPHead(config.hidden_size, hidden, dim, batch_norm=True)
+        self.predictor = MLPHead(dim, hidden, dim, batch_norm=True)
+        self.teacher_encoder = copy.deepcopy(self.encoder)
+        self.teacher_projector = copy.deepcopy(self.projector)
+        self.queue = FeatureQueue(config.queue_size, dim)
+        self.post_init()
+        self.reset_teacher()
+
+    def _teacher_modules(self) -> nn.ModuleList:
+        return nn.ModuleList([self.teacher_encoder, self.teacher_projector])
+
+    def _student_modules(self) -> nn.ModuleList:
+        return nn.ModuleList([self.encoder, self.projector])
+
+    @torch.no_grad()
+    def reset_teacher(self) -> None:
+        """Teacher := student, without gradients (BYOL/MoCo initialisation)."""
+        self._teacher_modules().load_state_dict(self._student_modules().state_dict())
+        self._teacher_modules().requires_grad_(False)
+
+    @torch.no_grad()
+    def momentum_update(self) -> None:
+        """EMA step of the teacher towards the student with ``config.ema_momentum``."""
+        ema_update_(self._teacher_modules(), self._student_modules(), self.config.ema_momentum)
+
+    @torch.no_grad()
+    def enqueue(self, queue_keys: dict[str, torch.Tensor]) -> None:
+        """Enqueue keys gathered from all processes (``ContrastivePreTrainingOutput.queue_keys``)."""
+        self.queue.enqueue(queue_keys["queue"])
+
+    def _student(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        return self.predictor(self.projector(self.encoder(pixel_values).pooler_output))
+
+    @torch.no_grad()
+    def _teacher(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        # Shuffle-BN: with split BatchNorm the teacher sees the batch in another order than the student, so that
+        # a sample and its other view never share BN statistics (as the reference code does).
+        if self.config.bn_splits > 1:
+            order = torch.randperm(pixel_values.shape[0], device=pixel_values.device)
+            projections = self.teacher_projector(self.teacher_encoder(pixel_values[order]).pooler_output)
+            return projections[torch.argsort(order)]
+        return self.teacher_projector(self.teacher_encoder(pixel_values).pooler_output)
+
+    def forward(self, views: list[torch.Tensor], return_dict: bool | None = None, **kwargs) -> ContrastivePreTrainingOutput:
+        """``views``: ``[x_query, x_key]``, each ``[B, C, H, W]`` (strong, weak by default; see ``config.views``)."""
+        if len(views) != 2:
+            raise ValueError(f"MNN takes two views (strong, weak), got {len(views)}.")
+        strong, weak = views
+        predictions_strong, predictions_weak = self._student(strong), self._student(weak)
+        targets_strong, targets_weak = self._teacher(strong), self._teacher(weak)
+        queue_snapshot = self.queue.features  # read-only here; enqueue happens after the step
+        k = self.config.nn_topk
+        # One lambda ~ U(0, 1) per loss call, shared by the batch and the neighbours.
+        lam_a, lam_b = torch.rand(2, device=strong.device)
+        loss_strong_to_weak = mnn_loss(
+            predictions_strong, targets_weak, nearest_neighbors(targets_weak, queue_snapshot, k), lam_a
+        )
+        loss_weak_to_strong = mnn_loss(
+            predictions_weak, targets_strong, nearest_neighbors(targets_strong, queue_snapshot, k), lam_b
+        )
+        loss = 0.5 * (loss_strong_to_weak + loss_weak_to_strong)
+        return ContrastivePreTrainingOutput(loss=loss, queue_keys={"queue": targets_weak.detach().float()})

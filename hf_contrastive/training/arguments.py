@@ -1,0 +1,172 @@
+"""Command-line and YAML arguments of ``recipes/train.py``.
+
+Precedence: command-line flags > the ``--config`` YAML file > the defaults below. The defaults are the paper
+protocol (methods.md section 0), except the dataset, which defaults to the small CIFAR-10 sample shipped in the repo
+so that ``accelerate launch recipes/train.py`` runs a short end-to-end job out of the box (see ``SAMPLE_DEFAULTS``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+SAMPLE_DATASET = REPO_ROOT / "data" / "cifar10_sample"
+REPORT_TO_CHOICES = ("tensorboard", "trackio", "wandb", "all", "none")
+
+# The embedded default job: MNN on the shipped 2,000-image sample, a few minutes on 2 CPU cores.
+SAMPLE_DEFAULTS: dict[str, Any] = {
+    "num_train_epochs": 2,
+    "per_device_train_batch_size": 128,
+    "warmup_epochs": 1,
+    "config_overrides": {"queue_size": 1024},
+}
+
+
+@dataclass
+class TrainingArguments:
+    """Every option of a pretraining run. Field names follow transformers' example scripts."""
+
+    method: str = "mnn"
+    dataset_name: str | None = None
+    output_dir: str | None = None
+    config: str | None = None
+    backbone: str | None = None
+    image_size: int | None = None
+    image_column: str | None = None
+    label_column: str | None = None
+    train_split: str = "train"
+    eval_split: str | None = None
+    dataset_stats: str | None = None
+    num_train_epochs: int = 200
+    max_train_steps: int | None = None
+    per_device_train_batch_size: int = 256
+    per_device_eval_batch_size: int = 512
+    gradient_accumulation_steps: int = 1
+    learning_rate: float | None = None
+    base_learning_rate: float = 0.06
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    warmup_epochs: float = 5.0
+    seed: int = 42
+    max_train_samples: int | None = None
+    max_eval_samples: int | None = None
+    dataloader_num_workers: int = 2
+    knn_every_n_epochs: int = 1
+    knn_k: int = 200
+    knn_temperature: float = 0.1
+    logging_steps: int = 10
+    checkpointing_steps: str | None = None
+    checkpoints_total_limit: int | None = 2
+    resume_from_checkpoint: str | None = None
+    report_to: str = "tensorboard"
+    push_to_hub: bool = False
+    hub_model_id: str | None = None
+    config_overrides: dict = field(default_factory=dict)
+    augmentations: dict = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.method = self.method.lower().replace("-", "_")
+        if self.dataset_name is None:
+            self.dataset_name = str(SAMPLE_DATASET)
+        if self.output_dir is None:
+            self.output_dir = f"outputs/{self.method}-{self.backbone or 'resnet18'}"
+        if self.report_to not in REPORT_TO_CHOICES:
+            raise ValueError(f"--report_to must be one of {REPORT_TO_CHOICES}, got {self.report_to!r}.")
+        if self.checkpointing_steps is not None:
+            self.checkpointing_steps = str(self.checkpointing_steps)
+            if self.checkpointing_steps != "epoch" and not (
+                self.checkpointing_steps.isdigit() and int(self.checkpointing_steps) > 0
+            ):
+                raise ValueError(
+                    f"--checkpointing_steps must be a positive integer or 'epoch', got {self.checkpointing_steps!r}."
+                )
+        positive = ("num_train_epochs", "per_device_train_batch_size", "per_device_eval_batch_size",
+                    "gradient_accumulation_steps", "knn_k", "logging_steps")
+        for name in positive:
+            if getattr(self, name) <= 0:
+                raise ValueError(f"--{name} must be positive, got {getattr(self, name)}.")
+        if self.push_to_hub and not self.hub_model_id:
+            raise ValueError("--push_to_hub needs --hub_model_id (e.g. your-username/mnn-resnet18).")
+
+    @property
+    def is_sample_dataset(self) -> bool:
+        return Path(self.dataset_name).resolve() == SAMPLE_DATASET.resolve()
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def _parse_overrides(text: str) -> dict[str, Any]:
+    """``"queue_size=1024,nn_topk=3"`` -> ``{"queue_size": 1024, "nn_topk": 3}`` (values parsed as YAML)."""
+    overrides = {}
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        if "=" not in item:
+            raise ValueError(f"--config_overrides takes key=value pairs separated by commas, got {item!r}.")
+        key, value = item.split("=", 1)
+        overrides[key.strip()] = yaml.safe_load(value)
+    return overrides
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        description="Pretrain a contrastive image encoder. Every flag can also be set in the --config YAML file.",
+        argument_default=argparse.SUPPRESS,  # only flags actually given override the YAML file
+    )
+    types = {int: int, float: float, str: str}
+    for spec in dataclasses.fields(TrainingArguments):
+        if spec.name in ("config_overrides", "augmentations"):
+            continue
+        flag = f"--{spec.name}"
+        if spec.type in ("bool", bool):
+            parser.add_argument(flag, action="store_true")
+            continue
+        base_type = next((t for name, t in types.items() if spec.type.startswith(name.__name__)), str)
+        parser.add_argument(flag, type=base_type)
+    parser.add_argument(
+        "--config_overrides",
+        type=_parse_overrides,
+        help="Model config fields, e.g. 'queue_size=1024,nn_topk=3' (overrides the YAML 'model:' section).",
+    )
+    return parser
+
+
+def load_yaml_config(path: str) -> dict[str, Any]:
+    """Read a recipe. Top-level keys are `TrainingArguments` fields; ``model:`` holds config fields."""
+    file = Path(path)
+    if not file.is_file():
+        raise FileNotFoundError(f"--config {path}: no such file. Recipes live in recipes/configs/.")
+    content = yaml.safe_load(file.read_text()) or {}
+    if not isinstance(content, dict):
+        raise ValueError(f"{path} must hold a YAML mapping of argument names to values.")
+    content = dict(content)
+    content["config_overrides"] = content.pop("model", None) or {}
+    known = {spec.name for spec in dataclasses.fields(TrainingArguments)}
+    unknown = sorted(set(content) - known)
+    if unknown:
+        raise ValueError(f"{path}: unknown keys {unknown}. Valid keys: {sorted(known - {'config_overrides'})} and 'model'.")
+    return content
+
+
+def parse_args(argv: list[str] | None = None) -> TrainingArguments:
+    """Merge defaults, the YAML file and the command line into `TrainingArguments`."""
+    cli = vars(build_parser().parse_args(argv))
+    values: dict[str, Any] = {}
+    config_path = cli.get("config")
+    if config_path:
+        values.update(load_yaml_config(config_path))
+    elif "dataset_name" not in cli:
+        values.update(SAMPLE_DEFAULTS)  # the embedded default job
+    overrides = {**values.get("config_overrides", {}), **cli.pop("config_overrides", {})}
+    values.update(cli)
+    values["config_overrides"] = overrides
+    for spec in dataclasses.fields(TrainingArguments):
+        value = values.get(spec.name)
+        if value is not None and spec.type.startswith(("int", "float")) and isinstance(value, str):
+            raise TypeError(f"{spec.name} must be a number, got {value!r}.")
+    return TrainingArguments(**values)

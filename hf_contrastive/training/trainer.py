@@ -1,0 +1,396 @@
+"""The Accelerate pretraining loop shared by every method.
+
+One step: forward all views through the method's ``...ForPreTraining`` (it returns the loss and the keys it wants
+enqueued) -> backward -> optimiser + schedule step -> teacher EMA (after each optimiser step) -> enqueue the keys
+gathered from every process, so every process holds the same queue. See docs/architecture.md.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import platform
+import shlex
+import shutil
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+from accelerate import Accelerator
+from accelerate.utils import DataLoaderConfiguration, ProjectConfiguration, set_seed
+from torch.utils.data import DataLoader
+from tqdm.auto import tqdm
+from transformers import get_cosine_schedule_with_warmup
+
+from .. import data as data_lib
+from ..evaluation import knn_accuracy
+from ..hub import CardContext, push_folder_to_hub, save_hub_folder
+from ..registry import get_method
+from .arguments import TrainingArguments
+
+logger = logging.getLogger(__name__)
+CHECKPOINT_PREFIX = "step_"
+STATE_FILE = "training_state.json"
+
+
+def build_model_config(args: TrainingArguments):
+    """The method's config from its defaults, the recipe's ``model:`` section, --config_overrides and the
+    top-level --backbone / --image_size flags (which win)."""
+    spec = get_method(args.method)
+    fields = dict(args.config_overrides)
+    if args.backbone is not None:
+        fields["backbone"] = args.backbone
+    if args.image_size is not None:
+        fields["image_size"] = args.image_size
+    known = set(spec.config_class().to_dict())
+    unknown = sorted(set(fields) - known)
+    if unknown:
+        raise ValueError(f"Unknown {spec.name} config fields {unknown}. Valid fields: {sorted(known)}.")
+    return spec, spec.config_class(**fields)
+
+
+def detect_dataset_stats(args: TrainingArguments) -> str:
+    """Which (mean, std) normalisation to use: --dataset_stats, else guessed from the dataset name."""
+    if args.dataset_stats:
+        if args.dataset_stats not in data_lib.DATASET_STATS:
+            raise ValueError(f"--dataset_stats must be one of {sorted(data_lib.DATASET_STATS)}, got {args.dataset_stats!r}.")
+        return args.dataset_stats
+    name = args.dataset_name.lower().replace("_", "").replace("-", "")
+    for key in ("cifar100", "cifar10", "stl10", "tinyimagenet"):
+        if key in name:
+            return "tiny-imagenet" if key == "tinyimagenet" else key
+    return "imagenet"
+
+
+def find_checkpoint(output_dir: Path, resume_from_checkpoint: str) -> Path:
+    """``latest`` -> the newest ``checkpoints/step_N`` under output_dir; otherwise the given folder."""
+    if resume_from_checkpoint == "latest":
+        candidates = sorted(
+            (output_dir / "checkpoints").glob(f"{CHECKPOINT_PREFIX}*"),
+            key=lambda path: int(path.name[len(CHECKPOINT_PREFIX):]),
+        )
+        candidates = [path for path in candidates if (path / STATE_FILE).is_file()]
+        if not candidates:
+            raise FileNotFoundError(
+                f"--resume_from_checkpoint latest: no checkpoint in {output_dir / 'checkpoints'}. "
+                "Start without --resume_from_checkpoint, or pass --output_dir of the run to continue."
+            )
+        return candidates[-1]
+    path = Path(resume_from_checkpoint)
+    if not (path / STATE_FILE).is_file():
+        raise FileNotFoundError(
+            f"--resume_from_checkpoint {path}: not a checkpoint folder (no {STATE_FILE}). "
+            f"Pass a folder like {output_dir / 'checkpoints' / 'step_500'} or 'latest'."
+        )
+    return path
+
+
+class Trainer:
+    """Builds data, model, optimiser and Accelerator from `TrainingArguments`, then `train()` runs the loop."""
+
+    def __init__(self, args: TrainingArguments):
+        self.args = args
+        self.output_dir = Path(args.output_dir)
+        self.accelerator = Accelerator(
+            gradient_accumulation_steps=args.gradient_accumulation_steps,
+            log_with=None if args.report_to == "none" else args.report_to,
+            project_config=ProjectConfiguration(project_dir=str(self.output_dir), logging_dir=str(self.output_dir / "logs")),
+            dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True, data_seed=args.seed),
+        )
+        set_seed(args.seed)
+        self.knn_history: list[dict[str, float]] = []
+        self.spec, self.model_config = build_model_config(args)
+        self._build_data()
+        self._check_batch_fits()
+        self.model = self.spec.pretraining_class(self.model_config)
+        self._build_optimisation()
+
+    # ------------------------------------------------------------------ construction
+
+    def _build_data(self) -> None:
+        args = self.args
+        self.splits = data_lib.load_image_dataset(
+            args.dataset_name,
+            image_column=args.image_column,
+            label_column=args.label_column,
+            train_split=args.train_split,
+            eval_split=args.eval_split,
+            max_train_samples=args.max_train_samples,
+            max_eval_samples=args.max_eval_samples,
+            seed=args.seed,
+        )
+        self.dataset_stats = detect_dataset_stats(args)
+        self.image_mean, self.image_std = data_lib.DATASET_STATS[self.dataset_stats]
+        size = self.model_config.image_size
+        view_transforms = [
+            data_lib.build_view_transform(kind, size, self.image_mean, self.image_std, **args.augmentations.get(kind, {}))
+            for kind in self.model_config.views
+        ]
+        self.train_dataset = data_lib.MultiViewDataset(
+            self.splits.train, self.splits.image_column, self.splits.label_column, view_transforms, seed=args.seed
+        )
+        if len(self.train_dataset) < args.per_device_train_batch_size * self.accelerator.num_processes:
+            raise ValueError(
+                f"The training split has {len(self.train_dataset)} images, fewer than one global batch "
+                f"({args.per_device_train_batch_size} x {self.accelerator.num_processes}). Lower --per_device_train_batch_size."
+            )
+        loader_kwargs = dict(num_workers=args.dataloader_num_workers, persistent_workers=args.dataloader_num_workers > 0)
+        # drop_last: every step sees a full batch (BatchNorm, split BN and queue sizes stay constant).
+        self.train_dataloader = DataLoader(
+            self.train_dataset, batch_size=args.per_device_train_batch_size, shuffle=True, drop_last=True,
+            collate_fn=data_lib.collate_views, **loader_kwargs,
+        )
+        self.knn_dataloaders = None
+        if self.splits.label_column is not None:
+            eval_transform = data_lib.build_view_transform("eval", size, self.image_mean, self.image_std)
+            bank, test = (
+                DataLoader(
+                    data_lib.EvalImageDataset(split, self.splits.image_column, self.splits.label_column, eval_transform),
+                    batch_size=args.per_device_eval_batch_size, collate_fn=data_lib.collate_eval, **loader_kwargs,
+                )
+                for split in (self.splits.train, self.splits.eval)
+            )
+            self.knn_dataloaders = (bank, test)
+        else:
+            logger.warning("The dataset has no label column: the kNN monitor is off.")
+
+    def _check_batch_fits(self) -> None:
+        queue_size = getattr(self.model_config, "queue_size", None)
+        global_batch = self.args.per_device_train_batch_size * self.accelerator.num_processes
+        if queue_size is not None and global_batch > queue_size:
+            raise ValueError(
+                f"The global batch ({global_batch} = {self.args.per_device_train_batch_size} per device x "
+                f"{self.accelerator.num_processes} processes) does not fit the queue (queue_size={queue_size}): "
+                "raise queue_size (--config_overrides queue_size=N) or lower --per_device_train_batch_size."
+            )
+        splits = getattr(self.model_config, "bn_splits", 1)
+        if self.args.per_device_train_batch_size % splits:
+            raise ValueError(
+                f"--per_device_train_batch_size {self.args.per_device_train_batch_size} is not divisible by "
+                f"bn_splits={splits}; change one of them."
+            )
+
+    def _build_optimisation(self) -> None:
+        args = self.args
+        self.global_batch_size = (
+            args.per_device_train_batch_size * self.accelerator.num_processes * args.gradient_accumulation_steps
+        )
+        # Linear scaling rule of the protocol: lr = 0.06 x global batch / 256, unless --learning_rate is given.
+        self.learning_rate = args.learning_rate or args.base_learning_rate * self.global_batch_size / 256
+        self.optimizer = torch.optim.SGD(
+            self.model.parameters(), lr=self.learning_rate, momentum=args.momentum, weight_decay=args.weight_decay
+        )
+        self.steps_per_epoch = math.ceil(len(self.train_dataloader) / args.gradient_accumulation_steps)
+        self.max_train_steps = args.max_train_steps or args.num_train_epochs * self.steps_per_epoch
+        self.num_epochs = math.ceil(self.max_train_steps / self.steps_per_epoch)
+        # The prepared scheduler steps once per process per optimiser step, hence the factor.
+        processes = self.accelerator.num_processes
+        self.lr_scheduler = get_cosine_schedule_with_warmup(
+            self.optimizer,
+            num_warmup_steps=int(args.warmup_epochs * self.steps_per_epoch) * processes,
+            num_training_steps=self.max_train_steps * processes,
+        )
+        prepared = self.accelerator.prepare(self.model, self.optimizer, self.train_dataloader, self.lr_scheduler)
+        self.model, self.optimizer, self.train_dataloader, self.lr_scheduler = prepared
+        if self.knn_dataloaders is not None:
+            self.knn_dataloaders = tuple(self.accelerator.prepare(*self.knn_dataloaders))
+        # Per-device batches per epoch after sharding across processes.
+        self.steps_per_epoch = math.ceil(len(self.train_dataloader) / args.gradient_accumulation_steps)
+
+    # ------------------------------------------------------------------ checkpoints
+
+    def save_checkpoint(self, global_step: int, epoch: int, batches_done_in_epoch: int) -> Path:
+        """accelerator.save_state (model incl. teachers and queues, optimiser, scheduler, RNG) + the loop position."""
+        path = self.output_dir / "checkpoints" / f"{CHECKPOINT_PREFIX}{global_step}"
+        self.accelerator.save_state(str(path), safe_serialization=True)
+        if self.accelerator.is_main_process:
+            state = {"global_step": global_step, "epoch": epoch, "batches_done_in_epoch": batches_done_in_epoch,
+                     "knn_history": self.knn_history}
+            (path / STATE_FILE).write_text(json.dumps(state, indent=2))
+            self._prune_checkpoints()
+        self.accelerator.wait_for_everyone()
+        return path
+
+    def _prune_checkpoints(self) -> None:
+        limit = self.args.checkpoints_total_limit
+        if not limit:
+            return
+        checkpoints = sorted(
+            (self.output_dir / "checkpoints").glob(f"{CHECKPOINT_PREFIX}*"),
+            key=lambda path: int(path.name[len(CHECKPOINT_PREFIX):]),
+        )
+        for old in checkpoints[:-limit]:
+            shutil.rmtree(old, ignore_errors=True)
+
+    def load_checkpoint(self, path: Path) -> dict[str, Any]:
+        self.accelerator.load_state(str(path))
+        state = json.loads((path / STATE_FILE).read_text())
+        self.accelerator.print(f"Resumed from {path} (step {state['global_step']}, epoch {state['epoch']}).")
+        return state
+
+    # ------------------------------------------------------------------ loop
+
+    def evaluate_knn(self) -> float | None:
+        if self.knn_dataloaders is None:
+            return None
+        encoder = self.accelerator.unwrap_model(self.model).encoder
+        return knn_accuracy(
+            encoder, *self.knn_dataloaders, self.accelerator, self.splits.num_classes, self.args.knn_k, self.args.knn_temperature
+        )
+
+    def train(self) -> dict[str, Any]:
+        """Run the loop to ``max_train_steps``, then write the Hub folder and all_results.json. Returns the results."""
+        args, accelerator = self.args, self.accelerator
+        accelerator.init_trackers("hf_contrastive", config=_loggable(args.to_dict()))
+        global_step, starting_epoch, resume_batches = 0, 0, 0
+        if args.resume_from_checkpoint:
+            state = self.load_checkpoint(find_checkpoint(self.output_dir, args.resume_from_checkpoint))
+            global_step, starting_epoch = state["global_step"], state["epoch"]
+            resume_batches, self.knn_history = state["batches_done_in_epoch"], state["knn_history"]
+        unwrapped = accelerator.unwrap_model(self.model)
+        checkpoint_every = int(args.checkpointing_steps) if (args.checkpointing_steps or "").isdigit() else None
+
+        accelerator.print(
+            f"{self.spec.name} | {self.model_config.backbone} | {len(self.train_dataset)} train images | "
+            f"global batch {self.global_batch_size} | lr {self.learning_rate:g} | {self.max_train_steps} steps "
+            f"({self.num_epochs} epochs) | {accelerator.num_processes} process(es), {accelerator.device}, "
+            f"mixed precision {accelerator.mixed_precision}"
+        )
+        progress = tqdm(total=self.max_train_steps, initial=global_step, desc="pretraining",
+                        disable=not accelerator.is_local_main_process, dynamic_ncols=True)
+        start_time, samples_seen, loss = time.perf_counter(), 0, None
+        self.model.train()
+        for epoch in range(starting_epoch, self.num_epochs):
+            self.train_dataset.set_epoch(epoch)
+            self.train_dataloader.set_epoch(epoch)
+            dataloader, batches_done = self.train_dataloader, 0
+            if epoch == starting_epoch and resume_batches:
+                dataloader = accelerator.skip_first_batches(self.train_dataloader, resume_batches)
+                batches_done = resume_batches
+            for batch in dataloader:
+                with accelerator.accumulate(self.model):
+                    outputs = self.model(views=batch["views"])
+                    accelerator.backward(outputs.loss)
+                    self.optimizer.step()
+                    self.lr_scheduler.step()
+                    self.optimizer.zero_grad(set_to_none=True)
+                if outputs.queue_keys:
+                    unwrapped.enqueue(accelerator.gather(outputs.queue_keys))
+                batches_done += 1
+                samples_seen += batch["views"][0].shape[0] * accelerator.num_processes
+                if not accelerator.sync_gradients:
+                    continue
+                unwrapped.momentum_update()
+                global_step += 1
+                loss = outputs.loss.detach().item()
+                if not math.isfinite(loss):
+                    raise FloatingPointError(
+                        f"The loss became {loss} at step {global_step}. Lower --learning_rate, or use bf16 instead of "
+                        "fp16; resume from the last checkpoint with --resume_from_checkpoint latest."
+                    )
+                progress.update(1)
+                progress.set_postfix(loss=f"{loss:.4f}", epoch=epoch)
+                if global_step % args.logging_steps == 0 or global_step == self.max_train_steps:
+                    accelerator.log(
+                        {"train/loss": loss, "train/lr": self.lr_scheduler.get_last_lr()[0], "train/epoch": epoch},
+                        step=global_step,
+                    )
+                if checkpoint_every and global_step % checkpoint_every == 0:
+                    self.save_checkpoint(global_step, epoch, batches_done)
+                if global_step >= self.max_train_steps:
+                    break
+            epochs_done = epoch + 1
+            is_last = global_step >= self.max_train_steps
+            if args.checkpointing_steps == "epoch" and not is_last:
+                self.save_checkpoint(global_step, epochs_done, 0)
+            if args.knn_every_n_epochs > 0 and epochs_done % args.knn_every_n_epochs == 0 and not is_last:
+                self._record_knn(global_step, epochs_done, progress)
+            if is_last:
+                break
+        progress.close()
+        train_runtime = time.perf_counter() - start_time
+        knn_top1 = self._record_knn(global_step, global_step / self.steps_per_epoch, None)
+        return self._finish(global_step, knn_top1, train_runtime, samples_seen, loss)
+
+    def _record_knn(self, global_step: int, epoch: float, progress: tqdm | None) -> float | None:
+        knn_top1 = self.evaluate_knn()
+        if knn_top1 is None:
+            return None
+        self.knn_history.append({"step": global_step, "epoch": round(epoch, 3), "knn_top1": knn_top1})
+        self.accelerator.log({"eval/knn_top1": knn_top1}, step=global_step)
+        message = f"epoch {epoch:g} step {global_step}: kNN top-1 {100 * knn_top1:.2f}%"
+        (progress.write if progress is not None else self.accelerator.print)(message)
+        self.model.train()
+        return knn_top1
+
+    def _finish(self, global_step: int, knn_top1: float | None, train_runtime: float, samples_seen: int, loss) -> dict:
+        args, accelerator = self.args, self.accelerator
+        results = {
+            "method": self.spec.name,
+            "backbone": self.model_config.backbone,
+            "knn_top1": knn_top1,
+            "epochs": round(global_step / self.steps_per_epoch, 3),
+            "global_step": global_step,
+            "train_samples": len(self.train_dataset),
+            "eval_samples": len(self.splits.eval),
+            "train_runtime_s": round(train_runtime, 2),
+            "train_samples_per_second": round(samples_seen / train_runtime, 2) if train_runtime > 0 else None,
+            "final_loss": loss,
+            "global_batch_size": self.global_batch_size,
+            "num_processes": accelerator.num_processes,
+            "mixed_precision": accelerator.mixed_precision,
+            "device": _hardware(accelerator),
+            "knn_history": self.knn_history,
+        }
+        model_dir = self.output_dir / "model"
+        if accelerator.is_main_process:
+            context = CardContext(
+                dataset_name=args.dataset_name,
+                dataset_stats=self.dataset_stats,
+                train_samples=len(self.train_dataset),
+                epochs=results["epochs"],
+                global_batch_size=self.global_batch_size,
+                command=" ".join(["accelerate launch recipes/train.py"] + [shlex.quote(a) for a in sys.argv[1:]]),
+                knn_top1=knn_top1,
+                eval_split=getattr(self.splits, "eval_split_name", "test"),
+                recipe=args.to_dict(),
+                hardware=results["device"],
+                train_runtime_s=results["train_runtime_s"],
+                train_samples_per_second=results["train_samples_per_second"],
+            )
+            unwrapped = accelerator.unwrap_model(self.model)
+            save_hub_folder(unwrapped, self.spec, model_dir, image_mean=self.image_mean, image_std=self.image_std,
+                            context=context, repo_id=args.hub_model_id)
+            (self.output_dir / "all_results.json").write_text(json.dumps(results, indent=2))
+            if args.push_to_hub:
+                url = push_folder_to_hub(model_dir, args.hub_model_id)
+                accelerator.print(f"Pushed {model_dir} to https://huggingface.co/{args.hub_model_id} ({url})")
+        accelerator.wait_for_everyone()
+        accelerator.end_training()
+        knn_text = f"{100 * knn_top1:.2f}%" if knn_top1 is not None else "n/a (no labels)"
+        accelerator.print(
+            f"\nkNN top-1 (k={args.knn_k}, T={args.knn_temperature}) on {len(self.splits.eval)} eval images: {knn_text}\n"
+            f"Hub-ready folder: {model_dir}\n"
+            f"Load it: import hf_contrastive; from transformers import AutoModel; "
+            f"encoder = AutoModel.from_pretrained({str(model_dir)!r})"
+        )
+        return results
+
+
+def _loggable(values: dict[str, Any]) -> dict[str, Any]:
+    """Trackers accept scalars only: nested values become strings."""
+    return {k: v if isinstance(v, (int, float, str, bool)) or v is None else json.dumps(v) for k, v in values.items()}
+
+
+def _hardware(accelerator: Accelerator) -> str:
+    if accelerator.device.type == "cuda":
+        return f"{accelerator.num_processes} x {torch.cuda.get_device_name(accelerator.device)}"
+    return f"{accelerator.num_processes} x CPU ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
+
+
+def train(args: TrainingArguments) -> dict[str, Any]:
+    """Pretrain as described by ``args``; returns the results also written to ``output_dir/all_results.json``."""
+    return Trainer(args).train()
