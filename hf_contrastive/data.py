@@ -75,6 +75,7 @@ class ImageDatasetSplits:
     num_classes: int | None
     class_names: list[str] | None
     dataset_name: str
+    eval_split_name: str = "test"
 
 
 def _split_of(relative_path: Path) -> str | None:
@@ -208,10 +209,12 @@ def load_image_dataset(
         if eval_split not in dataset_dict:
             raise ValueError(f"Eval split {eval_split!r} not found; the dataset has splits {splits}.")
         eval_ds = dataset_dict[eval_split]
+        eval_split_name = eval_split
     else:
         present = [s for s in EVAL_SPLIT_CANDIDATES if s in dataset_dict]
         if present:
             eval_ds = dataset_dict[present[0]]
+            eval_split_name = present[0]
         else:
             logger.warning(
                 "No eval split among %s (splits: %s); holding out 10%% of %r as eval (seed %d).",
@@ -219,6 +222,7 @@ def load_image_dataset(
             )
             held_out = train.train_test_split(test_size=0.1, seed=seed)
             train, eval_ds = held_out["train"], held_out["test"]
+            eval_split_name = f"{train_split} (10% held out)"
     missing = [c for c in (image_column, label_column) if c is not None and c not in eval_ds.column_names]
     if missing:
         raise ValueError(f"The eval split lacks column(s) {missing}; it has {eval_ds.column_names}.")
@@ -242,6 +246,7 @@ def load_image_dataset(
     return ImageDatasetSplits(
         train=train, eval=eval_ds, image_column=image_column, label_column=label_column,
         num_classes=num_classes, class_names=class_names, dataset_name=name_or_path,
+        eval_split_name=eval_split_name,
     )
 
 

@@ -139,9 +139,11 @@ class Trainer:
             )
         loader_kwargs = dict(num_workers=args.dataloader_num_workers, persistent_workers=args.dataloader_num_workers > 0)
         # drop_last: every step sees a full batch (BatchNorm, split BN and queue sizes stay constant).
+        # The loader's own generator keeps its draws (worker base seeds) off the global RNG, which the model uses
+        # (e.g. MNN's lambda) and checkpoints restore: a resumed run then draws exactly what the original drew.
         self.train_dataloader = DataLoader(
             self.train_dataset, batch_size=args.per_device_train_batch_size, shuffle=True, drop_last=True,
-            collate_fn=data_lib.collate_views, **loader_kwargs,
+            collate_fn=data_lib.collate_views, generator=torch.Generator().manual_seed(args.seed), **loader_kwargs,
         )
         self.knn_dataloaders = None
         if self.splits.label_column is not None:
@@ -355,7 +357,7 @@ class Trainer:
                 global_batch_size=self.global_batch_size,
                 command=" ".join(["accelerate launch recipes/train.py"] + [shlex.quote(a) for a in sys.argv[1:]]),
                 knn_top1=knn_top1,
-                eval_split=getattr(self.splits, "eval_split_name", "test"),
+                eval_split=self.splits.eval_split_name,
                 recipe=args.to_dict(),
                 hardware=results["device"],
                 train_runtime_s=results["train_runtime_s"],

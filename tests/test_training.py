@@ -1,0 +1,184 @@
+"""The pretraining loop end to end on real CIFAR-10 images (the shipped sample): results, Hub folder, exact resume,
+mixed precision, the command line, and the errors users get for bad arguments."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from accelerate.state import AcceleratorState
+from safetensors.torch import load_file
+from transformers import AutoModel
+
+import hf_contrastive
+from hf_contrastive.training import Trainer, parse_args, train
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+SAMPLE = str(REPO_ROOT / "data" / "cifar10_sample")
+
+# A short run: 96 training images in batches of 32 (3 steps per epoch), a 64-image kNN test set.
+SMALL_RUN = [
+    "--dataset_name", SAMPLE, "--max_train_samples", "96", "--max_eval_samples", "64",
+    "--per_device_train_batch_size", "32", "--per_device_eval_batch_size", "64",
+    "--dataloader_num_workers", "0", "--report_to", "none", "--warmup_epochs", "1",
+    "--config_overrides", "queue_size=128,projection_hidden_size=256",
+]
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory) -> Path:
+    output_dir = tmp_path_factory.mktemp("run")
+    train(parse_args(SMALL_RUN + ["--num_train_epochs", "2", "--output_dir", str(output_dir)]))
+    return output_dir
+
+
+def test_run_writes_results_and_hub_folder(finished_run):
+    results = json.loads((finished_run / "all_results.json").read_text())
+    for key in ("knn_top1", "epochs", "train_samples", "train_runtime_s", "train_samples_per_second"):
+        assert key in results, key
+    assert results["train_samples"] == 96 and results["epochs"] == 2.0 and results["global_step"] == 6
+    assert 0.0 <= results["knn_top1"] <= 1.0
+    assert [entry["epoch"] for entry in results["knn_history"]] == [1, 2.0]
+    assert results["train_samples_per_second"] > 0
+    assert torch.isfinite(torch.tensor(results["final_loss"]))
+    folder = finished_run / "model"
+    assert {"config.json", "model.safetensors", "preprocessor_config.json", "README.md"} <= {p.name for p in folder.iterdir()}
+    assert "0.%s" % str(round(results["knn_top1"], 4))[2:] in (folder / "README.md").read_text()
+
+
+def test_trained_encoder_loads_with_automodel(finished_run):
+    encoder = AutoModel.from_pretrained(finished_run / "model")
+    assert isinstance(encoder, hf_contrastive.MNNModel)
+    state = load_file(finished_run / "model" / "model.safetensors")
+    for name, tensor in encoder.state_dict().items():
+        assert torch.equal(tensor, state[f"encoder.{name}"]), name
+
+
+def test_queue_was_filled_by_the_loop(finished_run):
+    state = load_file(finished_run / "model" / "model.safetensors")
+    # 6 steps x 32 keys = 192 keys through a 128-slot queue: pointer (192 mod 128) = 64.
+    assert state["queue.pointer"].item() == 64
+
+
+def test_resume_continues_exactly(tmp_path):
+    """A run checkpointed mid-epoch and resumed ends with the same weights, queue and optimiser as an
+    uninterrupted run (augmentations, sampler order, lambda draws and EMA all restored)."""
+    common = SMALL_RUN + ["--max_train_steps", "5", "--knn_every_n_epochs", "0", "--checkpointing_steps", "2",
+                          "--checkpoints_total_limit", "5"]
+    straight = tmp_path / "straight"
+    train(parse_args(common + ["--output_dir", str(straight)]))
+    assert (straight / "checkpoints" / "step_2").is_dir() and (straight / "checkpoints" / "step_4").is_dir()
+
+    resumed = tmp_path / "resumed"
+    (resumed / "checkpoints").mkdir(parents=True)
+    # Continue from the mid-epoch checkpoint (step 2 of 3 in epoch 0), as if the first run had stopped there.
+    shutil.copytree(straight / "checkpoints" / "step_2", resumed / "checkpoints" / "step_2")
+    results = train(parse_args(common + ["--output_dir", str(resumed), "--resume_from_checkpoint", "latest"]))
+    assert results["global_step"] == 5
+
+    expected = load_file(straight / "model" / "model.safetensors")
+    got = load_file(resumed / "model" / "model.safetensors")
+    assert expected.keys() == got.keys()
+    for name in expected:
+        assert torch.equal(expected[name], got[name]), name
+
+
+def test_resume_without_checkpoint_says_what_to_do(tmp_path):
+    args = parse_args(SMALL_RUN + ["--output_dir", str(tmp_path), "--resume_from_checkpoint", "latest"])
+    with pytest.raises(FileNotFoundError, match="no checkpoint in .*Start without --resume_from_checkpoint"):
+        train(args)
+    args = parse_args(SMALL_RUN + ["--output_dir", str(tmp_path), "--resume_from_checkpoint", str(tmp_path / "nope")])
+    with pytest.raises(FileNotFoundError, match="not a checkpoint folder"):
+        train(args)
+
+
+def test_bf16_mixed_precision_trains(tmp_path, monkeypatch):
+    monkeypatch.setenv("ACCELERATE_MIXED_PRECISION", "bf16")
+    # Accelerate keeps one state per process; earlier tests in this process created it in fp32.
+    AcceleratorState._reset_state(reset_partial_state=True)
+    results = train(parse_args(SMALL_RUN + ["--max_train_steps", "2", "--knn_every_n_epochs", "0",
+                                            "--output_dir", str(tmp_path)]))
+    assert results["mixed_precision"] == "bf16"
+    assert torch.isfinite(torch.tensor(results["final_loss"]))
+    AcceleratorState._reset_state(reset_partial_state=True)
+
+
+def test_yaml_recipe_and_cli_precedence(tmp_path):
+    recipe = tmp_path / "recipe.yaml"
+    recipe.write_text("method: mnn\nnum_train_epochs: 7\nlearning_rate: 0.5\nmodel:\n  queue_size: 512\n  nn_topk: 3\n")
+    args = parse_args(["--config", str(recipe), "--learning_rate", "0.1", "--config_overrides", "nn_topk=4"])
+    assert args.num_train_epochs == 7 and args.learning_rate == 0.1
+    assert args.config_overrides == {"queue_size": 512, "nn_topk": 4}
+
+
+def test_paper_recipe_file_holds_the_protocol():
+    args = parse_args(["--config", str(REPO_ROOT / "recipes" / "configs" / "mnn_cifar10.yaml")])
+    assert (args.num_train_epochs, args.per_device_train_batch_size, args.base_learning_rate) == (200, 256, 0.06)
+    assert (args.momentum, args.weight_decay, args.warmup_epochs) == (0.9, 5e-4, 5)
+    overrides = args.config_overrides
+    assert (overrides["ema_momentum"], overrides["queue_size"], overrides["nn_topk"]) == (0.99, 4096, 5)
+    assert overrides["views"] == ["strong", "weak"] and overrides["small_image_stem"] and not overrides["stem_max_pool"]
+
+
+def test_no_arguments_is_the_embedded_sample_job():
+    args = parse_args([])
+    assert args.method == "mnn" and Path(args.dataset_name) == Path(SAMPLE)
+    assert args.num_train_epochs == 2 and args.config_overrides == {"queue_size": 1024}
+
+
+@pytest.mark.parametrize(
+    ("extra", "error", "message"),
+    [
+        (["--method", "simclr2"], ValueError, "Unknown method 'simclr2'. Available methods: mnn"),
+        (["--backbone", "resnet_does_not_exist"], ValueError, "not a timm model name"),
+        (["--config_overrides", "queue_size=abc"], TypeError, "queue_size must be int"),
+        (["--config_overrides", "queue_sise=10"], ValueError, "Unknown mnn config fields"),
+        (["--config_overrides", "queue_size=16"], ValueError, "does not fit the queue"),
+        (["--image_column", "picture"], ValueError, "picture"),
+        (["--config_overrides", "queue_size=128,bn_splits=5"], ValueError, "not divisible by bn_splits=5"),
+    ],
+)
+def test_bad_arguments_fail_early_with_a_fix(tmp_path, extra, error, message):
+    with pytest.raises(error, match=message):
+        Trainer(parse_args(SMALL_RUN + ["--output_dir", str(tmp_path)] + extra))
+
+
+def test_bad_flag_values_are_rejected():
+    with pytest.raises(ValueError, match="--checkpointing_steps must be a positive integer or 'epoch'"):
+        parse_args(["--checkpointing_steps", "often"])
+    with pytest.raises(ValueError, match="--push_to_hub needs --hub_model_id"):
+        parse_args(["--push_to_hub"])
+    with pytest.raises(ValueError, match="--report_to must be one of"):
+        parse_args(["--report_to", "mlflow2"])
+
+
+def test_yaml_with_unknown_key_or_wrong_type(tmp_path):
+    recipe = tmp_path / "bad.yaml"
+    recipe.write_text("num_train_epoch: 10\n")
+    with pytest.raises(ValueError, match="unknown keys \\['num_train_epoch'\\]"):
+        parse_args(["--config", str(recipe)])
+    recipe.write_text("num_train_epochs: ten\n")
+    with pytest.raises(TypeError, match="num_train_epochs must be a number"):
+        parse_args(["--config", str(recipe)])
+
+
+def test_accelerate_launch_command_line(tmp_path):
+    """The documented entry point: progress bar, kNN accuracy, the folder and the line that loads it."""
+    command = [sys.executable, "-m", "accelerate.commands.launch", "--cpu", "--num_processes", "1",
+               "--mixed_precision", "no", "--num_machines", "1", "--dynamo_backend", "no",
+               str(REPO_ROOT / "recipes" / "train.py"), *SMALL_RUN, "--max_train_steps", "2",
+               "--output_dir", str(tmp_path / "cli")]
+    completed = subprocess.run(command, capture_output=True, text=True, timeout=600,
+                               env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    output = completed.stdout + completed.stderr
+    assert completed.returncode == 0, output[-3000:]
+    assert "pretraining" in output and "2/2" in output  # tqdm bar
+    assert "kNN top-1 (k=200, T=0.1)" in output
+    assert f"Hub-ready folder: {tmp_path / 'cli' / 'model'}" in output
+    assert "AutoModel.from_pretrained(" in output
