@@ -17,7 +17,7 @@ from safetensors.torch import load_file
 from transformers import AutoModel
 
 import hf_contrastive
-from hf_contrastive.training import Trainer, parse_args, train
+from hf_contrastive.training import Pretrainer, parse_args, train
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SAMPLE = str(REPO_ROOT / "data" / "cifar10_sample")
@@ -74,11 +74,14 @@ def test_resume_continues_exactly(tmp_path):
     straight = tmp_path / "straight"
     train(parse_args(common + ["--output_dir", str(straight)]))
     assert (straight / "checkpoints" / "step_2").is_dir() and (straight / "checkpoints" / "step_4").is_dir()
+    assert not list((straight / "checkpoints").glob("*.partial"))
 
     resumed = tmp_path / "resumed"
     (resumed / "checkpoints").mkdir(parents=True)
     # Continue from the mid-epoch checkpoint (step 2 of 3 in epoch 0), as if the first run had stopped there.
     shutil.copytree(straight / "checkpoints" / "step_2", resumed / "checkpoints" / "step_2")
+    # A later checkpoint whose writing crashed (no rename) must not be picked by "latest".
+    shutil.copytree(straight / "checkpoints" / "step_4", resumed / "checkpoints" / "step_4.partial")
     results = train(parse_args(common + ["--output_dir", str(resumed), "--resume_from_checkpoint", "latest"]))
     assert results["global_step"] == 5
 
@@ -146,7 +149,7 @@ def test_no_arguments_is_the_embedded_sample_job():
 )
 def test_bad_arguments_fail_early_with_a_fix(tmp_path, extra, error, message):
     with pytest.raises(error, match=message):
-        Trainer(parse_args(SMALL_RUN + ["--output_dir", str(tmp_path)] + extra))
+        Pretrainer(parse_args(SMALL_RUN + ["--output_dir", str(tmp_path)] + extra))
 
 
 def test_bad_flag_values_are_rejected():

@@ -217,6 +217,20 @@ class ContrastivePreTrainedModel(PreTrainedModel):
     # Pretraining state (teachers, heads, queues) is expected to be unused when loading the encoder alone.
     _keys_to_ignore_on_load_unexpected = [r"^teacher_", r"^projector\.", r"^predictor\.", r"^queue"]
 
+    @classmethod
+    def from_pretrained(cls, *args, **kwargs):
+        # transformers rebuilds every loaded weight as a trainable Parameter: freeze the teachers again.
+        loaded = super().from_pretrained(*args, **kwargs)
+        model = loaded[0] if isinstance(loaded, tuple) else loaded  # output_loading_info=True gives a tuple
+        model.freeze_teachers()
+        return loaded
+
+    def freeze_teachers(self) -> None:
+        """Teachers (attributes named ``teacher_*``) are updated by EMA, never by gradients."""
+        for name, parameter in self.named_parameters():
+            if name.startswith("teacher_"):
+                parameter.requires_grad_(False)
+
     @torch.no_grad()
     def _init_weights(self, module: nn.Module) -> None:
         # Replaces transformers' normal(0.02) default: convolutions get He init (torchvision's ResNet init, used by

@@ -72,7 +72,7 @@ class MNNForPreTraining(ContrastivePreTrainedModel):
     def reset_teacher(self) -> None:
         """Teacher := student, without gradients (BYOL/MoCo initialisation)."""
         self._teacher_modules().load_state_dict(self._student_modules().state_dict())
-        self._teacher_modules().requires_grad_(False)
+        self.freeze_teachers()
 
     @torch.no_grad()
     def momentum_update(self) -> None:

@@ -1,6 +1,6 @@
 """Pretraining: arguments and the Accelerate loop."""
 
 from .arguments import TrainingArguments, parse_args
-from .trainer import Trainer, train
+from .trainer import Pretrainer, train
 
-__all__ = ["Trainer", "TrainingArguments", "parse_args", "train"]
+__all__ = ["Pretrainer", "TrainingArguments", "parse_args", "train"]

@@ -65,20 +65,25 @@ def detect_dataset_stats(args: TrainingArguments) -> str:
     return "imagenet"
 
 
+def list_checkpoints(output_dir: Path) -> list[Path]:
+    """Complete checkpoints ``output_dir/checkpoints/step_N``, oldest first."""
+    folders = [
+        path for path in (output_dir / "checkpoints").glob(f"{CHECKPOINT_PREFIX}*")
+        if path.name[len(CHECKPOINT_PREFIX):].isdigit() and (path / STATE_FILE).is_file()
+    ]
+    return sorted(folders, key=lambda path: int(path.name[len(CHECKPOINT_PREFIX):]))
+
+
 def find_checkpoint(output_dir: Path, resume_from_checkpoint: str) -> Path:
-    """``latest`` -> the newest ``checkpoints/step_N`` under output_dir; otherwise the given folder."""
+    """``latest`` -> the newest complete ``checkpoints/step_N`` under output_dir; otherwise the given folder."""
     if resume_from_checkpoint == "latest":
-        candidates = sorted(
-            (output_dir / "checkpoints").glob(f"{CHECKPOINT_PREFIX}*"),
-            key=lambda path: int(path.name[len(CHECKPOINT_PREFIX):]),
-        )
-        candidates = [path for path in candidates if (path / STATE_FILE).is_file()]
-        if not candidates:
+        checkpoints = list_checkpoints(output_dir)
+        if not checkpoints:
             raise FileNotFoundError(
                 f"--resume_from_checkpoint latest: no checkpoint in {output_dir / 'checkpoints'}. "
                 "Start without --resume_from_checkpoint, or pass --output_dir of the run to continue."
             )
-        return candidates[-1]
+        return checkpoints[-1]
     path = Path(resume_from_checkpoint)
     if not (path / STATE_FILE).is_file():
         raise FileNotFoundError(
@@ -88,7 +93,7 @@ def find_checkpoint(output_dir: Path, resume_from_checkpoint: str) -> Path:
     return path
 
 
-class Trainer:
+class Pretrainer:
     """Builds data, model, optimiser and Accelerator from `TrainingArguments`, then `train()` runs the loop."""
 
     def __init__(self, args: TrainingArguments):
@@ -183,7 +188,7 @@ class Trainer:
         # Linear scaling rule of the protocol: lr = 0.06 x global batch / 256, unless --learning_rate is given.
         self.learning_rate = args.learning_rate or args.base_learning_rate * self.global_batch_size / 256
         self.optimizer = torch.optim.SGD(
-            self.model.parameters(), lr=self.learning_rate, momentum=args.momentum, weight_decay=args.weight_decay
+            [p for p in self.model.parameters() if p.requires_grad], lr=self.learning_rate, momentum=args.momentum, weight_decay=args.weight_decay
         )
         self.steps_per_epoch = math.ceil(len(self.train_dataloader) / args.gradient_accumulation_steps)
         self.max_train_steps = args.max_train_steps or args.num_train_epochs * self.steps_per_epoch
@@ -205,27 +210,30 @@ class Trainer:
     # ------------------------------------------------------------------ checkpoints
 
     def save_checkpoint(self, global_step: int, epoch: int, batches_done_in_epoch: int) -> Path:
-        """accelerator.save_state (model incl. teachers and queues, optimiser, scheduler, RNG) + the loop position."""
-        path = self.output_dir / "checkpoints" / f"{CHECKPOINT_PREFIX}{global_step}"
-        self.accelerator.save_state(str(path), safe_serialization=True)
+        """accelerator.save_state (model incl. teachers and queues, optimiser, scheduler, RNG) + the loop position.
+
+        Written to a temporary folder and renamed when complete, so a crash while saving never leaves a
+        half-written checkpoint that ``latest`` would pick.
+        """
+        final = self.output_dir / "checkpoints" / f"{CHECKPOINT_PREFIX}{global_step}"
+        partial = final.with_name(final.name + ".partial")
+        self.accelerator.save_state(str(partial), safe_serialization=True)
+        self.accelerator.wait_for_everyone()
         if self.accelerator.is_main_process:
             state = {"global_step": global_step, "epoch": epoch, "batches_done_in_epoch": batches_done_in_epoch,
                      "knn_history": self.knn_history}
-            (path / STATE_FILE).write_text(json.dumps(state, indent=2))
+            (partial / STATE_FILE).write_text(json.dumps(state, indent=2))
+            shutil.rmtree(final, ignore_errors=True)
+            partial.rename(final)
             self._prune_checkpoints()
         self.accelerator.wait_for_everyone()
-        return path
+        return final
 
     def _prune_checkpoints(self) -> None:
         limit = self.args.checkpoints_total_limit
-        if not limit:
-            return
-        checkpoints = sorted(
-            (self.output_dir / "checkpoints").glob(f"{CHECKPOINT_PREFIX}*"),
-            key=lambda path: int(path.name[len(CHECKPOINT_PREFIX):]),
-        )
-        for old in checkpoints[:-limit]:
-            shutil.rmtree(old, ignore_errors=True)
+        if limit:
+            for old in list_checkpoints(self.output_dir)[:-limit]:
+                shutil.rmtree(old, ignore_errors=True)
 
     def load_checkpoint(self, path: Path) -> dict[str, Any]:
         self.accelerator.load_state(str(path))
@@ -395,4 +403,4 @@ def _hardware(accelerator: Accelerator) -> str:
 
 def train(args: TrainingArguments) -> dict[str, Any]:
     """Pretrain as described by ``args``; returns the results also written to ``output_dir/all_results.json``."""
-    return Trainer(args).train()
+    return Pretrainer(args).train()
