@@ -3,39 +3,14 @@
 Importing the package registers every method's config and models with the transformers Auto classes.
 """
 
-from .models import MNNConfig, MNNForImageClassification, MNNForPreTraining, MNNModel
+from .methods import ALL_METHODS
+from .models import *  # noqa: F403  (every config and model class)
+from .models import __all__ as _model_names
 from .registry import METHODS, MethodSpec, available_methods, get_method, register_method
 
 __version__ = "0.1.0"
 
-register_method(
-    MethodSpec(
-        name="mnn",
-        config_class=MNNConfig,
-        model_class=MNNModel,
-        pretraining_class=MNNForPreTraining,
-        classification_class=MNNForImageClassification,
-        paper="Mixed Nearest-Neighbors for Self-Supervised Learning",
-        arxiv="2311.00562",
-        summary="BYOL/MSF-style positives plus queue neighbours mixed with the target (lambda ~ U(0,1)), "
-        "weighted 1 for the true positive and 1/k for each mixed neighbour.",
-        bibtex="""@article{peng2023mnn,
-  title   = {Mixed Nearest-Neighbors for Self-Supervised Learning},
-  author  = {Peng, Xianzhong and Long, Xinyue and Li, Zhendong and Dong, Yuhong and others},
-  journal = {arXiv preprint arXiv:2311.00562},
-  year    = {2023}
-}""",
-    )
-)
+for _spec in ALL_METHODS:
+    register_method(_spec)
 
-__all__ = [
-    "METHODS",
-    "MNNConfig",
-    "MNNForImageClassification",
-    "MNNForPreTraining",
-    "MNNModel",
-    "MethodSpec",
-    "available_methods",
-    "get_method",
-    "register_method",
-]
+__all__ = ["METHODS", "MethodSpec", "available_methods", "get_method", "register_method", *_model_names]

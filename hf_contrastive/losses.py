@@ -1,5 +1,23 @@
 """Pure loss functions of every method (formula and shapes in each docstring)."""
 
-from .models.losses import mnn_loss, normalized_distance
+from .models.losses import (
+    byol_loss,
+    mnn_loss,
+    moco_loss,
+    msf_loss,
+    nnclr_loss,
+    normalized_distance,
+    relational_loss,
+    simclr_loss,
+)
 
-__all__ = ["mnn_loss", "normalized_distance"]
+__all__ = [
+    "byol_loss",
+    "mnn_loss",
+    "moco_loss",
+    "msf_loss",
+    "nnclr_loss",
+    "normalized_distance",
+    "relational_loss",
+    "simclr_loss",
+]

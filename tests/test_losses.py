@@ -94,3 +94,125 @@ def test_mnn_loss_bfloat16_inputs_computed_in_float32():
     loss = mnn_loss(*as_bf16, 0.3)
     assert loss.dtype == torch.float32
     assert loss.item() == pytest.approx(_numpy_mnn_loss(p, z, n, 0.3), rel=2e-2)
+
+
+# ----------------------------------------------------------------------------- baselines, against numpy loops
+
+from hf_contrastive.losses import byol_loss, moco_loss, msf_loss, nnclr_loss, relational_loss, simclr_loss  # noqa: E402
+
+
+def _rows_unit(x: np.ndarray) -> np.ndarray:
+    return x / np.linalg.norm(x, axis=-1, keepdims=True)
+
+
+def _log_softmax(x: np.ndarray) -> np.ndarray:
+    shifted = x - x.max()
+    return shifted - np.log(np.exp(shifted).sum())
+
+
+def _t(*arrays):
+    return [torch.tensor(a) for a in arrays]
+
+
+def test_simclr_loss_matches_numpy():
+    rng = np.random.default_rng(10)
+    z1, z2 = rng.normal(size=(5, 6)), rng.normal(size=(5, 6))
+    z = _rows_unit(np.concatenate([z1, z2]))
+    total = 0.0
+    for i in range(10):
+        positive = (i + 5) % 10
+        logits = np.array([z[i] @ z[j] / 0.2 for j in range(10) if j != i])
+        others = [j for j in range(10) if j != i]
+        total -= _log_softmax(logits)[others.index(positive)]
+    assert simclr_loss(*_t(z1, z2), 0.2).item() == pytest.approx(total / 10, rel=1e-5)
+
+
+def test_simclr_loss_by_hand_two_images():
+    # B=1: the only other row is the positive, so the loss is 0 whatever the vectors.
+    assert simclr_loss(torch.tensor([[1.0, 0.0]]), torch.tensor([[0.0, 1.0]]), 0.5).item() == pytest.approx(0.0, abs=1e-6)
+
+
+def test_moco_loss_matches_numpy():
+    rng = np.random.default_rng(11)
+    q, k, queue = rng.normal(size=(4, 6)), rng.normal(size=(4, 6)), rng.normal(size=(9, 6))
+    qn, kn, Qn = _rows_unit(q), _rows_unit(k), _rows_unit(queue)
+    total = 0.0
+    for i in range(4):
+        logits = np.concatenate([[qn[i] @ kn[i]], Qn @ qn[i]]) / 0.2
+        total -= _log_softmax(logits)[0]
+    assert moco_loss(*_t(q, k, queue), 0.2).item() == pytest.approx(total / 4, rel=1e-5)
+
+
+def test_byol_loss_by_hand():
+    p = torch.tensor([[1.0, 0.0], [0.0, 2.0]])
+    z = torch.tensor([[1.0, 1.0], [0.0, -1.0]])
+    # row 0: 2 - 2 cos(45 deg) ; row 1: opposite -> 4
+    expected = ((2 - 2 / math.sqrt(2)) + 4) / 2
+    assert byol_loss(p, z).item() == pytest.approx(expected, abs=1e-6)
+
+
+@pytest.mark.parametrize("k", [1, 3])
+def test_nnclr_loss_matches_numpy(k):
+    rng = np.random.default_rng(12)
+    neighbors, predictions = rng.normal(size=(5, k, 6)), rng.normal(size=(5, 6))
+    nn_, p = _rows_unit(neighbors), _rows_unit(predictions)
+    total = 0.0
+    for j in range(k):
+        for i in range(5):
+            logits = np.array([nn_[i, j] @ p[m] / 0.2 for m in range(5)])
+            total -= _log_softmax(logits)[i]
+    expected = total / (5 * k)
+    got = nnclr_loss(torch.tensor(neighbors[:, 0] if k == 1 else neighbors), torch.tensor(predictions), 0.2)
+    assert got.item() == pytest.approx(expected, rel=1e-5)
+
+
+def test_msf_loss_matches_numpy():
+    rng = np.random.default_rng(13)
+    p, z, n = rng.normal(size=(4, 6)), rng.normal(size=(4, 6)), rng.normal(size=(4, 5, 6))
+    total = 0.0
+    for i in range(4):
+        pi = _unit(p[i])
+        distances = [2 - 2 * pi @ _unit(z[i])] + [2 - 2 * pi @ _unit(n[i, j]) for j in range(5)]
+        total += sum(distances) / 6
+    assert msf_loss(*_t(p, z, n)).item() == pytest.approx(total / 4, rel=1e-5)
+
+
+def test_relational_loss_matches_numpy():
+    rng = np.random.default_rng(14)
+    s, t, queue = rng.normal(size=(3, 6)), rng.normal(size=(3, 6)), rng.normal(size=(7, 6))
+    sn, tn, Qn = _rows_unit(s), _rows_unit(t), _rows_unit(queue)
+    total = 0.0
+    for i in range(3):
+        target = np.exp(_log_softmax(Qn @ tn[i] / 0.04))
+        total -= (target * _log_softmax(Qn @ sn[i] / 0.1)).sum()
+    assert relational_loss(*_t(s, t, queue), 0.1, 0.04).item() == pytest.approx(total / 3, rel=1e-5)
+
+
+def test_relational_loss_is_minimal_when_student_equals_teacher_temperatures():
+    # Cross entropy >= entropy of the target, with equality when the distributions match.
+    rng = np.random.default_rng(15)
+    t, queue = torch.tensor(rng.normal(size=(3, 6))), torch.tensor(rng.normal(size=(7, 6)))
+    matched = relational_loss(t, t, queue, 0.1, 0.1)
+    assert relational_loss(t + 0.3 * torch.randn(3, 6, dtype=torch.float64), t, queue, 0.1, 0.1) > matched
+
+
+@pytest.mark.parametrize(
+    "call",
+    [
+        lambda: simclr_loss(torch.randn(4, 8), torch.randn(3, 8), 0.2),
+        lambda: moco_loss(torch.randn(4, 8), torch.randn(4, 8), torch.randn(10, 7), 0.2),
+        lambda: byol_loss(torch.randn(4, 8), torch.randn(4, 9)),
+        lambda: nnclr_loss(torch.randn(3, 8), torch.randn(4, 8), 0.2),
+        lambda: msf_loss(torch.randn(4, 8), torch.randn(4, 8), torch.randn(4, 8)),
+        lambda: relational_loss(torch.randn(4, 8), torch.randn(4, 8), torch.randn(10, 7), 0.1, 0.04),
+    ],
+)
+def test_baseline_losses_reject_bad_shapes(call):
+    with pytest.raises(ValueError, match="must"):
+        call()
+
+
+def test_contrastive_losses_backpropagate():
+    z1, z2 = torch.randn(4, 8, requires_grad=True), torch.randn(4, 8, requires_grad=True)
+    simclr_loss(z1, z2, 0.2).backward()
+    assert torch.isfinite(z1.grad).all() and torch.isfinite(z2.grad).all()

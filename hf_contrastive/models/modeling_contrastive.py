@@ -161,6 +161,34 @@ def nearest_neighbors(queries: torch.Tensor, bank: torch.Tensor, k: int) -> torc
     return bank[indices]
 
 
+def all_gather_with_grad(tensor: torch.Tensor) -> torch.Tensor:
+    """Concatenate ``tensor`` ``[B, ...]`` from every process in rank order, keeping gradients.
+
+    The backward pass sums the incoming gradients over processes and returns each process its own slice, so a loss
+    computed identically on every process from gathered tensors, with DDP averaging, gives the exact gradient of
+    the global-batch loss. Returns ``tensor`` unchanged when not distributed.
+    """
+    if not (torch.distributed.is_available() and torch.distributed.is_initialized()):
+        return tensor
+    if torch.distributed.get_world_size() == 1:
+        return tensor
+    from torch.distributed.nn.functional import all_gather
+
+    return torch.cat(all_gather(tensor), dim=0)
+
+
+def forward_shuffled(module_fn, pixel_values: torch.Tensor, shuffle: bool) -> torch.Tensor:
+    """``module_fn(pixel_values)`` with the batch order shuffled and restored (in-process shuffle-BN).
+
+    With split BatchNorm a teacher that sees the batch in another order than the student never normalises a sample
+    together with the same neighbours as its other view, as in the reference code. ``shuffle=False`` is a plain call.
+    """
+    if not shuffle:
+        return module_fn(pixel_values)
+    order = torch.randperm(pixel_values.shape[0], device=pixel_values.device)
+    return module_fn(pixel_values[order])[torch.argsort(order)]
+
+
 @torch.no_grad()
 def ema_update_(teacher: nn.Module, student: nn.Module, momentum: float) -> None:
     """``teacher = momentum * teacher + (1 - momentum) * student`` for every parameter (one fused call)."""
@@ -251,6 +279,39 @@ class ContrastivePreTrainedModel(PreTrainedModel):
                 module.num_batches_tracked.zero_()
         elif isinstance(module, FeatureQueue):
             module.reset_parameters()
+
+
+class ContrastiveForPreTraining(ContrastivePreTrainedModel):
+    """Base of every ``...ForPreTraining``: teacher EMA and queue updates, called by the training loop.
+
+    Subclasses build their modules (the student encoder at ``self.encoder``, teachers as ``teacher_*`` attributes,
+    queues as `FeatureQueue` attributes), call ``self.post_init()`` and then ``self.init_teachers()``, implement
+    ``forward(views) -> ContrastivePreTrainingOutput`` and, if they have teachers, ``teacher_pairs()``.
+    """
+
+    def teacher_pairs(self) -> list[tuple[nn.Module, nn.Module, float]]:
+        """``(teacher, student, momentum)`` for every EMA teacher; empty for methods without one."""
+        return []
+
+    @torch.no_grad()
+    def init_teachers(self) -> None:
+        """Teacher := student, frozen (BYOL/MoCo initialisation)."""
+        for teacher, student, _ in self.teacher_pairs():
+            teacher.load_state_dict(student.state_dict())
+        self.freeze_teachers()
+
+    @torch.no_grad()
+    def momentum_update(self) -> None:
+        """One EMA step of every teacher towards its student; call after each optimiser step."""
+        for teacher, student, momentum in self.teacher_pairs():
+            ema_update_(teacher, student, momentum)
+
+    @torch.no_grad()
+    def enqueue(self, queue_keys: dict[str, torch.Tensor]) -> None:
+        """Enqueue ``{queue attribute name: keys [N, D]}`` gathered from all processes (see the output's
+        ``queue_keys``), so every process holds the same queues."""
+        for name, keys in queue_keys.items():
+            getattr(self, name).enqueue(keys)
 
 
 class ContrastiveModel(ContrastivePreTrainedModel):

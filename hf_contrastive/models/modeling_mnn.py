@@ -14,12 +14,12 @@ from .configuration_mnn import MNNConfig
 from .losses import mnn_loss
 from .modeling_contrastive import (
     ContrastiveForImageClassification,
+    ContrastiveForPreTraining,
     ContrastiveModel,
-    ContrastivePreTrainedModel,
     ContrastivePreTrainingOutput,
     FeatureQueue,
     MLPHead,
-    ema_update_,
+    forward_shuffled,
     nearest_neighbors,
 )
 
@@ -39,13 +39,13 @@ class MNNForImageClassification(ContrastiveForImageClassification):
         super().__init__(config, encoder_class=MNNModel)
 
 
-class MNNForPreTraining(ContrastivePreTrainedModel):
+class MNNForPreTraining(ContrastiveForPreTraining):
     """MNN pretraining: student encoder + projector + predictor, EMA teacher, support queue.
 
     ``forward(views=[x_strong, x_weak])`` returns the symmetric loss of methods.md section 1:
     ``0.5 * (L(strong -> student, weak -> teacher) + L(weak -> student, strong -> teacher))``; both directions read
     the queue as it was before this step, and only the teacher projections of the weak (second) view are returned
-    for enqueueing. Call ``momentum_update()`` after each optimiser step and ``enqueue()`` with the gathered keys.
+    for enqueueing. The loop calls ``momentum_update()`` after each optimiser step and ``enqueue()`` with the gathered keys.
     """
 
     config_class = MNNConfig
@@ -60,42 +60,23 @@ class MNNForPreTraining(ContrastivePreTrainedModel):
         self.teacher_projector = copy.deepcopy(self.projector)
         self.queue = FeatureQueue(config.queue_size, dim)
         self.post_init()
-        self.reset_teacher()
+        self.init_teachers()
 
-    def _teacher_modules(self) -> nn.ModuleList:
-        return nn.ModuleList([self.teacher_encoder, self.teacher_projector])
-
-    def _student_modules(self) -> nn.ModuleList:
-        return nn.ModuleList([self.encoder, self.projector])
-
-    @torch.no_grad()
-    def reset_teacher(self) -> None:
-        """Teacher := student, without gradients (BYOL/MoCo initialisation)."""
-        self._teacher_modules().load_state_dict(self._student_modules().state_dict())
-        self.freeze_teachers()
-
-    @torch.no_grad()
-    def momentum_update(self) -> None:
-        """EMA step of the teacher towards the student with ``config.ema_momentum``."""
-        ema_update_(self._teacher_modules(), self._student_modules(), self.config.ema_momentum)
-
-    @torch.no_grad()
-    def enqueue(self, queue_keys: dict[str, torch.Tensor]) -> None:
-        """Enqueue keys gathered from all processes (``ContrastivePreTrainingOutput.queue_keys``)."""
-        self.queue.enqueue(queue_keys["queue"])
+    def teacher_pairs(self) -> list[tuple[nn.Module, nn.Module, float]]:
+        teacher = nn.ModuleList([self.teacher_encoder, self.teacher_projector])
+        student = nn.ModuleList([self.encoder, self.projector])
+        return [(teacher, student, self.config.ema_momentum)]
 
     def _student(self, pixel_values: torch.Tensor) -> torch.Tensor:
         return self.predictor(self.projector(self.encoder(pixel_values).pooler_output))
 
     @torch.no_grad()
     def _teacher(self, pixel_values: torch.Tensor) -> torch.Tensor:
-        # Shuffle-BN: with split BatchNorm the teacher sees the batch in another order than the student, so that
-        # a sample and its other view never share BN statistics (as the reference code does).
-        if self.config.bn_splits > 1:
-            order = torch.randperm(pixel_values.shape[0], device=pixel_values.device)
-            projections = self.teacher_projector(self.teacher_encoder(pixel_values[order]).pooler_output)
-            return projections[torch.argsort(order)]
-        return self.teacher_projector(self.teacher_encoder(pixel_values).pooler_output)
+        return forward_shuffled(
+            lambda x: self.teacher_projector(self.teacher_encoder(x).pooler_output),
+            pixel_values,
+            shuffle=self.config.bn_splits > 1,
+        )
 
     def forward(self, views: list[torch.Tensor], return_dict: bool | None = None, **kwargs) -> ContrastivePreTrainingOutput:
         """``views``: ``[x_query, x_key]``, each ``[B, C, H, W]`` (strong, weak by default; see ``config.views``)."""

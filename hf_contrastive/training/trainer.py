@@ -27,6 +27,7 @@ from transformers import get_cosine_schedule_with_warmup
 
 from .. import data as data_lib
 from ..evaluation import knn_accuracy
+from ..models import FeatureQueue
 from ..hub import CardContext, push_folder_to_hub, save_hub_folder
 from ..registry import get_method
 from .arguments import TrainingArguments
@@ -109,8 +110,8 @@ class Pretrainer:
         self.knn_history: list[dict[str, float]] = []
         self.spec, self.model_config = build_model_config(args)
         self._build_data()
-        self._check_batch_fits()
         self.model = self.spec.pretraining_class(self.model_config)
+        self._check_batch_fits()
         self._build_optimisation()
 
     # ------------------------------------------------------------------ construction
@@ -165,14 +166,16 @@ class Pretrainer:
             logger.warning("The dataset has no label column: the kNN monitor is off.")
 
     def _check_batch_fits(self) -> None:
-        queue_size = getattr(self.model_config, "queue_size", None)
+        """Every queue must hold at least one global batch; split BatchNorm must divide the per-device batch."""
         global_batch = self.args.per_device_train_batch_size * self.accelerator.num_processes
-        if queue_size is not None and global_batch > queue_size:
-            raise ValueError(
-                f"The global batch ({global_batch} = {self.args.per_device_train_batch_size} per device x "
-                f"{self.accelerator.num_processes} processes) does not fit the queue (queue_size={queue_size}): "
-                "raise queue_size (--config_overrides queue_size=N) or lower --per_device_train_batch_size."
-            )
+        for name, module in self.model.named_modules():
+            if isinstance(module, FeatureQueue) and global_batch > module.size:
+                raise ValueError(
+                    f"The global batch ({global_batch} = {self.args.per_device_train_batch_size} per device x "
+                    f"{self.accelerator.num_processes} processes) does not fit the queue {name!r} "
+                    f"(size {module.size}): raise its size (--config_overrides queue_size=N) or lower "
+                    "--per_device_train_batch_size."
+                )
         splits = getattr(self.model_config, "bn_splits", 1)
         if self.args.per_device_train_batch_size % splits:
             raise ValueError(
