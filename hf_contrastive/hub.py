@@ -10,6 +10,7 @@ from typing import Any
 from huggingface_hub import EvalResult, HfApi, ModelCard, ModelCardData
 from transformers import PreTrainedModel, ViTImageProcessor
 
+from .models import FeatureQueue
 from .registry import MethodSpec
 
 MODEL_CARD_TEMPLATE = Path(__file__).resolve().parents[1] / "model_cards" / "model_card.md"
@@ -79,7 +80,26 @@ def render_model_card(spec: MethodSpec, model: PreTrainedModel, context: CardCon
         context=context,
         repo_id=repo_id or "path/to/folder",
         parameters_millions=sum(p.numel() for p in model.encoder.parameters()) / 1e6,
+        pretraining_parts=describe_pretraining_parts(model),
     )
+
+
+def describe_pretraining_parts(model: PreTrainedModel) -> str:
+    """What the folder holds besides the encoder, read from the model's own modules (e.g. "projector, predictor,
+    EMA teacher (teacher_encoder, teacher_projector), queue (4096 x 128)")."""
+    parts, teachers = [], []
+    for name, module in model.named_children():
+        if name == "encoder":
+            continue
+        if name.startswith("teacher_"):
+            teachers.append(name)
+        elif isinstance(module, FeatureQueue):
+            parts.append(f"{name.replace('_', ' ')} ({module.size} x {module.dim})")
+        else:
+            parts.append(name.replace("_", " "))
+    if teachers:
+        parts.append(f"EMA teacher weights ({', '.join(teachers)})")
+    return ", ".join(parts) if parts else "nothing else"
 
 
 def save_hub_folder(

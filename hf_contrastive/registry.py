@@ -23,7 +23,7 @@ class MethodSpec:
         config_class / model_class / pretraining_class / classification_class: the model family.
         paper: title of the paper; arxiv: its arXiv id; summary: what the method changes, in one sentence.
         status: ``"implemented"`` (follows published formulas/code) or ``"reconstruction"`` (built from the abstract).
-        bibtex: citation for model cards.
+        bibtex: citation for model cards. display_name: how the method is written in prose (e.g. "MoCo v2").
     """
 
     name: str
@@ -36,6 +36,12 @@ class MethodSpec:
     summary: str
     status: str = "implemented"
     bibtex: str = ""
+    display_name: str = ""
+
+    @property
+    def title(self) -> str:
+        """Human-readable name (``display_name``, else the upper-cased method name)."""
+        return self.display_name or self.name.upper()
 
     @property
     def auto_map(self) -> dict[str, str]:

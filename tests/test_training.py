@@ -138,7 +138,7 @@ def test_no_arguments_is_the_embedded_sample_job():
 @pytest.mark.parametrize(
     ("extra", "error", "message"),
     [
-        (["--method", "simclr2"], ValueError, "Unknown method 'simclr2'. Available methods: mnn"),
+        (["--method", "simclr2"], ValueError, "Unknown method 'simclr2'. Available methods: byol, mnn, mocov2, msf, msvq, nnclr, ressl, simclr"),
         (["--backbone", "resnet_does_not_exist"], ValueError, "not a timm model name"),
         (["--config_overrides", "queue_size=abc"], TypeError, "queue_size must be int"),
         (["--config_overrides", "queue_sise=10"], ValueError, "Unknown mnn config fields"),
@@ -185,3 +185,10 @@ def test_accelerate_launch_command_line(tmp_path):
     assert "kNN top-1 (k=200, T=0.1)" in output
     assert f"Hub-ready folder: {tmp_path / 'cli' / 'model'}" in output
     assert "AutoModel.from_pretrained(" in output
+
+
+def test_queue_check_counts_keys_per_image(tmp_path):
+    """MoCo v2 enqueues both views' keys: a 32-image batch needs a queue of at least 64."""
+    with pytest.raises(ValueError, match="x2 keys per image"):
+        Pretrainer(parse_args(SMALL_RUN[:-2] + ["--method", "mocov2", "--output_dir", str(tmp_path),
+                                                "--config_overrides", "queue_size=48"]))

@@ -5,7 +5,21 @@ every entry with the transformers Auto classes.
 """
 
 from . import mnn
+from . import simclr
+from . import mocov2
+from . import nnclr
+from . import byol
+from . import msf
+from . import ressl
+from . import msvq
 
 ALL_METHODS = [
     mnn.SPEC,
+    simclr.SPEC,
+    mocov2.SPEC,
+    nnclr.SPEC,
+    byol.SPEC,
+    msf.SPEC,
+    ressl.SPEC,
+    msvq.SPEC,
 ]

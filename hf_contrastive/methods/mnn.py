@@ -9,14 +9,18 @@ SPEC = MethodSpec(
     model_class=MNNModel,
     pretraining_class=MNNForPreTraining,
     classification_class=MNNForImageClassification,
-    paper="Mixed Nearest-Neighbors for Self-Supervised Learning",
+    paper="MNN: Mixed Nearest-Neighbors for Self-Supervised Learning",
     arxiv="2311.00562",
     summary="BYOL/MSF-style positives plus queue neighbours mixed with the target (lambda ~ U(0,1)), "
     "weighted 1 for the true positive and 1/k for each mixed neighbour.",
-    bibtex="""@article{peng2023mnn,
-  title   = {Mixed Nearest-Neighbors for Self-Supervised Learning},
-  author  = {Peng, Xianzhong and Long, Xinyue and Li, Zhendong and Dong, Yuhong and others},
-  journal = {arXiv preprint arXiv:2311.00562},
-  year    = {2023}
+    display_name="MNN",
+    bibtex="""@article{long2025mnn,
+  title   = {MNN: Mixed Nearest-Neighbors for Self-Supervised Learning},
+  author  = {Long, Xianzhong and Peng, Chen and Li, Yun},
+  journal = {Pattern Recognition},
+  volume  = {158},
+  pages   = {110998},
+  year    = {2025},
+  doi     = {10.1016/j.patcog.2024.110998}
 }""",
 )

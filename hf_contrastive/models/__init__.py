@@ -22,6 +22,20 @@ from .modeling_contrastive import (
     nearest_neighbors,
 )
 from .modeling_mnn import MNNForImageClassification, MNNForPreTraining, MNNModel
+from .configuration_simclr import SimCLRConfig
+from .modeling_simclr import SimCLRForImageClassification, SimCLRForPreTraining, SimCLRModel
+from .configuration_mocov2 import MoCoV2Config
+from .modeling_mocov2 import MoCoV2ForImageClassification, MoCoV2ForPreTraining, MoCoV2Model
+from .configuration_nnclr import NNCLRConfig
+from .modeling_nnclr import NNCLRForImageClassification, NNCLRForPreTraining, NNCLRModel
+from .configuration_byol import BYOLConfig
+from .modeling_byol import BYOLForImageClassification, BYOLForPreTraining, BYOLModel
+from .configuration_msf import MSFConfig
+from .modeling_msf import MSFForImageClassification, MSFForPreTraining, MSFModel
+from .configuration_ressl import ReSSLConfig
+from .modeling_ressl import ReSSLForImageClassification, ReSSLForPreTraining, ReSSLModel
+from .configuration_msvq import MSVQConfig
+from .modeling_msvq import MSVQForImageClassification, MSVQForPreTraining, MSVQModel
 
 __all__ = [
     "ContrastiveConfig",
@@ -41,4 +55,11 @@ __all__ = [
     "nearest_neighbors",
     # one line per method family
     "MNNConfig", "MNNModel", "MNNForPreTraining", "MNNForImageClassification",
+    "SimCLRConfig", "SimCLRModel", "SimCLRForPreTraining", "SimCLRForImageClassification",
+    "MoCoV2Config", "MoCoV2Model", "MoCoV2ForPreTraining", "MoCoV2ForImageClassification",
+    "NNCLRConfig", "NNCLRModel", "NNCLRForPreTraining", "NNCLRForImageClassification",
+    "BYOLConfig", "BYOLModel", "BYOLForPreTraining", "BYOLForImageClassification",
+    "MSFConfig", "MSFModel", "MSFForPreTraining", "MSFForImageClassification",
+    "ReSSLConfig", "ReSSLModel", "ReSSLForPreTraining", "ReSSLForImageClassification",
+    "MSVQConfig", "MSVQModel", "MSVQForPreTraining", "MSVQForImageClassification",
 ]

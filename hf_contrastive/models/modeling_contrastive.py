@@ -143,8 +143,8 @@ class FeatureQueue(nn.Module):
             raise ValueError(f"keys must be [N, {self.dim}], got {tuple(keys.shape)}.")
         if keys.shape[0] > self.size:
             raise ValueError(
-                f"Cannot enqueue {keys.shape[0]} keys into a queue of {self.size}: the global batch "
-                "(per-device batch x processes) must not exceed queue_size. Raise queue_size or lower the batch."
+                f"Cannot enqueue {keys.shape[0]} keys into a queue of {self.size}: the keys of one step "
+                "(global batch x keys per image) must not exceed queue_size. Raise queue_size or lower the batch."
             )
         positions = (self.pointer + torch.arange(keys.shape[0], device=self.pointer.device)) % self.size
         self.features.index_copy_(0, positions, keys.detach().to(self.features.dtype))
@@ -288,6 +288,9 @@ class ContrastiveForPreTraining(ContrastivePreTrainedModel):
     queues as `FeatureQueue` attributes), call ``self.post_init()`` and then ``self.init_teachers()``, implement
     ``forward(views) -> ContrastivePreTrainingOutput`` and, if they have teachers, ``teacher_pairs()``.
     """
+
+    # Keys each training image adds to each queue per step (MoCo's symmetric loss enqueues both views: 2).
+    queue_keys_per_sample: int = 1
 
     def teacher_pairs(self) -> list[tuple[nn.Module, nn.Module, float]]:
         """``(teacher, student, momentum)`` for every EMA teacher; empty for methods without one."""

@@ -15,6 +15,8 @@ from typing import Any
 
 import yaml
 
+from ..registry import get_method
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
 SAMPLE_DATASET = REPO_ROOT / "data" / "cifar10_sample"
 REPORT_TO_CHOICES = ("tensorboard", "trackio", "wandb", "all", "none")
@@ -102,6 +104,34 @@ class TrainingArguments:
         return dataclasses.asdict(self)
 
 
+HELP = {
+    "method": "Method name (see hf_contrastive.available_methods()).",
+    "dataset_name": "Hub dataset id, local parquet folder or image folder (default: the shipped CIFAR-10 sample).",
+    "output_dir": "Where checkpoints, logs, all_results.json and the Hub folder (model/) go.",
+    "config": "A recipe YAML file (recipes/configs/); command-line flags override it.",
+    "backbone": "timm model name (overrides the recipe's model.backbone).",
+    "image_size": "Training/eval image side in pixels (overrides model.image_size).",
+    "image_column": "Image column (default: detected, e.g. img or image).",
+    "label_column": "Label column for the kNN monitor (default: detected, e.g. label or fine_label).",
+    "eval_split": "Eval split (default: test, validation or valid; else 10%% of train is held out).",
+    "dataset_stats": "Normalisation statistics: cifar10, cifar100, stl10, tiny-imagenet or imagenet (default: guessed).",
+    "max_train_steps": "Total optimiser steps; overrides --num_train_epochs.",
+    "per_device_train_batch_size": "Batch per process; the global batch is this x processes x accumulation.",
+    "learning_rate": "Peak learning rate (default: base_learning_rate x global batch / 256).",
+    "warmup_epochs": "Linear warm-up epochs before the cosine decay.",
+    "max_train_samples": "Keep the first N training images.",
+    "max_eval_samples": "Keep the first N eval images.",
+    "knn_every_n_epochs": "kNN monitor frequency in epochs (0: only at the end).",
+    "logging_steps": "Log loss and learning rate every N optimiser steps.",
+    "checkpointing_steps": "Save a checkpoint every N optimiser steps, or 'epoch'.",
+    "checkpoints_total_limit": "Keep only the newest N checkpoints.",
+    "resume_from_checkpoint": "A checkpoint folder, or 'latest' (newest under output_dir/checkpoints).",
+    "report_to": "Experiment tracker: tensorboard, trackio, wandb, all or none.",
+    "push_to_hub": "Upload the Hub folder to --hub_model_id at the end.",
+    "hub_model_id": "Hub repository, e.g. your-name/mnn-resnet18.",
+}
+
+
 def _parse_overrides(text: str) -> dict[str, Any]:
     """``"queue_size=1024,nn_topk=3"`` -> ``{"queue_size": 1024, "nn_topk": 3}`` (values parsed as YAML)."""
     overrides = {}
@@ -124,10 +154,10 @@ def build_parser() -> argparse.ArgumentParser:
             continue
         flag = f"--{spec.name}"
         if spec.type in ("bool", bool):
-            parser.add_argument(flag, action="store_true")
+            parser.add_argument(flag, action="store_true", help=HELP.get(spec.name))
             continue
         base_type = next((t for name, t in types.items() if spec.type.startswith(name.__name__)), str)
-        parser.add_argument(flag, type=base_type)
+        parser.add_argument(flag, type=base_type, help=HELP.get(spec.name))
     parser.add_argument(
         "--config_overrides",
         type=_parse_overrides,
@@ -161,7 +191,10 @@ def parse_args(argv: list[str] | None = None) -> TrainingArguments:
     if config_path:
         values.update(load_yaml_config(config_path))
     elif "dataset_name" not in cli:
-        values.update(SAMPLE_DEFAULTS)  # the embedded default job
+        # The embedded default job; its model settings apply where the chosen method has them.
+        values.update(SAMPLE_DEFAULTS)
+        method_fields = get_method(cli.get("method", "mnn")).config_class().to_dict()
+        values["config_overrides"] = {k: v for k, v in SAMPLE_DEFAULTS["config_overrides"].items() if k in method_fields}
     overrides = {**values.get("config_overrides", {}), **cli.pop("config_overrides", {})}
     values.update(cli)
     values["config_overrides"] = overrides

@@ -7,6 +7,7 @@ gathered from every process, so every process holds the same queue. See docs/arc
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import logging
 import math
@@ -100,6 +101,9 @@ class Pretrainer:
     def __init__(self, args: TrainingArguments):
         self.args = args
         self.output_dir = Path(args.output_dir)
+        tracker_package = {"tensorboard": "tensorboard", "trackio": "trackio", "wandb": "wandb"}.get(args.report_to)
+        if tracker_package and importlib.util.find_spec(tracker_package) is None:
+            raise ImportError(f"--report_to {args.report_to} needs `pip install {tracker_package}` (or use --report_to none).")
         self.accelerator = Accelerator(
             gradient_accumulation_steps=args.gradient_accumulation_steps,
             log_with=None if args.report_to == "none" else args.report_to,
@@ -168,13 +172,14 @@ class Pretrainer:
     def _check_batch_fits(self) -> None:
         """Every queue must hold at least one global batch; split BatchNorm must divide the per-device batch."""
         global_batch = self.args.per_device_train_batch_size * self.accelerator.num_processes
+        keys_per_step = global_batch * self.model.queue_keys_per_sample
         for name, module in self.model.named_modules():
-            if isinstance(module, FeatureQueue) and global_batch > module.size:
+            if isinstance(module, FeatureQueue) and keys_per_step > module.size:
                 raise ValueError(
                     f"The global batch ({global_batch} = {self.args.per_device_train_batch_size} per device x "
-                    f"{self.accelerator.num_processes} processes) does not fit the queue {name!r} "
-                    f"(size {module.size}): raise its size (--config_overrides queue_size=N) or lower "
-                    "--per_device_train_batch_size."
+                    f"{self.accelerator.num_processes} processes, x{self.model.queue_keys_per_sample} keys per image) "
+                    f"does not fit the queue {name!r} (size {module.size}): raise its size "
+                    "(--config_overrides queue_size=N) or lower --per_device_train_batch_size."
                 )
         splits = getattr(self.model_config, "bn_splits", 1)
         if self.args.per_device_train_batch_size % splits:

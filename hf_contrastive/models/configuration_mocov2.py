@@ -1,0 +1,67 @@
+"""MoCo v2 configuration (Hub boundary: imports only transformers and siblings)."""
+
+from __future__ import annotations
+
+from .configuration_contrastive import ContrastiveConfig
+
+
+class MoCoV2Config(ContrastiveConfig):
+    r"""Configuration of MoCo v2 (Chen, Fan, Girshick, He, arXiv 2003.04297) in the MNN benchmark protocol.
+
+    Student backbone -> projector (queries); EMA teacher backbone -> projector (keys); a queue of teacher keys used as
+    negatives. Symmetric loss over the two views, as MoCo's CIFAR demo and the MNN benchmark. Defaults are the
+    benchmark's CIFAR recipe (pc-cp/Benchmark-Methods-For-MNN, methods.md section 3). Backbone fields: see
+    `ContrastiveConfig`.
+
+    Args:
+        projection_hidden_size (`int`, defaults to 2048): hidden width of the MoCo v2 MLP head (Linear, ReLU, Linear;
+            biases, no BatchNorm), as MoCo v2 and the benchmark.
+        projection_dim (`int`, defaults to 128): output size of the head (`D`), as MoCo v2.
+        tau (`float`, defaults to 0.2): InfoNCE temperature (MoCo v2 and benchmark `--tem 0.2`). Must be > 0.
+        ema_momentum (`float`, defaults to 0.99): teacher EMA momentum `m` in [0, 1) (benchmark CIFAR; 0.996 for
+            Tiny-ImageNet/STL-10; 0.999 in MoCo v2 on ImageNet).
+        queue_size (`int`, defaults to 4096): length `K` of the key queue (benchmark CIFAR; 16384 for
+            Tiny-ImageNet/STL-10; 65536 in MoCo v2 on ImageNet). The keys of BOTH views are enqueued, so every step
+            adds `2 x global batch` keys: `queue_size` must be at least twice the global batch.
+        views (`list[str]`, defaults to `["strong", "strong"]`): augmentation preset of each of the two input views
+            (`hf_contrastive.data.VIEW_KINDS`); MoCo v2 uses two strong views.
+    """
+
+    model_type = "mocov2"
+
+    def __init__(
+        self,
+        projection_hidden_size: int = 2048,
+        projection_dim: int = 128,
+        tau: float = 0.2,
+        ema_momentum: float = 0.99,
+        queue_size: int = 4096,
+        views: list | None = None,
+        **kwargs,
+    ):
+        self.projection_hidden_size = projection_hidden_size
+        self.projection_dim = projection_dim
+        self.tau = tau
+        self.ema_momentum = ema_momentum
+        self.queue_size = queue_size
+        self.views = list(views) if views is not None else ["strong", "strong"]
+        super().__init__(**kwargs)
+
+    def validate_fields(self) -> None:
+        super().validate_fields()
+        if self.projection_hidden_size < 1 or self.projection_dim < 1:
+            raise ValueError(
+                f"projection_hidden_size and projection_dim must be >= 1, got {self.projection_hidden_size} "
+                f"and {self.projection_dim}."
+            )
+        if not self.tau > 0:
+            raise ValueError(f"tau must be > 0, got {self.tau}.")
+        if not 0.0 <= self.ema_momentum < 1.0:
+            raise ValueError(f"ema_momentum must be in [0, 1), got {self.ema_momentum}.")
+        if self.queue_size < 2:
+            raise ValueError(
+                f"queue_size must be >= 2 (and at least 2 x the global batch, since both views' keys are "
+                f"enqueued), got {self.queue_size}."
+            )
+        if len(self.views) != 2:
+            raise ValueError(f"MoCo v2 reads exactly two views, got views={self.views}.")

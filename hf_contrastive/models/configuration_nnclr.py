@@ -1,0 +1,70 @@
+"""NNCLR configuration (Hub boundary: imports only transformers and siblings)."""
+
+from __future__ import annotations
+
+from .configuration_contrastive import ContrastiveConfig
+
+
+class NNCLRConfig(ContrastiveConfig):
+    r"""Configuration of NNCLR (Dwibedi, Aytar, Tompson, Sermanet, Zisserman, arXiv 2104.14548) in the MNN benchmark
+    protocol.
+
+    One network: backbone -> projector -> predictor; a support queue of the network's own projections. The positive
+    of each prediction is the nearest queue neighbour of the other view's projection (InfoNCE over the batch). No EMA
+    teacher. Defaults are the benchmark's CIFAR recipe (pc-cp/Benchmark-Methods-For-MNN, methods.md section 3).
+    Backbone fields: see `ContrastiveConfig`.
+
+    Args:
+        projection_hidden_size (`int`, defaults to 2048): hidden width of the projector (Linear no bias, BN, ReLU,
+            Linear), as the benchmark (NNCLR's ImageNet projector is 3 layers of 2048).
+        projection_dim (`int`, defaults to 128): output size of projector and predictor (`D`; benchmark 128,
+            NNCLR on ImageNet 256).
+        prediction_hidden_size (`int`, defaults to 2048): hidden width of the predictor (Linear no bias, BN, ReLU,
+            Linear). The benchmark uses 2048 on CIFAR; NNCLR uses 4096 on ImageNet.
+        tau (`float`, defaults to 0.2): InfoNCE temperature (benchmark `--tem 0.2`; NNCLR paper 0.1). Must be > 0.
+        queue_size (`int`, defaults to 4096): support queue length `K` (benchmark CIFAR; 16384 for Tiny-ImageNet;
+            the NNCLR paper uses 98304 on ImageNet). Must hold at least one global batch.
+        nn_topk (`int`, defaults to 1): neighbours `k` per sample; the NNCLR paper uses 1. With `k > 1` every rank of
+            neighbours is one InfoNCE loss and the losses are averaged (`nnclr_loss`; the benchmark's table uses 5).
+        views (`list[str]`, defaults to `["strong", "strong"]`): augmentation preset of each of the two input views
+            (`hf_contrastive.data.VIEW_KINDS`). The projections of the first view are enqueued.
+    """
+
+    model_type = "nnclr"
+
+    def __init__(
+        self,
+        projection_hidden_size: int = 2048,
+        projection_dim: int = 128,
+        prediction_hidden_size: int = 2048,
+        tau: float = 0.2,
+        queue_size: int = 4096,
+        nn_topk: int = 1,
+        views: list | None = None,
+        **kwargs,
+    ):
+        self.projection_hidden_size = projection_hidden_size
+        self.projection_dim = projection_dim
+        self.prediction_hidden_size = prediction_hidden_size
+        self.tau = tau
+        self.queue_size = queue_size
+        self.nn_topk = nn_topk
+        self.views = list(views) if views is not None else ["strong", "strong"]
+        super().__init__(**kwargs)
+
+    def validate_fields(self) -> None:
+        super().validate_fields()
+        sizes = (self.projection_hidden_size, self.projection_dim, self.prediction_hidden_size)
+        if min(sizes) < 1:
+            raise ValueError(
+                "projection_hidden_size, projection_dim and prediction_hidden_size must be >= 1, got "
+                f"{self.projection_hidden_size}, {self.projection_dim} and {self.prediction_hidden_size}."
+            )
+        if not self.tau > 0:
+            raise ValueError(f"tau must be > 0, got {self.tau}.")
+        if self.queue_size < 1:
+            raise ValueError(f"queue_size must be >= 1, got {self.queue_size}.")
+        if self.nn_topk < 1 or self.nn_topk > self.queue_size:
+            raise ValueError(f"nn_topk must be between 1 and queue_size ({self.queue_size}), got {self.nn_topk}.")
+        if len(self.views) != 2:
+            raise ValueError(f"NNCLR reads exactly two views, got views={self.views}.")

@@ -1,0 +1,97 @@
+"""MoCo v2: Improved Baselines with Momentum Contrastive Learning (arXiv 2003.04297; MoCo v1 arXiv 1911.05722).
+
+Hub boundary: imports only torch, transformers and siblings.
+"""
+
+from __future__ import annotations
+
+import copy
+
+import torch
+from torch import nn
+
+from .configuration_mocov2 import MoCoV2Config
+from .losses import moco_loss
+from .modeling_contrastive import (
+    ContrastiveForImageClassification,
+    ContrastiveForPreTraining,
+    ContrastiveModel,
+    ContrastivePreTrainingOutput,
+    FeatureQueue,
+    MLPHead,
+    forward_shuffled,
+)
+
+
+class MoCoV2Model(ContrastiveModel):
+    """The MoCo v2 encoder (query backbone): ``forward(pixel_values)`` -> ``last_hidden_state``, ``pooler_output``."""
+
+    config_class = MoCoV2Config
+
+
+class MoCoV2ForImageClassification(ContrastiveForImageClassification):
+    """The MoCo v2 encoder with a linear classifier on its pooled features."""
+
+    config_class = MoCoV2Config
+
+    def __init__(self, config: MoCoV2Config):
+        super().__init__(config, encoder_class=MoCoV2Model)
+
+
+class MoCoV2ForPreTraining(ContrastiveForPreTraining):
+    """MoCo v2 pretraining: query encoder + MLP head (no BN), EMA key encoder + head, queue of keys.
+
+    ``forward(views=[x_1, x_2])`` (two strong views by default) returns the symmetric loss of MoCo's CIFAR demo and
+    the MNN benchmark (methods.md section 3; formula in `hf_contrastive.losses.moco_loss`):
+    ```
+    q_v = projector(encoder(x_v))                          # student, with grad
+    k_v = teacher_projector(teacher_encoder(x_v))          # EMA teacher, no grad, shuffle-BN when bn_splits > 1
+    loss = 0.5 * (moco_loss(q_1, k_2, Q, tau) + moco_loss(q_2, k_1, Q, tau))
+    ```
+    ``Q`` is the queue as it was before this step (both directions read the same snapshot). The keys of both views,
+    ``cat(k_1, k_2)`` ``[2B, D]``, are returned for enqueueing, so the queue must hold at least 2 x the global batch.
+    The loop calls ``momentum_update()`` after each optimiser step and ``enqueue()`` with the gathered keys.
+    """
+
+    queue_keys_per_sample = 2  # both views' keys are enqueued
+
+    config_class = MoCoV2Config
+
+    def __init__(self, config: MoCoV2Config):
+        super().__init__(config)
+        self.encoder = MoCoV2Model(config)
+        self.projector = MLPHead(config.hidden_size, config.projection_hidden_size, config.projection_dim, batch_norm=False)
+        self.teacher_encoder = copy.deepcopy(self.encoder)
+        self.teacher_projector = copy.deepcopy(self.projector)
+        self.queue = FeatureQueue(config.queue_size, config.projection_dim)
+        self.post_init()
+        self.init_teachers()
+
+    def teacher_pairs(self) -> list[tuple[nn.Module, nn.Module, float]]:
+        teacher = nn.ModuleList([self.teacher_encoder, self.teacher_projector])
+        student = nn.ModuleList([self.encoder, self.projector])
+        return [(teacher, student, self.config.ema_momentum)]
+
+    def _student(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        return self.projector(self.encoder(pixel_values).pooler_output)
+
+    @torch.no_grad()
+    def _teacher(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        return forward_shuffled(
+            lambda x: self.teacher_projector(self.teacher_encoder(x).pooler_output),
+            pixel_values,
+            shuffle=self.config.bn_splits > 1,
+        )
+
+    def forward(self, views: list[torch.Tensor], return_dict: bool | None = None, **kwargs) -> ContrastivePreTrainingOutput:
+        """``views``: ``[x_1, x_2]``, each ``[B, C, H, W]``; row ``i`` of both is the same image."""
+        if len(views) != 2:
+            raise ValueError(f"MoCo v2 takes two views, got {len(views)}.")
+        x1, x2 = views
+        q1, q2 = self._student(x1), self._student(x2)
+        k1, k2 = self._teacher(x1), self._teacher(x2)
+        queue_snapshot = self.queue.features  # read-only here; enqueue happens after the step
+        tau = self.config.tau
+        loss = 0.5 * (moco_loss(q1, k2, queue_snapshot, tau) + moco_loss(q2, k1, queue_snapshot, tau))
+        keys = torch.cat([k1, k2]).detach().float()  # [2B, D]
+        return ContrastivePreTrainingOutput(loss=loss, queue_keys={"queue": keys})

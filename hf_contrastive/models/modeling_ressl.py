@@ -1,0 +1,100 @@
+"""ReSSL: Relational Self-Supervised Learning with weak augmentation (arXiv 2107.09282), in the protocol of the
+MNN benchmark (methods.md section 3). ISD (arXiv 2008.13168) uses the same relational loss.
+
+Hub boundary: imports only torch, transformers and siblings.
+"""
+
+from __future__ import annotations
+
+import copy
+
+import torch
+from torch import nn
+
+from .configuration_ressl import ReSSLConfig
+from .losses import relational_loss
+from .modeling_contrastive import (
+    ContrastiveForImageClassification,
+    ContrastiveForPreTraining,
+    ContrastiveModel,
+    ContrastivePreTrainingOutput,
+    FeatureQueue,
+    MLPHead,
+    forward_shuffled,
+)
+
+
+class ReSSLModel(ContrastiveModel):
+    """The ReSSL encoder (student backbone): ``forward(pixel_values)`` -> ``last_hidden_state``, ``pooler_output``."""
+
+    config_class = ReSSLConfig
+
+
+class ReSSLForImageClassification(ContrastiveForImageClassification):
+    """The ReSSL encoder with a linear classifier on its pooled features."""
+
+    config_class = ReSSLConfig
+
+    def __init__(self, config: ReSSLConfig):
+        super().__init__(config, encoder_class=ReSSLModel)
+
+
+class ReSSLForPreTraining(ContrastiveForPreTraining):
+    """ReSSL pretraining: student encoder + head, EMA teacher (encoder + head), queue; no predictor.
+
+    The head (``projector``) is Linear -> ReLU -> Linear with biases and no BatchNorm (the MoCo v2 head of the
+    benchmark code, as MSVQ). ``forward(views=[x_strong, x_weak])``: the strong view goes through the student, the
+    weak view through the teacher (no grad, shuffle-BN when ``bn_splits > 1``). With
+    ``q = projector(encoder(x_strong))``, ``t = teacher_projector(teacher_encoder(x_weak))`` and ``Q`` the queue as
+    it was before this step (methods.md section 3, ``relational_loss``):
+    ```
+    s = norm(q) @ norm(Q).T / tau_student ;  t' = norm(t) @ norm(Q).T / tau_teacher        # [B, K]
+    loss = mean_i [ - sum_j softmax(t'_i)_j * log_softmax(s_i)_j ]
+    ```
+    The teacher projections ``t`` of the weak view are returned for enqueueing (``queue_keys={"queue": t}``).
+    One direction, as ReSSL and the benchmark's run; ``config.symmetric = True`` averages it with the reverse
+    direction (weak -> student, strong -> teacher, same pre-step queue, nothing enqueued from it).
+    """
+
+    config_class = ReSSLConfig
+
+    def __init__(self, config: ReSSLConfig):
+        super().__init__(config)
+        self.encoder = ReSSLModel(config)
+        hidden, dim = config.projection_hidden_size, config.projection_dim
+        self.projector = MLPHead(config.hidden_size, hidden, dim, batch_norm=False)
+        self.teacher_encoder = copy.deepcopy(self.encoder)
+        self.teacher_projector = copy.deepcopy(self.projector)
+        self.queue = FeatureQueue(config.queue_size, dim)
+        self.post_init()
+        self.init_teachers()
+
+    def teacher_pairs(self) -> list[tuple[nn.Module, nn.Module, float]]:
+        teacher = nn.ModuleList([self.teacher_encoder, self.teacher_projector])
+        student = nn.ModuleList([self.encoder, self.projector])
+        return [(teacher, student, self.config.ema_momentum)]
+
+    def _student(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        return self.projector(self.encoder(pixel_values).pooler_output)
+
+    @torch.no_grad()
+    def _teacher(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        return forward_shuffled(
+            lambda x: self.teacher_projector(self.teacher_encoder(x).pooler_output),
+            pixel_values,
+            shuffle=self.config.bn_splits > 1,
+        )
+
+    def forward(self, views: list[torch.Tensor], return_dict: bool | None = None, **kwargs) -> ContrastivePreTrainingOutput:
+        """``views``: ``[x_student, x_teacher]``, each ``[B, C, H, W]`` (strong, weak by default: ``config.views``)."""
+        if len(views) != 2:
+            raise ValueError(f"ReSSL takes two views (strong for the student, weak for the teacher), got {len(views)}.")
+        strong, weak = views
+        queue_snapshot = self.queue.features  # read-only here; enqueue happens after the step
+        tau_s, tau_t = self.config.tau_student, self.config.tau_teacher
+        targets_weak = self._teacher(weak)
+        loss = relational_loss(self._student(strong), targets_weak, queue_snapshot, tau_s, tau_t)
+        if self.config.symmetric:
+            loss_reverse = relational_loss(self._student(weak), self._teacher(strong), queue_snapshot, tau_s, tau_t)
+            loss = 0.5 * (loss + loss_reverse)
+        return ContrastivePreTrainingOutput(loss=loss, queue_keys={"queue": targets_weak.detach().float()})

@@ -1,0 +1,163 @@
+"""MSF-specific behaviour on real CIFAR-10 images: forward's loss equals `msf_loss` of independently recomputed
+outputs and the queue's nearest neighbours (strong view -> student, weak view -> teacher, one direction by default),
+the weak view's teacher projections are the keys to enqueue and forward leaves the queue alone, teacher
+initialisation and EMA, and config validation. (Training, the loop and the Hub folder: tests/test_methods.py.)
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from hf_contrastive import data as data_lib
+from hf_contrastive.losses import msf_loss
+from hf_contrastive.models import MSFConfig, MSFForPreTraining, nearest_neighbors
+
+SAMPLE = Path(__file__).resolve().parents[1] / "data" / "cifar10_sample"
+MEAN, STD = data_lib.DATASET_STATS["cifar10"]
+
+
+def small_config(**extra) -> MSFConfig:
+    # Standard ResNet stem at 32 px (16x cheaper than the small-image stem), small heads and queue: fast on CPU.
+    return MSFConfig(
+        **{"projection_hidden_size": 64, "projection_dim": 32, "queue_size": 48, "nn_topk": 3,
+           "small_image_stem": False, **extra}
+    )
+
+
+@pytest.fixture(scope="module")
+def views() -> list[torch.Tensor]:
+    """A strong and a weak view of 16 real CIFAR-10 training images."""
+    splits = data_lib.load_image_dataset(str(SAMPLE), max_train_samples=16)
+    images = [data_lib.decode_image(row, index=i) for i, row in enumerate(splits.train[splits.image_column])]
+    torch.manual_seed(0)
+    out = []
+    for kind in MSFConfig().views:
+        transform = data_lib.build_view_transform(kind, 32, MEAN, STD)
+        out.append(torch.stack([transform(image) for image in images]))
+    return out
+
+
+def perturbed_model(**extra) -> MSFForPreTraining:
+    """A model whose teacher differs from its student (as after some training), so directions are distinguishable."""
+    torch.manual_seed(0)
+    model = MSFForPreTraining(small_config(**extra)).train()
+    with torch.no_grad():
+        for parameter in [*model.teacher_encoder.parameters(), *model.teacher_projector.parameters()]:
+            parameter.add_(0.05 * torch.randn_like(parameter))
+    return model
+
+
+def student(model, x):
+    return model.predictor(model.projector(model.encoder(x).pooler_output))
+
+
+@torch.no_grad()
+def teacher(model, x):
+    return model.teacher_projector(model.teacher_encoder(x).pooler_output)
+
+
+def test_defaults_follow_the_benchmark():
+    config = MSFConfig()
+    assert config.views == ["strong", "weak"] and config.symmetric is False
+    assert (config.ema_momentum, config.queue_size, config.nn_topk) == (0.99, 4096, 5)
+    assert (config.projection_hidden_size, config.projection_dim) == (2048, 128)
+
+
+def test_forward_is_msf_loss_of_recomputed_outputs_and_queue_neighbours(views):
+    model = perturbed_model()
+    strong, weak = views
+    with torch.no_grad():
+        p_strong, p_weak = student(model, strong), student(model, weak)
+        z_strong, z_weak = teacher(model, strong), teacher(model, weak)
+    # Real teacher projections in the queue (plus random unit vectors), so the neighbours are meaningful.
+    model.enqueue({"queue": z_strong + 0.1 * torch.randn_like(z_strong)})
+    queue = model.queue.features.clone()
+    k = model.config.nn_topk
+
+    outputs = model(views=views)
+    expected = msf_loss(p_strong, z_weak, nearest_neighbors(z_weak, queue, k))
+    torch.testing.assert_close(outputs.loss.detach(), expected, rtol=1e-5, atol=1e-6)
+    # Forward reads the queue but does not write it; the weak view's teacher projections are the keys.
+    assert torch.equal(model.queue.features, queue) and model.queue.pointer.item() == 16
+    assert set(outputs.queue_keys) == {"queue"}
+    keys = outputs.queue_keys["queue"]
+    assert keys.shape == (16, 32) and keys.dtype == torch.float32 and not keys.requires_grad
+    torch.testing.assert_close(keys, z_weak, rtol=1e-5, atol=1e-6)
+    # The direction matters: the other direction gives another value.
+    reverse = msf_loss(p_weak, z_strong, nearest_neighbors(z_strong, queue, k))
+    assert not torch.allclose(expected, reverse, rtol=1e-4)
+
+    model.config.symmetric = True
+    outputs = model(views=views)
+    torch.testing.assert_close(outputs.loss.detach(), 0.5 * (expected + reverse), rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(outputs.queue_keys["queue"], z_weak, rtol=1e-5, atol=1e-6)  # still the weak view only
+
+
+def test_shuffled_teacher_returns_keys_in_batch_order(views):
+    """With split BatchNorm the teacher sees a shuffled batch; the keys must come back in the original order."""
+    model = perturbed_model(bn_splits=2).eval()  # eval: split BN is plain BN, so the shuffle must be invisible
+    with torch.no_grad():
+        outputs = model(views=views)
+    torch.testing.assert_close(outputs.queue_keys["queue"], teacher(model, views[1]), rtol=1e-5, atol=1e-5)
+
+
+def test_enqueue_writes_the_keys_after_the_step(views):
+    model = perturbed_model()
+    before = model.queue.features.clone()
+    outputs = model(views=views)
+    model.enqueue(outputs.queue_keys)
+    assert torch.equal(model.queue.features[:16], outputs.queue_keys["queue"])
+    assert torch.equal(model.queue.features[16:], before[16:])
+
+
+def test_gradients_reach_the_student_only(views):
+    model = perturbed_model()
+    model(views=views).loss.backward()
+    for name, parameter in model.named_parameters():
+        if name.startswith("teacher_"):
+            assert not parameter.requires_grad and parameter.grad is None, name
+    for module in (model.encoder, model.projector, model.predictor):
+        grads = [p.grad for p in module.parameters()]
+        assert all(g is not None for g in grads) and any(g.abs().sum() > 0 for g in grads)
+
+
+def test_teacher_starts_as_the_student_and_follows_it_by_ema():
+    torch.manual_seed(0)
+    model = MSFForPreTraining(small_config(ema_momentum=0.9))
+    pairs = ((model.encoder, model.teacher_encoder), (model.projector, model.teacher_projector))
+    for student_module, teacher_module in pairs:
+        for (name, s), t in zip(student_module.state_dict().items(), teacher_module.state_dict().values()):
+            assert torch.equal(s, t), name
+    with torch.no_grad():
+        for parameter in model.encoder.parameters():
+            parameter.add_(1.0)
+    before = [p.clone() for p in model.teacher_encoder.parameters()]
+    model.momentum_update()
+    for old, new, s in zip(before, model.teacher_encoder.parameters(), model.encoder.parameters()):
+        torch.testing.assert_close(new, 0.9 * old + 0.1 * s)
+
+
+def test_forward_rejects_a_wrong_number_of_views(views):
+    model = MSFForPreTraining(small_config())
+    with pytest.raises(ValueError, match="two views"):
+        model(views=views + views[:1])
+
+
+@pytest.mark.parametrize(
+    ("fields", "error", "message"),
+    [
+        ({"nn_topk": 0}, ValueError, r"nn_topk must be between 1 and queue_size \(4096\)"),
+        ({"queue_size": 4, "nn_topk": 5}, ValueError, r"nn_topk must be between 1 and queue_size \(4\)"),
+        ({"queue_size": 0, "nn_topk": 0}, ValueError, "queue_size must be a positive integer"),
+        ({"ema_momentum": 1.0}, ValueError, r"ema_momentum must be in \[0, 1\)"),
+        ({"views": ["strong", "weak", "weak"]}, ValueError, "exactly two views"),
+        ({"views": ["eval", "weak"]}, ValueError, "views must be presets"),
+        ({"queue_size": "4096"}, TypeError, "queue_size must be int"),
+    ],
+)
+def test_config_validation(fields, error, message):
+    with pytest.raises(error, match=message):
+        MSFConfig(**fields)

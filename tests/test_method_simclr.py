@@ -1,0 +1,111 @@
+"""SimCLR-specific behaviour on real CIFAR-10 images: the loss forward computes, no teacher, no queue, config checks.
+
+The generic test over all methods (training on real images, Hub folder) lives elsewhere.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from hf_contrastive.data import DATASET_STATS, build_view_transform, decode_image, load_image_dataset
+from hf_contrastive.losses import simclr_loss
+from hf_contrastive.models import FeatureQueue
+from hf_contrastive.models.configuration_simclr import SimCLRConfig
+from hf_contrastive.models.modeling_simclr import SimCLRForPreTraining
+
+SAMPLE_DIR = Path(__file__).resolve().parents[1] / "data" / "cifar10_sample"
+MEAN, STD = DATASET_STATS["cifar10"]
+BATCH = 16
+SMALL = {"projection_hidden_size": 64, "projection_dim": 32}
+
+
+@pytest.fixture(scope="module")
+def views() -> list[torch.Tensor]:
+    """Two strong views of 16 real CIFAR-10 training images."""
+    if not SAMPLE_DIR.is_dir():
+        pytest.skip(f"{SAMPLE_DIR} missing")
+    train = load_image_dataset(str(SAMPLE_DIR)).train
+    images = [decode_image(train[i]["img"], index=i, column="img") for i in range(BATCH)]
+    strong = build_view_transform("strong", 32, MEAN, STD)
+    torch.manual_seed(0)
+    return [torch.stack([strong(image) for image in images]) for _ in range(2)]
+
+
+def _model(**overrides) -> SimCLRForPreTraining:
+    torch.manual_seed(0)
+    return SimCLRForPreTraining(SimCLRConfig(**{**SMALL, **overrides}))
+
+
+def test_defaults_are_the_benchmark_recipe():
+    config = SimCLRConfig()
+    assert (config.projection_hidden_size, config.projection_dim, config.tau) == (2048, 128, 0.2)
+    assert config.views == ["strong", "strong"]
+    model = SimCLRForPreTraining(SimCLRConfig(**SMALL))
+    linear, batch_norm = model.projector[0], model.projector[1]
+    assert isinstance(batch_norm, torch.nn.BatchNorm1d) and linear.bias is None  # Linear(no bias) -> BN -> ReLU -> Linear
+    assert (linear.in_features, linear.out_features, model.projector[-1].out_features) == (512, 64, 32)
+
+
+def test_loss_is_nt_xent_of_both_views_projections(views):
+    model = _model().train()
+    output = model(views=views)
+    # Recompute the projections independently (train-mode BN: each view normalised with its own batch statistics,
+    # exactly as forward does, so the outputs are identical).
+    with torch.no_grad():
+        z1 = model.projector(model.encoder(views[0]).pooler_output)
+        z2 = model.projector(model.encoder(views[1]).pooler_output)
+    assert output.loss.dtype == torch.float32 and output.loss.dim() == 0
+    torch.testing.assert_close(output.loss.detach(), simclr_loss(z1, z2, 0.2))
+    # tau is read from the config
+    assert not torch.allclose(output.loss.detach(), simclr_loss(z1, z2, 0.5))
+    # A random guess over the 2B - 1 candidates gives log(2B - 1): an untrained net is about there.
+    assert abs(output.loss.item() - torch.log(torch.tensor(2.0 * BATCH - 1)).item()) < 1.5
+
+
+def test_loss_is_symmetric_in_the_two_views(views):
+    model = _model().eval()
+    with torch.no_grad():
+        torch.testing.assert_close(model(views=views).loss, model(views=views[::-1]).loss)
+
+
+def test_no_teacher_no_queue_and_gradients_reach_encoder_and_projector(views):
+    model = _model().train()
+    assert model.teacher_pairs() == []
+    assert not any(isinstance(module, FeatureQueue) for module in model.modules())
+    assert not any(name.startswith("teacher_") for name, _ in model.named_parameters())
+    output = model(views=views)
+    assert output.queue_keys is None
+    output.loss.backward()
+    assert model.encoder.backbone.conv1.weight.grad.abs().sum() > 0
+    assert model.projector[0].weight.grad.abs().sum() > 0
+    before = [p.detach().clone() for p in model.parameters()]
+    model.momentum_update()  # no-op
+    assert all(torch.equal(a, b) for a, b in zip(before, model.parameters()))
+
+
+def test_wrong_number_of_views_is_rejected(views):
+    with pytest.raises(ValueError, match="two views"):
+        _model()(views=views[:1])
+
+
+@pytest.mark.parametrize(
+    "fields, error, message",
+    [
+        ({"tau": 0.0}, ValueError, "tau must be > 0"),
+        ({"tau": -0.1}, ValueError, "tau must be > 0"),
+        ({"views": ["strong"]}, ValueError, "exactly two views"),
+        ({"projection_dim": 0}, ValueError, "must be >= 1"),
+        ({"tau": "0.2"}, TypeError, "tau must be float"),
+    ],
+)
+def test_config_validation(fields, error, message):
+    with pytest.raises(error, match=message):
+        SimCLRConfig(**fields)
+
+
+def test_config_has_no_generation_parameter_names():
+    # transformers 5 drops/rejects generation-parameter names such as temperature/top_k in configs.
+    assert not {"temperature", "top_k", "top_p"} & set(SimCLRConfig().to_dict())
