@@ -161,20 +161,36 @@ def nearest_neighbors(queries: torch.Tensor, bank: torch.Tensor, k: int) -> torc
     return bank[indices]
 
 
+class _AllGatherWithGrad(torch.autograd.Function):
+    """all_gather whose backward sums the gradients over processes and returns this process's slice."""
+
+    @staticmethod
+    def forward(ctx, tensor: torch.Tensor) -> torch.Tensor:
+        ctx.rank, ctx.batch = torch.distributed.get_rank(), tensor.shape[0]
+        gathered = [torch.empty_like(tensor) for _ in range(torch.distributed.get_world_size())]
+        torch.distributed.all_gather(gathered, tensor.contiguous())
+        return torch.cat(gathered, dim=0)
+
+    @staticmethod
+    def backward(ctx, grad_output: torch.Tensor) -> torch.Tensor:
+        grad_output = grad_output.contiguous()
+        torch.distributed.all_reduce(grad_output)
+        return grad_output[ctx.rank * ctx.batch : (ctx.rank + 1) * ctx.batch]
+
+
 def all_gather_with_grad(tensor: torch.Tensor) -> torch.Tensor:
     """Concatenate ``tensor`` ``[B, ...]`` from every process in rank order, keeping gradients.
 
     The backward pass sums the incoming gradients over processes and returns each process its own slice, so a loss
     computed identically on every process from gathered tensors, with DDP averaging, gives the exact gradient of
-    the global-batch loss. Returns ``tensor`` unchanged when not distributed.
+    the global-batch loss (tests/test_distributed.py). The identity when not distributed. Every process must pass
+    the same batch size.
     """
     if not (torch.distributed.is_available() and torch.distributed.is_initialized()):
         return tensor
     if torch.distributed.get_world_size() == 1:
         return tensor
-    from torch.distributed.nn.functional import all_gather
-
-    return torch.cat(all_gather(tensor), dim=0)
+    return _AllGatherWithGrad.apply(tensor)
 
 
 def forward_shuffled(module_fn, pixel_values: torch.Tensor, shuffle: bool) -> torch.Tensor:
