@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from transformers import (
     AutoConfig,
@@ -24,6 +24,8 @@ class MethodSpec:
         paper: title of the paper; arxiv: its arXiv id; summary: what the method changes, in one sentence.
         status: ``"implemented"`` (follows published formulas/code) or ``"reconstruction"`` (built from the abstract).
         bibtex: citation for model cards. display_name: how the method is written in prose (e.g. "MoCo v2").
+        reported_results: dataset key (as in ``data.DATASET_STATS``) -> the published number with its protocol and
+            source, shown beside ours in model cards.
     """
 
     name: str
@@ -37,6 +39,7 @@ class MethodSpec:
     status: str = "implemented"
     bibtex: str = ""
     display_name: str = ""
+    reported_results: dict[str, str] = field(default_factory=dict)
 
     @property
     def title(self) -> str:

@@ -14,6 +14,11 @@ SPEC = MethodSpec(
     arxiv="2006.07733",
     summary="No negatives: a student with a predictor regresses the normalised projection of the other view made by "
     "an EMA teacher (symmetric normalised squared distance).",
+    reported_results={
+        "cifar10": "87.54% 200-NN / 89.54% linear (ResNet-18, 200 epochs, MNN benchmark (pc-cp/Benchmark-Methods-For-MNN))",
+        "cifar100": "57.24% 200-NN / 63.16% linear (ResNet-18, 200 epochs, MNN benchmark (pc-cp/Benchmark-Methods-For-MNN))",
+        "tiny-imagenet": "37.65% 200-NN / 45.29% linear (ResNet-18, 200 epochs, MNN benchmark (pc-cp/Benchmark-Methods-For-MNN))",
+    },
     bibtex="""@inproceedings{grill2020byol,
   title     = {Bootstrap Your Own Latent: A New Approach to Self-Supervised Learning},
   author    = {Grill, Jean-Bastien and Strub, Florian and Altch{\\'e}, Florent and Tallec, Corentin and Richemond, Pierre H. and Buchatskaya, Elena and Doersch, Carl and Pires, Bernardo Avila and Guo, Zhaohan Daniel and Azar, Mohammad Gheshlaghi and Piot, Bilal and Kavukcuoglu, Koray and Munos, R{\\'e}mi and Valko, Michal},

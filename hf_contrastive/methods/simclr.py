@@ -14,6 +14,11 @@ SPEC = MethodSpec(
     arxiv="2002.05709",
     summary="One network and a projector trained with NT-Xent: each view's positive is the other view of the same "
     "image and every other view in the global batch is a negative; no teacher, no queue.",
+    reported_results={
+        "cifar10": "85.30% 200-NN / 87.72% linear (ResNet-18, 200 epochs, MNN benchmark (pc-cp/Benchmark-Methods-For-MNN))",
+        "cifar100": "56.50% 200-NN / 62.52% linear (ResNet-18, 200 epochs, MNN benchmark (pc-cp/Benchmark-Methods-For-MNN))",
+        "tiny-imagenet": "37.16% 200-NN / 45.71% linear (ResNet-18, 200 epochs, MNN benchmark (pc-cp/Benchmark-Methods-For-MNN))",
+    },
     bibtex="""@inproceedings{chen2020simclr,
   title     = {A Simple Framework for Contrastive Learning of Visual Representations},
   author    = {Chen, Ting and Kornblith, Simon and Norouzi, Mohammad and Hinton, Geoffrey},
