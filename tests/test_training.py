@@ -192,3 +192,19 @@ def test_queue_check_counts_keys_per_image(tmp_path):
     with pytest.raises(ValueError, match="x2 keys per image"):
         Pretrainer(parse_args(SMALL_RUN[:-2] + ["--method", "mocov2", "--output_dir", str(tmp_path),
                                                 "--config_overrides", "queue_size=48"]))
+
+
+def test_init_from_a_hub_folder_restores_the_whole_pretraining_state(finished_run, tmp_path):
+    folder = finished_run / "model"
+    pretrainer = Pretrainer(parse_args(SMALL_RUN[:-2] + ["--init_from", str(folder), "--output_dir", str(tmp_path)]))
+    saved = load_file(folder / "model.safetensors")
+    state = pretrainer.accelerator.unwrap_model(pretrainer.model).state_dict()
+    assert saved.keys() == state.keys()
+    for name, tensor in saved.items():
+        assert torch.equal(state[name], tensor), name
+    assert state["queue.pointer"].item() == 64  # the queue continues where the run left it
+    teacher = [p for n, p in pretrainer.model.named_parameters() if n.startswith("teacher_")]
+    assert teacher and not any(p.requires_grad for p in teacher)
+    with pytest.raises(ValueError, match="holds a 'mnn' model but --method is 'byol'"):
+        Pretrainer(parse_args(SMALL_RUN[:-2] + ["--method", "byol", "--init_from", str(folder),
+                                                "--output_dir", str(tmp_path)]))

@@ -66,6 +66,7 @@ class TrainingArguments:
     checkpointing_steps: str | None = None
     checkpoints_total_limit: int | None = 2
     resume_from_checkpoint: str | None = None
+    init_from: str | None = None
     report_to: str = "tensorboard"
     push_to_hub: bool = False
     hub_model_id: str | None = None
@@ -126,6 +127,8 @@ HELP = {
     "checkpointing_steps": "Save a checkpoint every N optimiser steps, or 'epoch'.",
     "checkpoints_total_limit": "Keep only the newest N checkpoints.",
     "resume_from_checkpoint": "A checkpoint folder, or 'latest' (newest under output_dir/checkpoints).",
+    "init_from": "Start from a Hub folder or id of ours (full pretraining state: teachers, heads, queues) "
+    "instead of a fresh model; the optimiser and schedule start anew.",
     "report_to": "Experiment tracker: tensorboard, trackio, wandb, all or none.",
     "push_to_hub": "Upload the Hub folder to --hub_model_id at the end.",
     "hub_model_id": "Hub repository, e.g. your-name/mnn-resnet18.",

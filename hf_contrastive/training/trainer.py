@@ -24,7 +24,7 @@ from accelerate import Accelerator
 from accelerate.utils import DataLoaderConfiguration, ProjectConfiguration, set_seed
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
-from transformers import get_cosine_schedule_with_warmup
+from transformers import AutoConfig, get_cosine_schedule_with_warmup
 
 from .. import data as data_lib
 from ..evaluation import knn_accuracy
@@ -113,12 +113,29 @@ class Pretrainer:
         set_seed(args.seed)
         self.knn_history: list[dict[str, float]] = []
         self.spec, self.model_config = build_model_config(args)
+        if args.init_from:
+            self.model = self._load_pretraining_model(args.init_from)
+            self.model_config = self.model.config
+        else:
+            self.model = self.spec.pretraining_class(self.model_config)
         self._build_data()
-        self.model = self.spec.pretraining_class(self.model_config)
         self._check_batch_fits()
         self._build_optimisation()
 
     # ------------------------------------------------------------------ construction
+
+    def _load_pretraining_model(self, folder: str):
+        """The full pretraining state of a Hub folder of ours (``--init_from``); its config replaces ours."""
+        config = AutoConfig.from_pretrained(folder)
+        if config.model_type != self.spec.name:
+            raise ValueError(
+                f"--init_from {folder} holds a {config.model_type!r} model but --method is {self.spec.name!r}; "
+                f"pass --method {config.model_type}."
+            )
+        if self.args.config_overrides or self.args.backbone or self.args.image_size:
+            logger.warning("--init_from: the model settings come from %s; --config_overrides/--backbone/--image_size "
+                           "are ignored.", folder)
+        return self.spec.pretraining_class.from_pretrained(folder)
 
     def _build_data(self) -> None:
         args = self.args
