@@ -218,6 +218,7 @@ def export_timm(folder: str | Path, output_dir: str | Path, *, overwrite: bool =
         pretrained_cfg.pop(key, None)
     pretrained_cfg.update(crop_pct=1.0, crop_mode="squash")
     config_path.write_text(json.dumps(hf_config, indent=2) + "\n")
+    (output_dir / "model.safetensors").chmod(0o644)  # safetensors writes 0600
     _write_timm_card(folder, output_dir, config, encoder.config.hidden_size)
     return output_dir
 
@@ -235,14 +236,22 @@ def _write_timm_card(folder: Path, output_dir: Path, config: PretrainedConfig, n
     name = card.data.model_name if isinstance(card.data.model_name, str) and "/" in card.data.model_name else None
     repo = name or "your-name/this-repo"
     note = (
-        "\n> **Load with timm.** This is the encoder-only, native timm export of the model below "
-        f"(`{config.backbone}`, `num_classes=0`: the output is the {num_features}-d pooled feature). No "
-        "`trust_remote_code` is needed: `timm.create_model(\"hf-hub:" + repo + "\", pretrained=True)` in timm, or "
-        f"`AutoModel.from_pretrained(\"{repo}\")` (a `TimmWrapperModel`, features in `pooler_output`), "
-        "`AutoImageProcessor`, `pipeline(\"image-feature-extraction\")` and "
-        "`AutoModelForImageClassification.from_pretrained(..., num_labels=N)` in transformers. The eval transform is "
-        "`pretrained_cfg` in config.json. The pretraining state (teacher, heads, queue) and the remote-code snippets "
-        "below belong to the original transformers folder, which is not part of this export.\n"
+        "\n## Load with timm\n\n"
+        f"This folder is the encoder-only, native timm export of the model described below (`{config.backbone}`, "
+        f"`num_classes=0`: the output is the {num_features}-d pooled feature). No `trust_remote_code` is needed; the "
+        "eval transform is `pretrained_cfg` in config.json. The pretraining state (teacher, heads, queue) and the "
+        "remote-code snippets further down belong to the original transformers folder, not to this export.\n\n"
+        "```python\n"
+        "import timm\n"
+        f"model = timm.create_model(\"hf-hub:{repo}\", pretrained=True).eval()\n"
+        "data_config = timm.data.resolve_data_config(model=model)\n"
+        "transform = timm.data.create_transform(**data_config)\n"
+        f"features = model(transform(image).unsqueeze(0))  # [1, {num_features}]\n\n"
+        "# or transformers: a TimmWrapperModel, features in .pooler_output\n"
+        "from transformers import AutoModel, pipeline\n"
+        f"encoder = AutoModel.from_pretrained(\"{repo}\")\n"
+        f"extractor = pipeline(\"image-feature-extraction\", model=\"{repo}\")\n"
+        "```\n"
     )
     text = card.text.lstrip("\n")
     if text.startswith("# "):
