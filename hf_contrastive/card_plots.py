@@ -51,8 +51,9 @@ def plot_knn_history(
     axes = figure.add_subplot()
     axes.plot(epochs, accuracies, marker="o", markersize=4, linewidth=1.8, color="tab:blue")
     best = int(np.argmax(accuracies))
+    align = "center" if len(epochs) == 1 or 0 < best < len(epochs) - 1 else ("left" if best == 0 else "right")
     axes.annotate(f"best {accuracies[best]:.2f}% (epoch {epochs[best]:g})", (epochs[best], accuracies[best]),
-                  textcoords="offset points", xytext=(0, 8), ha="center", fontsize=9)
+                  textcoords="offset points", xytext=(0, 8), ha=align, fontsize=9)
     axes.set_xlabel("epoch")
     axes.set_ylabel("kNN top-1 accuracy (%)")
     axes.set_title(title if not subtitle else f"{title}\n({subtitle})", fontsize=11)

@@ -65,7 +65,9 @@ def resolve_model_folder(name_or_path: str | Path) -> Path:
     try:
         folder = Path(snapshot_download(str(name_or_path), repo_type="model"))
     except Exception as error:  # offline, unknown repo, gated repo, ...
-        raise ExportError(f"Could not download the Hub model {name_or_path!r}: {type(error).__name__}: {error}") from error
+        raise ExportError(
+            f"Could not download the Hub model {name_or_path!r}: {type(error).__name__}: {error}"
+        ) from error
     _check_hub_folder(folder)
     return folder
 
@@ -274,7 +276,9 @@ def export_transformers(folder: str | Path, output_dir: str | Path, *, overwrite
     return output_dir
 
 
-def export(folder: str | Path, output_dir: str | Path, *, format: str = "transformers", overwrite: bool = False) -> Path:
+def export(
+    folder: str | Path, output_dir: str | Path, *, format: str = "transformers", overwrite: bool = False
+) -> Path:
     """`export_timm` or `export_transformers`, by ``format``."""
     if format == "timm":
         return export_timm(folder, output_dir, overwrite=overwrite)

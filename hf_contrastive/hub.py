@@ -44,7 +44,14 @@ def hub_dataset_id(dataset_name: str, dataset_stats: str) -> str | None:
     return KNOWN_DATASET_IDS.get(dataset_stats)
 
 
-def render_model_card(spec: MethodSpec, model: PreTrainedModel, context: CardContext, repo_id: str | None) -> ModelCard:
+def render_model_card(
+    spec: MethodSpec,
+    model: PreTrainedModel,
+    context: CardContext,
+    repo_id: str | None,
+    knn_plot: bool = False,
+    embedding_plot: bool = False,
+) -> ModelCard:
     """Render ``model_cards/model_card.md`` with huggingface_hub's ModelCard (metadata + model-index)."""
     dataset_id = hub_dataset_id(context.dataset_name, context.dataset_stats)
     eval_results = None
@@ -81,6 +88,8 @@ def render_model_card(spec: MethodSpec, model: PreTrainedModel, context: CardCon
         repo_id=repo_id or "path/to/folder",
         parameters_millions=sum(p.numel() for p in model.encoder.parameters()) / 1e6,
         pretraining_parts=describe_pretraining_parts(model),
+        knn_plot=knn_plot,
+        embedding_plot=embedding_plot,
     )
 
 
@@ -111,10 +120,13 @@ def save_hub_folder(
     image_std: tuple[float, float, float],
     context: CardContext,
     repo_id: str | None = None,
+    knn_plot: bool = False,
+    embedding_plot: bool = False,
 ) -> Path:
     """Write the folder that is pushed as-is: safetensors weights of the whole pretraining model (the encoder loads
     from it with AutoModel, the full state with AutoModelForPreTraining), config with an ``auto_map`` for every Auto
-    class, the flat remote-code files, ``preprocessor_config.json`` (the eval transform) and README.md."""
+    class, the flat remote-code files, ``preprocessor_config.json`` (the eval transform) and README.md (which shows
+    ``knn_history.png`` / ``embedding_tsne.png`` when the flags say they were written into the folder)."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     model.config.auto_map = spec.auto_map
@@ -130,7 +142,7 @@ def save_hub_folder(
         image_mean=list(image_mean),
         image_std=list(image_std),
     ).save_pretrained(folder)
-    render_model_card(spec, model, context, repo_id).save(folder / "README.md")
+    render_model_card(spec, model, context, repo_id, knn_plot, embedding_plot).save(folder / "README.md")
     (folder / "training_args.json").write_text(json.dumps(context.recipe, indent=2, default=str))
     return folder
 

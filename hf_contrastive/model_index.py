@@ -33,7 +33,9 @@ TABLE_HEADER = ("protocol", "dataset", "split", "metric", "value", "settings", "
 #: Task name of a model-index group (same task type, dataset and split) that holds several protocols.
 MIXED_TASK_NAME = "Image classification (protocol per metric, see its args)"
 # The template's limitation line written before any linear-probe / fine-tuning number existed.
-_STALE_LIMITATION = "- kNN accuracy measures frozen features; linear-probe and fine-tuning numbers are not part of this card yet."
+_STALE_LIMITATION = (
+    "- kNN accuracy measures frozen features; linear-probe and fine-tuning numbers are not part of this card yet."
+)
 _CURRENT_LIMITATION = (
     "- kNN and linear-probe accuracies measure frozen features; fine-tuning also trains the encoder. "
     "See [Evaluation results](#evaluation-results) for what was measured and how."
@@ -164,7 +166,8 @@ def update_model_index(
     readme = folder / "README.md"
     card = ModelCard.load(readme) if readme.is_file() else ModelCard(f"# {folder.resolve().name}\n")
     value = round(float(value), 4)
-    args = {"protocol": task_name, "source": source, **{k: _scalar(v) for k, v in protocol_args.items()}}
+    protocol_args = {name: arg for name, arg in protocol_args.items() if arg is not None}
+    args = {"protocol": task_name, "source": source, **{name: _scalar(arg) for name, arg in protocol_args.items()}}
     entry = EvalResult(
         task_type=task_type,
         task_name=task_name,
@@ -185,6 +188,6 @@ def update_model_index(
 
     text = card.text.replace(_STALE_LIMITATION, _CURRENT_LIMITATION)
     card.text = _update_table(text, [task_name, entry.dataset_type, split, metric_name,
-                                     _format_value(value, metric_type), _settings_text(protocol_args), source])
+                                     _format_value(value, metric_type), _settings_text(protocol_args), f"`{source}`"])
     card.save(readme)
     return card

@@ -53,7 +53,7 @@ class FinetuneArguments:
     label_column: str | None = field(default=None, metadata={"help": "Label column (default: detected)."})
     train_split: str = field(default="train", metadata={"help": "Training split."})
     eval_split: str | None = field(default=None, metadata={
-        "help": "Eval split (default: test, validation or valid; else 10% of train is held out)."})
+        "help": "Eval split (default: test, validation or valid; else 10%% of train is held out)."})
     max_train_samples: int | None = field(default=None, metadata={"help": "Keep the first N training images."})
     max_eval_samples: int | None = field(default=None, metadata={"help": "Keep the first N eval images."})
     min_crop_scale: float = field(default=0.5, metadata={
@@ -156,12 +156,14 @@ def run(args: FinetuneArguments, training_args: TrainingArguments, command: str 
                             dataset=dataset_label, tasks="image-classification")
     if trainer.is_world_process_zero():
         print(f"\nFine-tuned top-1 on {len(eval_dataset)} {splits.eval_split_name} images: "
-              f"{100 * metrics['eval_accuracy']:.2f}%\nClassifier: {output_dir}\nResults: {output_dir / 'eval_results.json'}")
+              f"{100 * metrics['eval_accuracy']:.2f}%\nClassifier: {output_dir}\n"
+              f"Results: {output_dir / 'eval_results.json'}")
     return results
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
-    args, training_args = HfArgumentParser((FinetuneArguments, TrainingArguments)).parse_args_into_dataclasses(args=argv)
+    parser = HfArgumentParser((FinetuneArguments, TrainingArguments))
+    args, training_args = parser.parse_args_into_dataclasses(args=argv)
     return run(args, training_args, command_line("finetune.py", argv))
 
 

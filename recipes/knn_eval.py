@@ -39,7 +39,9 @@ class KnnEvalArguments(FrozenEvalArguments):
     def __post_init__(self) -> None:
         super().__post_init__()
         if self.knn_k <= 0 or self.knn_temperature <= 0:
-            raise ValueError(f"--knn_k and --knn_temperature must be positive, got {self.knn_k}, {self.knn_temperature}.")
+            raise ValueError(
+                f"--knn_k and --knn_temperature must be positive, got {self.knn_k}, {self.knn_temperature}."
+            )
 
 
 def run(args: KnnEvalArguments, command: str | None = None) -> dict[str, Any]:
@@ -71,11 +73,13 @@ def run(args: KnnEvalArguments, command: str | None = None) -> dict[str, Any]:
                "output_dir": str(output_dir)}
     entry = dict(task_name=f"kNN evaluation (k={args.knn_k}, T={args.knn_temperature}, frozen features)",
                  dataset_id=dataset_id, dataset_name=dataset_label, split=splits.eval_split_name,
-                 metric_name="kNN top-1", value=top1, protocol_args=protocol, source=command)
+                 metric_name=f"kNN top-1 (knn_eval, k={args.knn_k}, T={args.knn_temperature})", value=top1,
+                 protocol_args=protocol, source=command)
     record_results(accelerator, output_dir, results, model_name_or_path=args.model_name_or_path,
                    update_card=args.update_model_card, entries=[entry])
     accelerator.print(f"\nkNN top-1 (k={args.knn_k}, T={args.knn_temperature}) on {len(splits.eval)} "
-                      f"{splits.eval_split_name} images: {100 * top1:.2f}%\nResults: {output_dir / 'eval_results.json'}")
+                      f"{splits.eval_split_name} images: {100 * top1:.2f}%\n"
+                      f"Results: {output_dir / 'eval_results.json'}")
     return results
 
 

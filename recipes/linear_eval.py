@@ -1,8 +1,10 @@
 """Linear probe of a frozen encoder (methods.md section 0): Linear(D, C) on the frozen backbone in eval mode,
 100 epochs, batch 256, SGD nesterov momentum 0.9, no weight decay.
 
-    accelerate launch recipes/linear_eval.py --model_name_or_path outputs/mnn-resnet18/model             # MNN repo: lr 30, x0.1 at 60, 80
-    accelerate launch recipes/linear_eval.py --model_name_or_path outputs/mnn-resnet18/model --lr_schedule cosine   # MSVQ repo: lr 1.0 cosine
+    # MNN repo: lr 30, x0.1 at epochs 60 and 80 (the default)
+    accelerate launch recipes/linear_eval.py --model_name_or_path outputs/mnn-resnet18/model
+    # MSVQ repo: lr 1.0, cosine
+    accelerate launch recipes/linear_eval.py --model_name_or_path outputs/mnn-resnet18/model --lr_schedule cosine
 
 Train augmentation: RandomResizedCrop + horizontal flip; test: the protocol's eval transform. Prints the best-epoch
 top-1 (what the reference repos report) and the last-epoch top-1, writes <output_dir>/eval_results.json (with the

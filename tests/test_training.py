@@ -49,7 +49,10 @@ def test_run_writes_results_and_hub_folder(finished_run):
     assert torch.isfinite(torch.tensor(results["final_loss"]))
     folder = finished_run / "model"
     assert {"config.json", "model.safetensors", "preprocessor_config.json", "README.md"} <= {p.name for p in folder.iterdir()}
-    assert "0.%s" % str(round(results["knn_top1"], 4))[2:] in (folder / "README.md").read_text()
+    card = (folder / "README.md").read_text()
+    assert "0.%s" % str(round(results["knn_top1"], 4))[2:] in card
+    for plot in ("knn_history.png", "embedding_tsne.png"):  # shown in the card, stored beside it
+        assert (folder / plot).stat().st_size > 1000 and f"({plot})" in card
 
 
 def test_trained_encoder_loads_with_automodel(finished_run):

@@ -71,7 +71,7 @@ class FrozenEvalArguments:
     label_column: str | None = field(default=None, metadata={"help": "Label column (default: detected)."})
     train_split: str = field(default="train", metadata={"help": "Split used as kNN bank / linear training set."})
     eval_split: str | None = field(default=None, metadata={
-        "help": "Evaluated split (default: test, validation or valid; else 10% of train is held out)."})
+        "help": "Evaluated split (default: test, validation or valid; else 10%% of train is held out)."})
     max_train_samples: int | None = field(default=None, metadata={"help": "Keep the first N training images."})
     max_eval_samples: int | None = field(default=None, metadata={"help": "Keep the first N eval images."})
     dataset_stats: str | None = field(default=None, metadata={
@@ -460,8 +460,8 @@ def run_linear_eval(
     global_batch = args.per_device_train_batch_size * accelerator.num_processes
     accelerator.print(
         f"linear probe | {args.model_name_or_path} | {len(splits.train)} train / {len(splits.eval)} "
-        f"{splits.eval_split_name} images, {splits.num_classes} classes | {args.num_train_epochs} epochs | global batch "
-        f"{global_batch} | {args.lr_schedule} schedule, lr {args.peak_learning_rate:g}"
+        f"{splits.eval_split_name} images, {splits.num_classes} classes | {args.num_train_epochs} epochs | "
+        f"global batch {global_batch} | {args.lr_schedule} schedule, lr {args.peak_learning_rate:g}"
         + (f", x0.1 at epochs {list(args.milestones)}" if args.lr_schedule == "step" else "")
     )
     probe = train_linear_probe(
@@ -494,11 +494,11 @@ def run_linear_eval(
     task_name = f"Linear probe (frozen backbone, {args.lr_schedule} schedule)"
     common = dict(task_name=task_name, dataset_id=dataset_id, dataset_name=dataset_label,
                   split=splits.eval_split_name, source=command)
+    metric = f"linear probe top-1 ({args.lr_schedule} schedule, {{}} epoch)"
     entries = [
-        {**common, "metric_name": "linear probe top-1 (best epoch)", "value": probe["best_top1"],
+        {**common, "metric_name": metric.format("best"), "value": probe["best_top1"],
          "protocol_args": {**protocol, "best_epoch": probe["best_epoch"]}},
-        {**common, "metric_name": "linear probe top-1 (last epoch)", "value": probe["last_top1"],
-         "protocol_args": protocol},
+        {**common, "metric_name": metric.format("last"), "value": probe["last_top1"], "protocol_args": protocol},
     ]
     output_dir = args.default_output_dir("linear_eval")
     results["output_dir"] = str(output_dir)

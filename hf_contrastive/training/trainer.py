@@ -27,8 +27,9 @@ from tqdm.auto import tqdm
 from transformers import AutoConfig, get_cosine_schedule_with_warmup
 
 from .. import data as data_lib
-from ..evaluation import knn_accuracy
+from ..evaluation import extract_features, knn_predict
 from ..models import FeatureQueue
+from ..card_plots import plot_embedding_map, plot_knn_history
 from ..hub import CardContext, push_folder_to_hub, save_hub_folder
 from ..registry import get_method
 from .arguments import TrainingArguments
@@ -268,13 +269,17 @@ class Pretrainer:
 
     # ------------------------------------------------------------------ loop
 
-    def evaluate_knn(self) -> float | None:
+    def evaluate_knn(self) -> tuple[float, torch.Tensor, torch.Tensor] | None:
+        """kNN top-1 of the student encoder, with the test features and labels it used (None without labels)."""
         if self.knn_dataloaders is None:
             return None
         encoder = self.accelerator.unwrap_model(self.model).encoder
-        return knn_accuracy(
-            encoder, *self.knn_dataloaders, self.accelerator, self.splits.num_classes, self.args.knn_k, self.args.knn_temperature
-        )
+        bank, test = self.knn_dataloaders
+        bank_features, bank_labels = extract_features(encoder, bank, self.accelerator, "kNN bank")
+        test_features, test_labels = extract_features(encoder, test, self.accelerator, "kNN test")
+        predictions = knn_predict(test_features, bank_features, bank_labels, self.splits.num_classes,
+                                  self.args.knn_k, self.args.knn_temperature)
+        return (predictions == test_labels).float().mean().item(), test_features, test_labels
 
     def train(self) -> dict[str, Any]:
         """Run the loop to ``max_train_steps``, then write the Hub folder and all_results.json. Returns the results."""
@@ -351,15 +356,29 @@ class Pretrainer:
         return self._finish(global_step, knn_top1, train_runtime, samples_seen, loss)
 
     def _record_knn(self, global_step: int, epoch: float, progress: tqdm | None) -> float | None:
-        knn_top1 = self.evaluate_knn()
-        if knn_top1 is None:
+        evaluation = self.evaluate_knn()
+        if evaluation is None:
             return None
+        knn_top1, self.last_test_features, self.last_test_labels = evaluation
         self.knn_history.append({"step": global_step, "epoch": round(epoch, 3), "knn_top1": knn_top1})
         self.accelerator.log({"eval/knn_top1": knn_top1}, step=global_step)
         message = f"epoch {epoch:g} step {global_step}: kNN top-1 {100 * knn_top1:.2f}%"
         (progress.write if progress is not None else self.accelerator.print)(message)
         self.model.train()
         return knn_top1
+
+    def _write_card_plots(self, model_dir: Path) -> dict[str, bool]:
+        """kNN accuracy over training and a t-SNE map of the last test features, as PNGs next to the card."""
+        plots = {}
+        if self.knn_history:
+            plot_knn_history(self.knn_history, model_dir / "knn_history.png",
+                             subtitle=f"{self.spec.title} {self.model_config.backbone}, {self.args.dataset_name}")
+            plots["knn_plot"] = True
+        if getattr(self, "last_test_features", None) is not None:
+            plot_embedding_map(self.last_test_features.cpu().numpy(), self.last_test_labels.cpu().numpy(),
+                               self.splits.class_names, model_dir / "embedding_tsne.png", seed=self.args.seed)
+            plots["embedding_plot"] = True
+        return plots
 
     def _finish(self, global_step: int, knn_top1: float | None, train_runtime: float, samples_seen: int, loss) -> dict:
         args, accelerator = self.args, self.accelerator
@@ -397,8 +416,10 @@ class Pretrainer:
                 train_samples_per_second=results["train_samples_per_second"],
             )
             unwrapped = accelerator.unwrap_model(self.model)
+            model_dir.mkdir(parents=True, exist_ok=True)
+            plots = self._write_card_plots(model_dir)
             save_hub_folder(unwrapped, self.spec, model_dir, image_mean=self.image_mean, image_std=self.image_std,
-                            context=context, repo_id=args.hub_model_id)
+                            context=context, repo_id=args.hub_model_id, **plots)
             (self.output_dir / "all_results.json").write_text(json.dumps(results, indent=2))
             if args.push_to_hub:
                 url = push_folder_to_hub(model_dir, args.hub_model_id)
