@@ -35,7 +35,7 @@ import hf_contrastive
 from hf_contrastive import MNNConfig, MNNForPreTraining, cli
 from hf_contrastive.data import DATASET_STATS, build_view_transform, decode_image, load_image_dataset
 from hf_contrastive.embed import FEATURES_DESCRIPTION, embed_images, read_embeddings
-from hf_contrastive.export import ExportError, can_export_timm, export_timm
+from hf_contrastive.export import ExportError, can_export_timm, export_timm, export_transformers
 from hf_contrastive.hub import CardContext, save_hub_folder
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -363,3 +363,22 @@ def test_command_line_help_and_console_script():
     assert "usage: hf-contrastive" in child.stdout and "export" in child.stdout and "embed" in child.stdout
     scripts = {ep.name: ep.value for ep in entry_points(group="console_scripts")}
     assert scripts.get("hf-contrastive") == "hf_contrastive.cli:main"
+
+
+def test_hub_id_is_resolved_with_snapshot_download(trained, tmp_path, monkeypatch):
+    import huggingface_hub
+
+    calls = []
+
+    def fake_snapshot_download(repo_id, **kwargs):  # the Hub replaced by the local folder
+        calls.append(repo_id)
+        return str(trained.folder)
+
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", fake_snapshot_download)
+    out = export_transformers("org/mnn-resnet18", tmp_path / "from-hub")
+    assert calls == ["org/mnn-resnet18"] and (out / "model.safetensors").is_file()
+
+    monkeypatch.undo()
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)  # no network: a clear error instead
+    with pytest.raises(ExportError, match="Could not download the Hub model 'org/not-cached'"):
+        export_transformers("org/not-cached", tmp_path / "none")

@@ -23,14 +23,10 @@ import textwrap
 from dataclasses import dataclass
 from pathlib import Path
 
-import huggingface_hub
-import huggingface_hub.hf_api
 import PIL.Image
 import pytest
 import torch
-import yaml
-from huggingface_hub import CommitOperationAdd, HfApi, ModelCard, RepoUrl
-from huggingface_hub.hf_api import CommitInfo
+from huggingface_hub import ModelCard
 from safetensors import safe_open
 from transformers import (
     AutoImageProcessor,
@@ -84,11 +80,6 @@ def splits():
 
 def _images(dataset, indices) -> list[PIL.Image.Image]:
     return [decode_image(dataset[i]["img"], index=i, column="img") for i in indices]
-
-
-def _offline(monkeypatch) -> None:
-    """Any HTTP request huggingface_hub would still make raises OfflineModeIsEnabled instead of hanging."""
-    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
 
 
 @pytest.fixture(scope="module")
@@ -379,47 +370,8 @@ def test_image_processor_reproduces_eval_transform(published, splits):
 # ---------------------------------------------------------------- push (HTTP layer replaced)
 
 
-def _offline_api(remote_root: Path):
-    """An HfApi whose network methods write to ``remote_root`` instead; upload_folder stays the library's own."""
-
-    class OfflineHfApi(HfApi):
-        calls: list[str] = []
-
-        def create_repo(self, repo_id, *, repo_type=None, exist_ok=False, **kwargs):
-            self.calls.append("create_repo")
-            (remote_root / repo_id).mkdir(parents=True, exist_ok=exist_ok)
-            return RepoUrl(f"{self.endpoint}/{repo_id}", endpoint=self.endpoint)
-
-        def _validate_yaml(self, content, *, repo_type=None, token=None):
-            # Server-side check (POST /api/validate-yaml) replaced by a local parse of the front matter.
-            self.calls.append("_validate_yaml")
-            assert content.startswith("---\n")
-            metadata = yaml.safe_load(content.split("---\n")[1])
-            assert isinstance(metadata, dict) and "model-index" in metadata
-
-        def create_commit(self, repo_id, operations, *, commit_message, **kwargs):
-            self.calls.append("create_commit")
-            remote = remote_root / repo_id
-            for operation in operations:
-                assert isinstance(operation, CommitOperationAdd), operation
-                target = remote / operation.path_in_repo
-                target.parent.mkdir(parents=True, exist_ok=True)
-                with operation.as_file() as source:
-                    target.write_bytes(source.read())
-            return CommitInfo(commit_url=f"{self.endpoint}/{repo_id}/commit/{'0' * 40}",
-                              commit_message=commit_message, commit_description="", oid="0" * 40,
-                              _endpoint=self.endpoint)
-
-    return OfflineHfApi
-
-
-def test_push_uploads_the_folder_with_our_card(published, tmp_path, monkeypatch):
-    _offline(monkeypatch)
-    # With hf_xet installed, upload_folder streams through xet + module-level HTTP helpers; the legacy
-    # single-commit path goes through `self.create_commit`, the one HTTP call this fake replaces.
-    monkeypatch.setattr(huggingface_hub.hf_api, "is_xet_available", lambda: False)
-    fake = _offline_api(tmp_path / "remote")
-    monkeypatch.setattr(hf_contrastive.hub, "HfApi", fake)
+def test_push_uploads_the_folder_with_our_card(published, tmp_path, offline_hub):
+    fake = offline_hub
 
     url = push_folder_to_hub(published.folder, REPO_ID)
     assert url.endswith(f"/{REPO_ID}/commit/{'0' * 40}")

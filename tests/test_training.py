@@ -211,3 +211,19 @@ def test_init_from_a_hub_folder_restores_the_whole_pretraining_state(finished_ru
     with pytest.raises(ValueError, match="holds a 'mnn' model but --method is 'byol'"):
         Pretrainer(parse_args(SMALL_RUN[:-2] + ["--method", "byol", "--init_from", str(folder),
                                                 "--output_dir", str(tmp_path)]))
+
+
+@pytest.mark.parametrize(("stem", "pushed"), [("true", "remote-code folder"), ("false", "native timm folder")])
+def test_push_to_hub_pushes_native_timm_when_the_backbone_allows(tmp_path, offline_hub, capsys, stem, pushed):
+    args = parse_args(SMALL_RUN[:-2] + ["--max_train_steps", "1", "--knn_every_n_epochs", "0",
+                                        "--config_overrides", f"queue_size=128,small_image_stem={stem}",
+                                        "--output_dir", str(tmp_path / "run"),
+                                        "--push_to_hub", "--hub_model_id", "org/mnn-test"])
+    train(args)
+    assert f"Pushed the {pushed}" in capsys.readouterr().out
+    remote = tmp_path / "remote" / "org" / "mnn-test"
+    config = json.loads((remote / "config.json").read_text())
+    if stem == "true":
+        assert config["model_type"] == "mnn" and (remote / "modeling_mnn.py").is_file()
+    else:
+        assert "pretrained_cfg" in config and not list(remote.glob("*.py"))

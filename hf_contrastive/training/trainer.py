@@ -30,6 +30,7 @@ from .. import data as data_lib
 from ..evaluation import extract_features, knn_predict
 from ..models import FeatureQueue
 from ..card_plots import plot_embedding_map, plot_knn_history
+from ..export import can_export_timm, export_timm
 from ..hub import CardContext, push_folder_to_hub, save_hub_folder
 from ..registry import get_method
 from .arguments import TrainingArguments
@@ -367,6 +368,15 @@ class Pretrainer:
         self.model.train()
         return knn_top1
 
+    def _push(self, model_dir: Path) -> None:
+        """Push the native timm folder when timm can rebuild the backbone (loads anywhere without remote code),
+        else the remote-code folder; say which and why."""
+        native, reason = can_export_timm(self.model_config)
+        folder = export_timm(model_dir, self.output_dir / "model_timm", overwrite=True) if native else model_dir
+        url = push_folder_to_hub(folder, self.args.hub_model_id)
+        kind = "native timm folder (no remote code)" if native else f"remote-code folder ({reason})"
+        self.accelerator.print(f"Pushed the {kind} {folder} to https://huggingface.co/{self.args.hub_model_id} ({url})")
+
     def _write_card_plots(self, model_dir: Path) -> dict[str, bool]:
         """kNN accuracy over training and a t-SNE map of the last test features, as PNGs next to the card."""
         plots = {}
@@ -422,8 +432,7 @@ class Pretrainer:
                             context=context, repo_id=args.hub_model_id, **plots)
             (self.output_dir / "all_results.json").write_text(json.dumps(results, indent=2))
             if args.push_to_hub:
-                url = push_folder_to_hub(model_dir, args.hub_model_id)
-                accelerator.print(f"Pushed {model_dir} to https://huggingface.co/{args.hub_model_id} ({url})")
+                self._push(model_dir)
         accelerator.wait_for_everyone()
         accelerator.end_training()
         knn_text = f"{100 * knn_top1:.2f}%" if knn_top1 is not None else "n/a (no labels)"
