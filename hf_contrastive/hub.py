@@ -35,6 +35,15 @@ class CardContext:
     hardware: str = ""
     train_runtime_s: float | None = None
     train_samples_per_second: float | None = None
+    learning_rate: float | None = None
+
+
+def dataset_display_name(dataset_name: str, dataset_stats: str) -> str:
+    """How the card names the training data: the Hub id, or a local folder's name (never a local absolute path)."""
+    if not Path(dataset_name).exists():
+        return dataset_name
+    known = KNOWN_DATASET_IDS.get(dataset_stats)
+    return f"{Path(dataset_name).name} (local copy of {known})" if known else f"{Path(dataset_name).name} (local folder)"
 
 
 def hub_dataset_id(dataset_name: str, dataset_stats: str) -> str | None:
@@ -88,6 +97,7 @@ def render_model_card(
         repo_id=repo_id or "path/to/folder",
         parameters_millions=sum(p.numel() for p in model.encoder.parameters()) / 1e6,
         pretraining_parts=describe_pretraining_parts(model),
+        dataset_display=dataset_display_name(context.dataset_name, context.dataset_stats),
         knn_plot=knn_plot,
         embedding_plot=embedding_plot,
     )
