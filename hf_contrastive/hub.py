@@ -69,8 +69,8 @@ def render_model_card(
             EvalResult(
                 task_type="image-classification",
                 task_name="kNN classification (k=200, T=0.1, frozen features)",
-                dataset_type=dataset_id or context.dataset_name,
-                dataset_name=dataset_id or Path(context.dataset_name).name,
+                dataset_type=dataset_id or Path(context.dataset_name).name,
+                dataset_name=dataset_display_name(context.dataset_name, context.dataset_stats),
                 dataset_split=context.eval_split,
                 metric_type="accuracy",
                 metric_name="kNN top-1",

@@ -390,6 +390,11 @@ class Pretrainer:
         kind = "native timm folder (no remote code)" if native else f"remote-code folder ({reason})"
         self.accelerator.print(f"Pushed the {kind} {folder} to https://huggingface.co/{self.args.hub_model_id} ({url})")
 
+    def _eval_split_description(self) -> str:
+        """The eval split as a datasets slice when --max_eval_samples cut it (e.g. ``test[:2000]``)."""
+        name, size = self.splits.eval_split_name, len(self.splits.eval)
+        return f"{name}[:{size}]" if self.args.max_eval_samples and size == self.args.max_eval_samples else name
+
     def _write_card_plots(self, model_dir: Path) -> dict[str, bool]:
         """kNN accuracy over training and a t-SNE map of the last test features, as PNGs next to the card."""
         plots = {}
@@ -433,7 +438,7 @@ class Pretrainer:
                 global_batch_size=self.global_batch_size,
                 command=" ".join(["accelerate launch recipes/train.py"] + [shlex.quote(a) for a in sys.argv[1:]]),
                 knn_top1=knn_top1,
-                eval_split=self.splits.eval_split_name,
+                eval_split=self._eval_split_description(),
                 recipe=args.to_dict(),
                 hardware=results["device"],
                 train_runtime_s=results["train_runtime_s"],
