@@ -3,9 +3,14 @@ queues that stay identical on every process when filled with gathered keys."""
 
 from __future__ import annotations
 
+import json
 import os
 import socket
+import subprocess
+import sys
+from pathlib import Path
 
+import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
@@ -92,3 +97,22 @@ def test_gathered_losses_equal_the_global_batch_loss_with_exact_gradients():
     # step 0 wrote rank0,rank0,...,rank1 (0s then 1s) to slots 0-7; step 1 wrote 2s then 3s to slots 8, 9, 0-5.
     assert results[0]["queue"][:, 0].tolist() == [2, 2, 3, 3, 3, 3, 1, 1, 2, 2]
     assert results[0]["pointer"] == results[1]["pointer"] == 6
+
+
+@pytest.mark.parametrize("method", ["mnn", "simclr"])
+def test_training_script_with_two_processes(tmp_path, method):
+    """The real recipes/train.py under torchrun with 2 CPU processes (gloo): one process group, global batch = 2 x
+    per-device batch, queues identical on both ranks at the end (the trainer checks and raises otherwise)."""
+    repo = Path(__file__).resolve().parents[1]
+    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(_free_port()),
+               str(repo / "recipes" / "train.py"), "--method", method, "--dataset_name", str(repo / "data" / "cifar10_sample"),
+               "--max_train_samples", "128", "--max_eval_samples", "64", "--per_device_train_batch_size", "16",
+               "--max_train_steps", "3", "--dataloader_num_workers", "0", "--report_to", "none",
+               "--output_dir", str(tmp_path), "--config_overrides", "projection_hidden_size=128,small_image_stem=false"]
+    completed = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    output = completed.stdout + completed.stderr
+    assert completed.returncode == 0, output[-3000:]
+    assert "global batch 32" in output and "2 process(es)" in output
+    results = json.loads((tmp_path / "all_results.json").read_text())
+    assert results["num_processes"] == 2 and results["global_step"] == 3
+    assert 0.0 <= results["knn_top1"] <= 1.0

@@ -108,6 +108,9 @@ class Pretrainer:
         if tracker_package and importlib.util.find_spec(tracker_package) is None:
             raise ImportError(f"--report_to {args.report_to} needs `pip install {tracker_package}` (or use --report_to none).")
         self.accelerator = Accelerator(
+            # Under torchrun on a machine without GPU, Accelerate only forms a (gloo) process group with cpu=True;
+            # otherwise every process would train alone.
+            cpu=int(os.environ.get("WORLD_SIZE", "1")) > 1 and not torch.cuda.is_available(),
             gradient_accumulation_steps=args.gradient_accumulation_steps,
             log_with=None if args.report_to == "none" else args.report_to,
             project_config=ProjectConfiguration(project_dir=str(self.output_dir), logging_dir=str(self.output_dir / "logs")),
@@ -366,6 +369,7 @@ class Pretrainer:
                 break
         progress.close()
         train_runtime = time.perf_counter() - start_time
+        self.check_queues_in_sync()
         knn_top1 = self._record_knn(global_step, global_step / self.steps_per_epoch, None)
         return self._finish(global_step, knn_top1, train_runtime, samples_seen, loss)
 
@@ -389,6 +393,17 @@ class Pretrainer:
         url = push_folder_to_hub(folder, self.args.hub_model_id)
         kind = "native timm folder (no remote code)" if native else f"remote-code folder ({reason})"
         self.accelerator.print(f"Pushed the {kind} {folder} to https://huggingface.co/{self.args.hub_model_id} ({url})")
+
+    def check_queues_in_sync(self) -> None:
+        """Every process must hold the same queues (they are filled with gathered keys); fail loudly if not."""
+        if self.accelerator.num_processes == 1:
+            return
+        for name, module in self.accelerator.unwrap_model(self.model).named_modules():
+            if isinstance(module, FeatureQueue):
+                summary = torch.stack([module.features.double().sum(), module.pointer.double()]).to(self.accelerator.device)
+                gathered = self.accelerator.gather(summary[None]).view(-1, 2)
+                if not torch.equal(gathered, gathered[:1].expand_as(gathered)):
+                    raise RuntimeError(f"Queue {name!r} differs between processes: {gathered.tolist()}.")
 
     def _eval_split_description(self) -> str:
         """The eval split as a datasets slice when --max_eval_samples cut it (e.g. ``test[:2000]``)."""
