@@ -227,3 +227,37 @@ def test_push_to_hub_pushes_native_timm_when_the_backbone_allows(tmp_path, offli
         assert config["model_type"] == "mnn" and (remote / "modeling_mnn.py").is_file()
     else:
         assert "pretrained_cfg" in config and not list(remote.glob("*.py"))
+
+
+def test_non_finite_loss_stops_the_run_and_keeps_the_last_checkpoint(tmp_path):
+    # A learning rate of 1e30 makes the weights, then the loss, non-finite within two steps.
+    args = parse_args(SMALL_RUN[:-2] + ["--config_overrides", "queue_size=128,small_image_stem=false",
+                                        "--learning_rate", "1e30", "--warmup_epochs", "0", "--max_train_steps", "6",
+                                        "--checkpointing_steps", "1", "--output_dir", str(tmp_path)])
+    with pytest.raises(FloatingPointError, match=r"The loss became nan at step 2; the last checkpoint, .*step_1, is untouched"):
+        train(args)
+    assert [p.name for p in (tmp_path / "checkpoints").iterdir()] == ["step_1"]
+    state = load_file(tmp_path / "checkpoints" / "step_1" / "model.safetensors")
+    assert all(torch.isfinite(t).all() for t in state.values() if t.is_floating_point())
+
+
+def test_a_killed_run_resumes_from_its_last_checkpoint(tmp_path):
+    """SIGKILL a real training process after its first checkpoint, then finish the run with --resume latest."""
+    import signal
+    import time
+
+    command = [sys.executable, str(REPO_ROOT / "recipes" / "train.py"), *SMALL_RUN[:-2],
+               "--config_overrides", "queue_size=128,small_image_stem=false", "--max_train_steps", "30",
+               "--knn_every_n_epochs", "0", "--checkpointing_steps", "2", "--output_dir", str(tmp_path)]
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 300
+    while not (tmp_path / "checkpoints" / "step_2" / "training_state.json").is_file():
+        assert process.poll() is None and time.monotonic() < deadline, "no checkpoint was written"
+        time.sleep(0.2)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert not (tmp_path / "all_results.json").exists()
+
+    results = train(parse_args(command[2:] + ["--resume_from_checkpoint", "latest"]))
+    assert results["global_step"] == 30
+    assert torch.isfinite(torch.tensor(results["final_loss"]))

@@ -344,9 +344,11 @@ class Pretrainer:
                 global_step += 1
                 loss = outputs.loss.detach().item()
                 if not math.isfinite(loss):
+                    checkpoints = list_checkpoints(self.output_dir)
+                    last = f"the last checkpoint, {checkpoints[-1]}," if checkpoints else "no checkpoint"
                     raise FloatingPointError(
-                        f"The loss became {loss} at step {global_step}. Lower --learning_rate, or use bf16 instead of "
-                        "fp16; resume from the last checkpoint with --resume_from_checkpoint latest."
+                        f"The loss became {loss} at step {global_step}; {last} is untouched. Lower --learning_rate, "
+                        "or use bf16 instead of fp16, then continue with --resume_from_checkpoint latest."
                     )
                 progress.update(1)
                 progress.set_postfix(loss=f"{loss:.4f}", epoch=epoch)
