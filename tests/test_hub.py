@@ -391,3 +391,16 @@ def test_push_uploads_the_folder_with_our_card(published, tmp_path, offline_hub)
 
     encoder = AutoModel.from_pretrained(remote, trust_remote_code=True)
     torch.testing.assert_close(_features(encoder, published.pixels), published.features, atol=1e-5, rtol=0)
+
+
+def test_pickle_checkpoints_are_refused(published, tmp_path):
+    """A folder holding only pytorch_model.bin (pickle) is not loaded: safetensors only."""
+    import shutil
+
+    folder = tmp_path / "pickled"
+    shutil.copytree(published.folder, folder)
+    state = AutoModelForPreTraining.from_pretrained(folder).state_dict()
+    (folder / "model.safetensors").unlink()
+    torch.save(state, folder / "pytorch_model.bin")
+    with pytest.raises(OSError, match="model.safetensors"):
+        AutoModel.from_pretrained(folder)

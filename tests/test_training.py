@@ -261,3 +261,23 @@ def test_a_killed_run_resumes_from_its_last_checkpoint(tmp_path):
     results = train(parse_args(command[2:] + ["--resume_from_checkpoint", "latest"]))
     assert results["global_step"] == 30
     assert torch.isfinite(torch.tensor(results["final_loss"]))
+
+
+def test_no_token_in_outputs(tmp_path, monkeypatch):
+    secret = "hf_" + "SeCrEt" * 6
+    monkeypatch.setenv("HF_TOKEN", secret)
+    train(parse_args(SMALL_RUN[:-2] + ["--config_overrides", "queue_size=128,small_image_stem=false",
+                                       "--max_train_steps", "2", "--checkpointing_steps", "1",
+                                       "--report_to", "tensorboard", "--output_dir", str(tmp_path)]))
+    for path in tmp_path.rglob("*"):
+        if path.is_file():
+            assert secret.encode() not in path.read_bytes(), path
+
+
+def test_mnn_config_rejects_out_of_range_values():
+    with pytest.raises(ValueError, match="queue_size, projection_dim and projection_hidden_size must be >= 1"):
+        hf_contrastive.MNNConfig(queue_size=-4)
+    with pytest.raises(ValueError, match="nn_topk must be between 1 and queue_size"):
+        hf_contrastive.MNNConfig(queue_size=4, nn_topk=5)
+    with pytest.raises(ValueError, match=r"ema_momentum must be in \[0, 1\)"):
+        hf_contrastive.MNNConfig(ema_momentum=1.5)

@@ -263,6 +263,8 @@ class ContrastivePreTrainedModel(PreTrainedModel):
 
     @classmethod
     def from_pretrained(cls, *args, **kwargs):
+        # Weights are safetensors only: a pickle checkpoint (pytorch_model.bin) is refused, never unpickled.
+        kwargs.setdefault("use_safetensors", True)
         # transformers rebuilds every loaded weight as a trainable Parameter: freeze the teachers again.
         loaded = super().from_pretrained(*args, **kwargs)
         model = loaded[0] if isinstance(loaded, tuple) else loaded  # output_loading_info=True gives a tuple
