@@ -298,6 +298,33 @@ def decode_image(value: Any, *, index: int | None = None, column: str = "image")
         ) from error
 
 
+def drop_undecodable_images(
+    dataset: datasets.Dataset, image_column: str, num_proc: int | None = None
+) -> tuple[datasets.Dataset, list[int]]:
+    """Decode every image once and drop the rows that fail (``--skip_bad_images``).
+
+    Returns the filtered dataset and the indices (in the input) of the dropped rows. Done once before training so
+    batches keep their size and the skipped rows are known exactly; ``datasets`` caches the check for files on disk.
+    """
+
+    def decodable(values: list[Any]) -> dict[str, list[bool]]:
+        flags = []
+        for value in values:
+            try:
+                decode_image(value)
+                flags.append(True)
+            except ValueError:
+                flags.append(False)
+        return {"_decodable": flags}
+
+    flags = dataset.map(decodable, input_columns=image_column, batched=True, remove_columns=dataset.column_names,
+                        num_proc=num_proc, desc="Checking images")["_decodable"]
+    bad = [index for index, ok in enumerate(flags) if not ok]
+    if bad:
+        dataset = dataset.select([index for index, ok in enumerate(flags) if ok])
+    return dataset, bad
+
+
 def _blur_kernel_size(image_size: int) -> int:
     """Odd Gaussian-blur kernel of about 10% of the image side, at least 3 (SimCLR/MoCo convention)."""
     size = max(3, round(0.1 * image_size))

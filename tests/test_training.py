@@ -281,3 +281,29 @@ def test_mnn_config_rejects_out_of_range_values():
         hf_contrastive.MNNConfig(queue_size=4, nn_topk=5)
     with pytest.raises(ValueError, match=r"ema_momentum must be in \[0, 1\)"):
         hf_contrastive.MNNConfig(ema_momentum=1.5)
+
+
+def _dataset_with_a_corrupt_image(folder: Path, bad_row: int) -> Path:
+    import datasets
+
+    source = datasets.load_dataset("parquet", data_dir=SAMPLE)
+    train = source["train"].select(range(64)).cast_column("img", datasets.Image(decode=False))
+    images = list(train["img"])
+    images[bad_row] = {"bytes": b"definitely not a JPEG", "path": None}
+    train = train.remove_columns("img").add_column("img", images).cast_column("img", datasets.Image())
+    folder.mkdir(parents=True)
+    train.to_parquet(folder / "train-00000-of-00001.parquet")
+    source["test"].select(range(32)).to_parquet(folder / "test-00000-of-00001.parquet")
+    return folder
+
+
+def test_corrupt_image_stops_with_its_row_or_is_skipped(tmp_path):
+    data_dir = _dataset_with_a_corrupt_image(tmp_path / "data", bad_row=5)
+    run = ["--dataset_name", str(data_dir), "--per_device_train_batch_size", "16", "--dataloader_num_workers", "0",
+           "--report_to", "none", "--max_train_steps", "4", "--knn_every_n_epochs", "0",
+           "--config_overrides", "queue_size=64,small_image_stem=false"]
+    with pytest.raises(ValueError, match="Could not decode row 5 of column 'img'"):
+        train(parse_args(run + ["--output_dir", str(tmp_path / "strict")]))
+    results = train(parse_args(run + ["--output_dir", str(tmp_path / "lenient"), "--skip_bad_images"]))
+    assert results["skipped_images"] == {"train": 1}
+    assert results["train_samples"] == 63 and results["global_step"] == 4

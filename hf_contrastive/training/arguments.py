@@ -59,6 +59,7 @@ class TrainingArguments:
     max_train_samples: int | None = None
     max_eval_samples: int | None = None
     dataloader_num_workers: int = 2
+    skip_bad_images: bool = False
     knn_every_n_epochs: int = 1
     knn_k: int = 200
     knn_temperature: float = 0.1
@@ -122,6 +123,8 @@ HELP = {
     "warmup_epochs": "Linear warm-up epochs before the cosine decay.",
     "max_train_samples": "Keep the first N training images.",
     "max_eval_samples": "Keep the first N eval images.",
+    "skip_bad_images": "Check every image once before training and drop the undecodable ones (counted and "
+    "reported) instead of stopping at the first one.",
     "knn_every_n_epochs": "kNN monitor frequency in epochs (0: only at the end).",
     "logging_steps": "Log loss and learning rate every N optimiser steps.",
     "checkpointing_steps": "Save a checkpoint every N optimiser steps, or 'epoch'.",

@@ -167,6 +167,16 @@ class Pretrainer:
             max_eval_samples=args.max_eval_samples,
             seed=args.seed,
         )
+        self.skipped_images: dict[str, list[int]] = {}
+        if args.skip_bad_images:
+            workers = args.dataloader_num_workers or None
+            for split in ("train", "eval"):
+                kept, bad = data_lib.drop_undecodable_images(getattr(self.splits, split), self.splits.image_column, workers)
+                setattr(self.splits, split, kept)
+                if bad:
+                    self.skipped_images[split] = bad
+                    logger.warning("--skip_bad_images: dropped %d undecodable %s images (rows %s%s).", len(bad), split,
+                                   bad[:10], "..." if len(bad) > 10 else "")
         self.dataset_stats = detect_dataset_stats(args)
         self.image_mean, self.image_std = data_lib.DATASET_STATS[self.dataset_stats]
         size = self.model_config.image_size
@@ -444,6 +454,7 @@ class Pretrainer:
             "mixed_precision": accelerator.mixed_precision,
             "device": _hardware(accelerator),
             "knn_history": self.knn_history,
+            "skipped_images": {split: len(rows) for split, rows in self.skipped_images.items()},
         }
         model_dir = self.output_dir / "model"
         if accelerator.is_main_process:
@@ -472,6 +483,8 @@ class Pretrainer:
                 self._push(model_dir)
         accelerator.wait_for_everyone()
         accelerator.end_training()
+        for split, rows in self.skipped_images.items():
+            accelerator.print(f"--skip_bad_images: skipped {len(rows)} undecodable {split} images (rows {rows[:10]}).")
         knn_text = f"{100 * knn_top1:.2f}%" if knn_top1 is not None else "n/a (no labels)"
         accelerator.print(
             f"\nkNN top-1 (k={args.knn_k}, T={args.knn_temperature}) on {len(self.splits.eval)} eval images: {knn_text}\n"
