@@ -116,3 +116,34 @@ def test_training_script_with_two_processes(tmp_path, method):
     results = json.loads((tmp_path / "all_results.json").read_text())
     assert results["num_processes"] == 2 and results["global_step"] == 3
     assert 0.0 <= results["knn_top1"] <= 1.0
+
+
+def test_knn_eval_gives_the_same_accuracy_with_two_processes(tmp_path):
+    """Uneven splits (101 bank, 63 test images, batches of 16) pad the last batch of one process:
+    gather_for_metrics must drop the duplicates so 2 processes score exactly what 1 process scores."""
+    import hf_contrastive
+    from hf_contrastive.hub import CardContext, save_hub_folder
+
+    repo = Path(__file__).resolve().parents[1]
+    torch.manual_seed(0)
+    config = hf_contrastive.MNNConfig(small_image_stem=False, queue_size=64, projection_hidden_size=64, projection_dim=32)
+    model = hf_contrastive.MNNForPreTraining(config).eval()
+    context = CardContext(dataset_name="data/cifar10_sample", dataset_stats="cifar10", train_samples=0, epochs=0.0,
+                          global_batch_size=0, command="pytest", knn_top1=None, eval_split="test")
+    save_hub_folder(model, hf_contrastive.get_method("mnn"), tmp_path / "model", image_mean=(0.4914, 0.4822, 0.4465),
+                    image_std=(0.2023, 0.1994, 0.2010), context=context)
+    common = [str(repo / "recipes" / "knn_eval.py"), "--model_name_or_path", str(tmp_path / "model"),
+              "--dataset_name", str(repo / "data" / "cifar10_sample"), "--max_train_samples", "101",
+              "--max_eval_samples", "63", "--per_device_eval_batch_size", "16", "--dataloader_num_workers", "0",
+              "--no_update_model_card"]
+    accuracies = {}
+    for processes in (1, 2):
+        launcher = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(processes),
+                    "--master_port", str(_free_port())]
+        output_dir = tmp_path / f"knn_{processes}"
+        completed = subprocess.run(launcher + common + ["--output_dir", str(output_dir)], capture_output=True,
+                                   text=True, timeout=600)
+        assert completed.returncode == 0, (completed.stdout + completed.stderr)[-3000:]
+        results = json.loads((output_dir / "eval_results.json").read_text())
+        accuracies[processes] = results
+    assert accuracies[1]["knn_top1"] == accuracies[2]["knn_top1"], accuracies

@@ -42,6 +42,7 @@ from torchvision.transforms import v2
 from tqdm.auto import tqdm
 
 from .. import data as data_lib
+from ..distributed import distributed_without_gpu
 from ..hub import hub_dataset_id
 from ..model_index import update_model_index
 from ..training.arguments import SAMPLE_DATASET
@@ -399,7 +400,10 @@ def _accuracy(head: nn.Module, features: torch.Tensor, labels: torch.Tensor, chu
 
 def make_accelerator(seed: int) -> Accelerator:
     """The Accelerator of the evaluation recipes: seedable sampler (the shuffling depends on ``seed`` only)."""
-    accelerator = Accelerator(dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True, data_seed=seed))
+    accelerator = Accelerator(
+        cpu=distributed_without_gpu(),
+        dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True, data_seed=seed),
+    )
     set_seed(seed)
     return accelerator
 

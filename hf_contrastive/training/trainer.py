@@ -28,11 +28,12 @@ from tqdm.auto import tqdm
 from transformers import AutoConfig, get_cosine_schedule_with_warmup
 
 from .. import data as data_lib
-from ..evaluation import extract_features, knn_predict
-from ..models import FeatureQueue
 from ..card_plots import plot_embedding_map, plot_knn_history
+from ..distributed import distributed_without_gpu
+from ..evaluation import extract_features, knn_predict
 from ..export import can_export_timm, export_timm
 from ..hub import CardContext, dataset_display_name, push_folder_to_hub, save_hub_folder
+from ..models import FeatureQueue
 from ..registry import get_method
 from .arguments import TrainingArguments
 
@@ -108,9 +109,7 @@ class Pretrainer:
         if tracker_package and importlib.util.find_spec(tracker_package) is None:
             raise ImportError(f"--report_to {args.report_to} needs `pip install {tracker_package}` (or use --report_to none).")
         self.accelerator = Accelerator(
-            # Under torchrun on a machine without GPU, Accelerate only forms a (gloo) process group with cpu=True;
-            # otherwise every process would train alone.
-            cpu=int(os.environ.get("WORLD_SIZE", "1")) > 1 and not torch.cuda.is_available(),
+            cpu=distributed_without_gpu(),
             gradient_accumulation_steps=args.gradient_accumulation_steps,
             log_with=None if args.report_to == "none" else args.report_to,
             project_config=ProjectConfiguration(project_dir=str(self.output_dir), logging_dir=str(self.output_dir / "logs")),
