@@ -59,3 +59,43 @@ def offline_hub(tmp_path, monkeypatch):
     fake = _offline_api(tmp_path / "remote")
     monkeypatch.setattr(hf_contrastive.hub, "HfApi", fake)
     return fake
+
+
+# ---------------------------------------------------------------------------- real CIFAR-10 images and their views
+
+SAMPLE_DIR = Path(__file__).resolve().parents[1] / "data" / "cifar10_sample"
+
+
+@pytest.fixture(scope="session")
+def sample_images():
+    """``sample_images(count)`` -> the first ``count`` decoded training images of the shipped CIFAR-10 sample."""
+    from hf_contrastive.data import decode_image, load_image_dataset
+
+    if not SAMPLE_DIR.is_dir():
+        pytest.skip(f"{SAMPLE_DIR} missing; regenerate it with data/make_cifar10_sample.py")
+    splits = load_image_dataset(str(SAMPLE_DIR))
+    train, column = splits.train, splits.image_column
+
+    def load(count: int) -> list:
+        return [decode_image(train[i][column], index=i, column=column) for i in range(count)]
+
+    return load
+
+
+@pytest.fixture(scope="session")
+def sample_views(sample_images):
+    """``sample_views(kinds, count=16, seed=0, image_size=32)`` -> one ``[count, 3, H, W]`` tensor per view kind
+    (``hf_contrastive.data`` presets, CIFAR-10 normalisation) of the first ``count`` sample images."""
+    import torch
+
+    from hf_contrastive.data import DATASET_STATS, build_view_transform
+
+    mean, std = DATASET_STATS["cifar10"]
+
+    def make(kinds, count: int = 16, seed: int = 0, image_size: int = 32) -> list:
+        images = sample_images(count)
+        torch.manual_seed(seed)
+        transforms = [build_view_transform(kind, image_size, mean, std) for kind in kinds]
+        return [torch.stack([transform(image) for image in images]) for transform in transforms]
+
+    return make

@@ -37,8 +37,6 @@ from transformers import (
     TrainingArguments,
 )
 
-import hf_contrastive
-import hf_contrastive.hub
 from hf_contrastive import MNNConfig, MNNForImageClassification, MNNForPreTraining, MNNModel, get_method
 from hf_contrastive.data import DATASET_STATS, build_view_transform, decode_image, load_image_dataset
 from hf_contrastive.hub import CardContext, push_folder_to_hub, save_hub_folder

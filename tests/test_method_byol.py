@@ -5,17 +5,11 @@ teacher initialisation and EMA, and config validation. (Training, the loop and t
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 import torch
 
-from hf_contrastive import data as data_lib
 from hf_contrastive.losses import byol_loss
 from hf_contrastive.models import BYOLConfig, BYOLForPreTraining
-
-SAMPLE = Path(__file__).resolve().parents[1] / "data" / "cifar10_sample"
-MEAN, STD = data_lib.DATASET_STATS["cifar10"]
 
 
 def small_config(**extra) -> BYOLConfig:
@@ -24,16 +18,9 @@ def small_config(**extra) -> BYOLConfig:
 
 
 @pytest.fixture(scope="module")
-def views() -> list[torch.Tensor]:
+def views(sample_views) -> list[torch.Tensor]:
     """Two strong views of 16 real CIFAR-10 training images."""
-    splits = data_lib.load_image_dataset(str(SAMPLE), max_train_samples=16)
-    images = [data_lib.decode_image(row, index=i) for i, row in enumerate(splits.train[splits.image_column])]
-    torch.manual_seed(0)
-    out = []
-    for kind in BYOLConfig().views:
-        transform = data_lib.build_view_transform(kind, 32, MEAN, STD)
-        out.append(torch.stack([transform(image) for image in images]))
-    return out
+    return sample_views(BYOLConfig().views)
 
 
 def perturbed_model(**extra) -> BYOLForPreTraining:

@@ -6,17 +6,11 @@ initialisation and EMA, and config validation. (Training, the loop and the Hub f
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 import torch
 
-from hf_contrastive import data as data_lib
 from hf_contrastive.losses import msf_loss
 from hf_contrastive.models import MSFConfig, MSFForPreTraining, nearest_neighbors
-
-SAMPLE = Path(__file__).resolve().parents[1] / "data" / "cifar10_sample"
-MEAN, STD = data_lib.DATASET_STATS["cifar10"]
 
 
 def small_config(**extra) -> MSFConfig:
@@ -28,16 +22,9 @@ def small_config(**extra) -> MSFConfig:
 
 
 @pytest.fixture(scope="module")
-def views() -> list[torch.Tensor]:
+def views(sample_views) -> list[torch.Tensor]:
     """A strong and a weak view of 16 real CIFAR-10 training images."""
-    splits = data_lib.load_image_dataset(str(SAMPLE), max_train_samples=16)
-    images = [data_lib.decode_image(row, index=i) for i, row in enumerate(splits.train[splits.image_column])]
-    torch.manual_seed(0)
-    out = []
-    for kind in MSFConfig().views:
-        transform = data_lib.build_view_transform(kind, 32, MEAN, STD)
-        out.append(torch.stack([transform(image) for image in images]))
-    return out
+    return sample_views(MSFConfig().views)
 
 
 def perturbed_model(**extra) -> MSFForPreTraining:

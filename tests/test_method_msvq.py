@@ -17,7 +17,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from hf_contrastive.data import DATASET_STATS, build_view_transform, decode_image, load_image_dataset
+from hf_contrastive.data import (
+    DATASET_STATS,
+    build_view_transform,
+    decode_image,
+    load_image_dataset,
+)
 from hf_contrastive.models.configuration_msvq import MSVQConfig
 from hf_contrastive.models.modeling_msvq import MSVQForPreTraining
 

@@ -5,33 +5,22 @@ The generic test over all methods (training on real images, Hub folder) lives el
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 import torch
 
-from hf_contrastive.data import DATASET_STATS, build_view_transform, decode_image, load_image_dataset
 from hf_contrastive.losses import simclr_loss
 from hf_contrastive.models import FeatureQueue
 from hf_contrastive.models.configuration_simclr import SimCLRConfig
 from hf_contrastive.models.modeling_simclr import SimCLRForPreTraining
 
-SAMPLE_DIR = Path(__file__).resolve().parents[1] / "data" / "cifar10_sample"
-MEAN, STD = DATASET_STATS["cifar10"]
 BATCH = 16
 SMALL = {"projection_hidden_size": 64, "projection_dim": 32}
 
 
 @pytest.fixture(scope="module")
-def views() -> list[torch.Tensor]:
+def views(sample_views) -> list[torch.Tensor]:
     """Two strong views of 16 real CIFAR-10 training images."""
-    if not SAMPLE_DIR.is_dir():
-        pytest.skip(f"{SAMPLE_DIR} missing")
-    train = load_image_dataset(str(SAMPLE_DIR)).train
-    images = [decode_image(train[i]["img"], index=i, column="img") for i in range(BATCH)]
-    strong = build_view_transform("strong", 32, MEAN, STD)
-    torch.manual_seed(0)
-    return [torch.stack([strong(image) for image in images]) for _ in range(2)]
+    return sample_views(["strong", "strong"])
 
 
 def _model(**overrides) -> SimCLRForPreTraining:
