@@ -35,7 +35,7 @@ logger = logging.getLogger(__name__)
 IMAGE_COLUMN_CANDIDATES = ("img", "image")
 LABEL_COLUMN_CANDIDATES = ("label", "fine_label", "labels")
 EVAL_SPLIT_CANDIDATES = ("test", "validation", "valid", "val")
-VIEW_KINDS = ("strong", "weak", "eval")
+VIEW_KINDS = ("strong", "weak", "local", "eval")
 
 Stats = tuple[tuple[float, float, float], tuple[float, float, float]]
 #: Per-dataset (mean, std) used by the reference code (methods.md section 0);
@@ -335,6 +335,9 @@ _VIEW_DEFAULTS: dict[str, dict[str, Any]] = {
     "strong": {"crop_scale": (0.2, 1.0), "flip_p": 0.5, "jitter_strength": 1.0, "jitter_p": 0.8,
                "grayscale_p": 0.2, "blur_p": 0.5},
     "weak": {"crop_scale": (0.2, 1.0), "flip_p": 0.9},
+    # Multi-crop local view (SwAV/DINO): a small crop of a small part of the image, strongly augmented.
+    "local": {"size": None, "crop_scale": (0.05, 0.4), "flip_p": 0.5, "jitter_strength": 1.0, "jitter_p": 0.8,
+              "grayscale_p": 0.2, "blur_p": 0.5},
     "eval": {},
 }
 
@@ -350,6 +353,9 @@ def build_view_transform(
       0.4, 0.1) x jitter_strength with p=jitter_p, grayscale(grayscale_p), Gaussian blur
       (sigma 0.1-2.0, kernel ~10% of the side) with p=blur_p.
     * ``weak``: RandomResizedCrop(scale=crop_scale), flip(flip_p=0.9, as the MNN code).
+    * ``local``: the multi-crop local view: the ``strong`` pipeline on a RandomResizedCrop of
+      ``crop_scale=(0.05, 0.4)`` resized to ``size`` (default ``image_size // 2``: 16 px for CIFAR),
+      so the tensor is ``[3, size, size]``.
     * ``eval``: bilinear resize to ``image_size`` x ``image_size`` then rescale and
       normalise, no randomness; this is what the exported ViTImageProcessor reproduces.
 
@@ -370,16 +376,21 @@ def build_view_transform(
         geometry = [v2.Resize((image_size, image_size), interpolation=v2.InterpolationMode.BILINEAR, antialias=True)]
         return v2.Compose(geometry + to_tensor)
 
+    crop_size = image_size
+    if kind == "local":
+        crop_size = int(opts["size"]) if opts["size"] is not None else max(1, image_size // 2)
+        if crop_size < 1:
+            raise ValueError(f"The local view size must be >= 1 pixel, got {opts['size']}.")
     augment = [
-        v2.RandomResizedCrop(image_size, scale=tuple(opts["crop_scale"]), antialias=True),
+        v2.RandomResizedCrop(crop_size, scale=tuple(opts["crop_scale"]), antialias=True),
         v2.RandomHorizontalFlip(p=opts["flip_p"]),
     ]
-    if kind == "strong":
+    if kind in ("strong", "local"):
         s = opts["jitter_strength"]
         augment += [
             v2.RandomApply([v2.ColorJitter(0.4 * s, 0.4 * s, 0.4 * s, 0.1 * s)], p=opts["jitter_p"]),
             v2.RandomGrayscale(p=opts["grayscale_p"]),
-            v2.RandomApply([v2.GaussianBlur(_blur_kernel_size(image_size), sigma=(0.1, 2.0))], p=opts["blur_p"]),
+            v2.RandomApply([v2.GaussianBlur(_blur_kernel_size(crop_size), sigma=(0.1, 2.0))], p=opts["blur_p"]),
         ]
     return v2.Compose(augment + to_tensor)
 
