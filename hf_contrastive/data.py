@@ -325,6 +325,20 @@ def drop_undecodable_images(
     return dataset, bad
 
 
+def detect_dataset_stats(dataset_name: str, dataset_stats: str | None = None) -> str:
+    """Which (mean, std) normalisation of :data:`DATASET_STATS` to use: ``dataset_stats`` if given, else guessed
+    from the dataset name (cifar10, cifar100, stl10, tiny-imagenet), else ``imagenet``."""
+    if dataset_stats:
+        if dataset_stats not in DATASET_STATS:
+            raise ValueError(f"--dataset_stats must be one of {sorted(DATASET_STATS)}, got {dataset_stats!r}.")
+        return dataset_stats
+    name = dataset_name.lower().replace("_", "").replace("-", "")
+    for key in ("cifar100", "cifar10", "stl10", "tinyimagenet"):
+        if key in name:
+            return "tiny-imagenet" if key == "tinyimagenet" else key
+    return "imagenet"
+
+
 def _blur_kernel_size(image_size: int) -> int:
     """Odd Gaussian-blur kernel of about 10% of the image side, at least 3 (SimCLR/MoCo convention)."""
     size = max(3, round(0.1 * image_size))
@@ -415,6 +429,10 @@ def _label_of(row: dict[str, Any], label_column: str | None) -> int:
 class MultiViewDataset(torch.utils.data.Dataset):
     """Applies each of ``transforms`` to one decoded image: ``{"views", "labels", "index"}``.
 
+    With ``neighbour_transforms`` (methods that take mined positives, e.g. SPPS) each item also holds
+    ``neighbour_views`` (those transforms applied to one of the image's ``num_neighbours`` mined neighbours, see
+    :meth:`set_neighbours`) and ``neighbour_index``.
+
     The views of sample ``index`` depend only on ``(seed, epoch, index)``: the
     transforms run under ``torch.random.fork_rng`` seeded with :func:`view_seed`, so
     the global RNG is left untouched and the worker count does not matter. The
@@ -429,6 +447,8 @@ class MultiViewDataset(torch.utils.data.Dataset):
         label_column: str | None,
         transforms: Sequence[Callable[[PIL.Image.Image], torch.Tensor]],
         seed: int = 0,
+        neighbour_transforms: Sequence[Callable[[PIL.Image.Image], torch.Tensor]] = (),
+        num_neighbours: int = 1,
     ) -> None:
         if not transforms:
             raise ValueError("MultiViewDataset needs at least one view transform.")
@@ -439,6 +459,25 @@ class MultiViewDataset(torch.utils.data.Dataset):
         self.transforms = list(transforms)
         self.seed = seed
         self._epoch = torch.zeros((), dtype=torch.int64).share_memory_()
+        self.neighbour_transforms = list(neighbour_transforms)
+        # Mined neighbours [N, k] (row i: dataset indices of images similar to i). Shared memory, so
+        # set_neighbours also reaches persistent workers. Until a table is mined every image is its own neighbour.
+        self._neighbours = None
+        if self.neighbour_transforms:
+            if num_neighbours < 1:
+                raise ValueError(f"num_neighbours must be >= 1, got {num_neighbours}.")
+            self._neighbours = torch.arange(len(self.dataset))[:, None].repeat(1, num_neighbours).share_memory_()
+
+    def set_neighbours(self, table: torch.Tensor) -> None:
+        """Use ``table`` ``[N, k]`` (long, dataset indices) as the mined neighbours of every image."""
+        if self._neighbours is None:
+            raise ValueError("This dataset was built without neighbour_transforms; it has no neighbour views.")
+        if tuple(table.shape) != tuple(self._neighbours.shape):
+            raise ValueError(f"Neighbour table has shape {tuple(table.shape)}, expected {tuple(self._neighbours.shape)} "
+                             "(one row per image, num_neighbours columns).")
+        if table.numel() and (int(table.min()) < 0 or int(table.max()) >= len(self.dataset)):
+            raise ValueError(f"Neighbour indices must lie in [0, {len(self.dataset)}).")
+        self._neighbours.copy_(table.to(torch.long))
 
     def set_epoch(self, epoch: int) -> None:
         """Select the epoch whose views are produced (part of the augmentation seed)."""
@@ -459,7 +498,16 @@ class MultiViewDataset(torch.utils.data.Dataset):
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(view_seed(self.seed, self.epoch, index))
             views = [transform(image) for transform in self.transforms]
-        return {"views": views, "labels": _label_of(row, self.label_column), "index": index}
+            item = {"views": views, "labels": _label_of(row, self.label_column), "index": index}
+            if self._neighbours is not None:
+                # One mined neighbour per sample and epoch, drawn uniformly among the k (same seed as the views).
+                choice = int(torch.randint(self._neighbours.shape[1], ()))
+                neighbour = int(self._neighbours[index, choice])
+                value = self.dataset[neighbour][self.image_column]
+                neighbour_image = decode_image(value, index=neighbour, column=self.image_column)
+                item["neighbour_views"] = [transform(neighbour_image) for transform in self.neighbour_transforms]
+                item["neighbour_index"] = neighbour
+        return item
 
 
 class EvalImageDataset(torch.utils.data.Dataset):
@@ -489,13 +537,21 @@ class EvalImageDataset(torch.utils.data.Dataset):
 
 
 def collate_views(batch: list[dict[str, Any]]) -> dict[str, Any]:
-    """Stack :class:`MultiViewDataset` items: ``views`` becomes one ``[B, 3, H, W]`` tensor per view."""
+    """Stack :class:`MultiViewDataset` items: ``views`` (and ``neighbour_views``) become one ``[B, 3, H, W]``
+    tensor per view."""
     num_views = len(batch[0]["views"])
-    return {
+    collated = {
         "views": [torch.stack([item["views"][v] for item in batch]) for v in range(num_views)],
         "labels": torch.tensor([item["labels"] for item in batch], dtype=torch.long),
         "index": torch.tensor([item["index"] for item in batch], dtype=torch.long),
     }
+    if "neighbour_views" in batch[0]:
+        num_neighbour_views = len(batch[0]["neighbour_views"])
+        collated["neighbour_views"] = [
+            torch.stack([item["neighbour_views"][v] for item in batch]) for v in range(num_neighbour_views)
+        ]
+        collated["neighbour_index"] = torch.tensor([item["neighbour_index"] for item in batch], dtype=torch.long)
+    return collated
 
 
 def collate_eval(batch: list[dict[str, Any]]) -> dict[str, torch.Tensor]:

@@ -25,7 +25,6 @@ import json
 import math
 import shlex
 import sys
-import types
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -46,7 +45,6 @@ from ..distributed import distributed_without_gpu
 from ..hub import hub_dataset_id
 from ..model_index import update_model_index
 from ..training.arguments import SAMPLE_DATASET
-from ..training.trainer import detect_dataset_stats
 
 LR_SCHEDULES = ("step", "cosine")
 #: Default learning rate of each schedule (MNN repo: 30 with steps; MSVQ repo: 1.0 with cosine).
@@ -245,7 +243,7 @@ def resolve_preprocessing(
 def detect_dataset_id(dataset_name: str, dataset_stats: str | None) -> tuple[str | None, str]:
     """(Hub id for the model-index, readable name), as the training card does: a local copy of a known dataset
     maps to its Hub id (guessed from the folder name when ``dataset_stats`` is not given)."""
-    stats = detect_dataset_stats(types.SimpleNamespace(dataset_stats=dataset_stats, dataset_name=dataset_name))
+    stats = data_lib.detect_dataset_stats(dataset_name, dataset_stats)
     dataset_id = hub_dataset_id(dataset_name, stats)
     return dataset_id, dataset_id or Path(dataset_name).name
 

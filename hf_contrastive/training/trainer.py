@@ -22,15 +22,18 @@ from typing import Any
 
 import torch
 from accelerate import Accelerator
+from accelerate.data_loader import prepare_data_loader
 from accelerate.utils import DataLoaderConfiguration, ProjectConfiguration, set_seed
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 from transformers import AutoConfig, get_cosine_schedule_with_warmup
 
 from .. import data as data_lib
+from .. import mining
 from ..card_plots import plot_embedding_map, plot_knn_history
 from ..distributed import distributed_without_gpu
 from ..evaluation import extract_features, knn_predict
+from ..evaluation.linear import load_frozen_encoder, resolve_preprocessing
 from ..export import can_export_timm, export_timm
 from ..hub import CardContext, dataset_display_name, push_folder_to_hub, save_hub_folder
 from ..models import FeatureQueue
@@ -56,19 +59,6 @@ def build_model_config(args: TrainingArguments):
     if unknown:
         raise ValueError(f"Unknown {spec.name} config fields {unknown}. Valid fields: {sorted(known)}.")
     return spec, spec.config_class(**fields)
-
-
-def detect_dataset_stats(args: TrainingArguments) -> str:
-    """Which (mean, std) normalisation to use: --dataset_stats, else guessed from the dataset name."""
-    if args.dataset_stats:
-        if args.dataset_stats not in data_lib.DATASET_STATS:
-            raise ValueError(f"--dataset_stats must be one of {sorted(data_lib.DATASET_STATS)}, got {args.dataset_stats!r}.")
-        return args.dataset_stats
-    name = args.dataset_name.lower().replace("_", "").replace("-", "")
-    for key in ("cifar100", "cifar10", "stl10", "tinyimagenet"):
-        if key in name:
-            return "tiny-imagenet" if key == "tinyimagenet" else key
-    return "imagenet"
 
 
 def list_checkpoints(output_dir: Path) -> list[Path]:
@@ -176,16 +166,23 @@ class Pretrainer:
                     self.skipped_images[split] = bad
                     logger.warning("--skip_bad_images: dropped %d undecodable %s images (rows %s%s).", len(bad), split,
                                    bad[:10], "..." if len(bad) > 10 else "")
-        self.dataset_stats = detect_dataset_stats(args)
+        self.dataset_stats = data_lib.detect_dataset_stats(args.dataset_name, args.dataset_stats)
         self.image_mean, self.image_std = data_lib.DATASET_STATS[self.dataset_stats]
         size = self.model_config.image_size
         view_transforms = [
             data_lib.build_view_transform(kind, size, self.image_mean, self.image_std, **args.augmentations.get(kind, {}))
             for kind in self.model_config.views
         ]
+        # Methods with mined positives (SPPS) name the views of the neighbour image in `config.neighbour_views`.
+        neighbour_transforms = [
+            data_lib.build_view_transform(kind, size, self.image_mean, self.image_std, **args.augmentations.get(kind, {}))
+            for kind in (getattr(self.model_config, "neighbour_views", None) or [])
+        ]
         self.train_dataset = data_lib.MultiViewDataset(
-            self.splits.train, self.splits.image_column, self.splits.label_column, view_transforms, seed=args.seed
+            self.splits.train, self.splits.image_column, self.splits.label_column, view_transforms, seed=args.seed,
+            neighbour_transforms=neighbour_transforms, num_neighbours=getattr(self.model_config, "mining_k", 1),
         )
+        self._neighbour_table_tag: str | None = None
         if len(self.train_dataset) < args.per_device_train_batch_size * self.accelerator.num_processes:
             raise ValueError(
                 f"The training split has {len(self.train_dataset)} images, fewer than one global batch "
@@ -295,6 +292,57 @@ class Pretrainer:
 
     # ------------------------------------------------------------------ loop
 
+    def refresh_neighbours(self, epoch: int) -> None:
+        """Give the train set the neighbour table that applies at ``epoch`` (methods with ``neighbour_views``).
+
+        Config fields read: ``mining_encoder`` (folder or Hub id mined before training; None: every image is its own
+        neighbour until the first re-mining), ``mining_every_n_epochs`` (0: never re-mine; E: re-mine with the
+        current student at epochs E, 2E, ...), ``mining_k``. Tables are cached in ``output_dir/mining`` so a resumed
+        run trains with exactly the table the interrupted run used.
+        """
+        if not self.train_dataset.neighbour_transforms:
+            return
+        config, accelerator = self.model_config, self.accelerator
+        every = getattr(config, "mining_every_n_epochs", 0) or 0
+        if every and epoch >= every:
+            mined_at = epoch // every * every
+            tag, source = f"epoch_{mined_at}", "student"
+        elif getattr(config, "mining_encoder", None):
+            tag, source = "initial", config.mining_encoder
+        else:
+            return
+        if tag == self._neighbour_table_tag:
+            return
+        path = mining.cache_path(self.output_dir, tag)
+        table = mining.load_neighbour_table(path, len(self.train_dataset), config.mining_k)
+        if table is None:
+            if source == "student":
+                if mined_at != epoch:
+                    logger.warning("No cached neighbour table %s: mining with the current student instead.", path)
+                encoder = accelerator.unwrap_model(self.model).encoder
+                transform = data_lib.build_view_transform("eval", config.image_size, self.image_mean, self.image_std)
+            else:
+                encoder = load_frozen_encoder(source).to(accelerator.device)
+                prep = resolve_preprocessing(source, encoder)
+                transform = data_lib.build_view_transform("eval", prep.image_size, prep.mean, prep.std)
+            loader = DataLoader(
+                data_lib.EvalImageDataset(self.splits.train, self.splits.image_column, self.splits.label_column, transform),
+                batch_size=self.args.per_device_eval_batch_size, collate_fn=data_lib.collate_eval,
+                num_workers=self.args.dataloader_num_workers,
+            )
+            # Sharded like a prepared loader, but not registered with the accelerator: save_state/load_state then
+            # see the same dataloaders whether or not this run had to mine.
+            loader = prepare_data_loader(loader, accelerator.device, accelerator.num_processes,
+                                         accelerator.process_index, put_on_device=True)
+            table = mining.mine_neighbours(encoder, loader, accelerator, config.mining_k,
+                                           f"mining {config.mining_k} neighbours ({source})")
+            if accelerator.is_main_process:
+                mining.save_neighbour_table(path, table, source)
+            accelerator.wait_for_everyone()
+            accelerator.print(f"Mined {config.mining_k} neighbours per image with {source}; cached in {path}.")
+        self.train_dataset.set_neighbours(table)
+        self._neighbour_table_tag = tag
+
     def evaluate_knn(self) -> tuple[float, torch.Tensor, torch.Tensor] | None:
         """kNN top-1 of the student encoder, with the test features and labels it used (None without labels)."""
         if self.knn_dataloaders is None:
@@ -332,13 +380,17 @@ class Pretrainer:
         for epoch in range(starting_epoch, self.num_epochs):
             self.train_dataset.set_epoch(epoch)
             self.train_dataloader.set_epoch(epoch)
+            self.refresh_neighbours(epoch)
             dataloader, batches_done = self.train_dataloader, 0
             if epoch == starting_epoch and resume_batches:
                 dataloader = accelerator.skip_first_batches(self.train_dataloader, resume_batches)
                 batches_done = resume_batches
             for batch in dataloader:
                 with accelerator.accumulate(self.model):
-                    outputs = self.model(views=batch["views"])
+                    inputs = {"views": batch["views"]}
+                    if "neighbour_views" in batch:
+                        inputs["neighbour_views"] = batch["neighbour_views"]
+                    outputs = self.model(**inputs)
                     accelerator.backward(outputs.loss)
                     self.optimizer.step()
                     self.lr_scheduler.step()
