@@ -36,6 +36,14 @@ class ContrastiveConfig(PretrainedConfig):
         bn_splits (`int`, defaults to 1):
             Split every BatchNorm of the backbone into this many groups during training, simulating multi-GPU BN
             on one device (the reference code uses 8). The per-device batch must be divisible by it.
+        distributed_batchnorm (`str`, defaults to `"local"`):
+            BatchNorm statistics when training with several processes. `"local"`: each process normalises its own
+            per-device batch (DDP's default; with `bn_splits` it is further split, as on one GPU). `"sync"`: every
+            BatchNorm (student, teachers, heads) normalises with the statistics of the global batch across
+            processes: the multi-process counterpart of the reference code's SplitBatchNorm + shuffle-BN, and the
+            setting under which N processes compute what one process with the global batch computes.
+            Needs `bn_splits: 1`. The training loop applies it (`torch.nn.SyncBatchNorm` on GPUs, an equivalent
+            all-reduce BatchNorm on CPU); one process is unaffected.
         hidden_size (`int`, *optional*):
             Pooled feature size of the backbone. Filled in when the model is built.
     """
@@ -49,6 +57,7 @@ class ContrastiveConfig(PretrainedConfig):
         image_size: int = 32,
         num_channels: int = 3,
         bn_splits: int = 1,
+        distributed_batchnorm: str = "local",
         hidden_size: int | None = None,
         **kwargs,
     ):
@@ -59,6 +68,7 @@ class ContrastiveConfig(PretrainedConfig):
         self.image_size = image_size
         self.num_channels = num_channels
         self.bn_splits = bn_splits
+        self.distributed_batchnorm = distributed_batchnorm
         self.hidden_size = hidden_size
         super().__init__(**kwargs)
         self.validate_fields()
@@ -84,6 +94,13 @@ class ContrastiveConfig(PretrainedConfig):
                     )
         if self.image_size <= 0 or self.num_channels <= 0 or self.bn_splits <= 0:
             raise ValueError("image_size, num_channels and bn_splits must be positive integers.")
+        if self.distributed_batchnorm not in ("local", "sync"):
+            raise ValueError(f"distributed_batchnorm must be 'local' or 'sync', got {self.distributed_batchnorm!r}.")
+        if self.distributed_batchnorm == "sync" and self.bn_splits != 1:
+            raise ValueError(
+                f"distributed_batchnorm='sync' takes the statistics of the global batch; bn_splits={self.bn_splits} "
+                "simulates per-device statistics on one device instead. Use one of them (set bn_splits: 1)."
+            )
 
 
 def _matches(value, annotation) -> bool:

@@ -139,9 +139,21 @@ HELP = {
 
 
 def _parse_overrides(text: str) -> dict[str, Any]:
-    """``"queue_size=1024,nn_topk=3"`` -> ``{"queue_size": 1024, "nn_topk": 3}`` (values parsed as YAML)."""
+    """``"queue_size=1024,nn_topk=3"`` -> ``{"queue_size": 1024, "nn_topk": 3}`` (values parsed as YAML).
+
+    Commas inside brackets belong to the value: ``backbone_kwargs={img_size: 32, patch_size: 4},views=[strong, weak]``.
+    """
+    parts, depth, current = [], 0, ""
+    for char in text:
+        depth += 1 if char in "[{" else -1 if char in "]}" else 0
+        if char == "," and depth == 0:
+            parts.append(current)
+            current = ""
+        else:
+            current += char
+    parts.append(current)
     overrides = {}
-    for item in filter(None, (part.strip() for part in text.split(","))):
+    for item in filter(None, (part.strip() for part in parts)):
         if "=" not in item:
             raise ValueError(f"--config_overrides takes key=value pairs separated by commas, got {item!r}.")
         key, value = item.split("=", 1)

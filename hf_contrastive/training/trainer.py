@@ -31,9 +31,8 @@ from transformers import AutoConfig, get_cosine_schedule_with_warmup
 from .. import data as data_lib
 from .. import mining
 from ..card_plots import plot_embedding_map, plot_knn_history
-from ..distributed import distributed_without_gpu
+from ..distributed import distributed_without_gpu, use_global_batchnorm
 from ..evaluation import extract_features, knn_predict
-from ..evaluation.linear import load_frozen_encoder, resolve_preprocessing
 from ..export import can_export_timm, export_timm
 from ..hub import CardContext, dataset_display_name, push_folder_to_hub, save_hub_folder
 from ..models import FeatureQueue
@@ -114,6 +113,9 @@ class Pretrainer:
             self.model_config = self.model.config
         else:
             self.model = self.spec.pretraining_class(self.model_config)
+        if self.model_config.distributed_batchnorm == "sync":
+            # Before the optimiser is built: the replacement BatchNorms carry the parameters it must see.
+            self.model = use_global_batchnorm(self.model, self.accelerator.device)
         self._build_data()
         self._check_batch_fits()
         self._build_optimisation()
@@ -239,22 +241,22 @@ class Pretrainer:
         self.optimizer = torch.optim.SGD(
             [p for p in self.model.parameters() if p.requires_grad], lr=self.learning_rate, momentum=args.momentum, weight_decay=args.weight_decay
         )
+        # Steps per epoch are counted on the prepared (sharded) loader: each process sees 1/N of the batches.
+        self.model, self.optimizer, self.train_dataloader = self.accelerator.prepare(
+            self.model, self.optimizer, self.train_dataloader
+        )
+        if self.knn_dataloaders is not None:
+            self.knn_dataloaders = tuple(self.accelerator.prepare(*self.knn_dataloaders))
         self.steps_per_epoch = math.ceil(len(self.train_dataloader) / args.gradient_accumulation_steps)
         self.max_train_steps = args.max_train_steps or args.num_train_epochs * self.steps_per_epoch
         self.num_epochs = math.ceil(self.max_train_steps / self.steps_per_epoch)
         # The prepared scheduler steps once per process per optimiser step, hence the factor.
         processes = self.accelerator.num_processes
-        self.lr_scheduler = get_cosine_schedule_with_warmup(
+        self.lr_scheduler = self.accelerator.prepare(get_cosine_schedule_with_warmup(
             self.optimizer,
             num_warmup_steps=int(args.warmup_epochs * self.steps_per_epoch) * processes,
             num_training_steps=self.max_train_steps * processes,
-        )
-        prepared = self.accelerator.prepare(self.model, self.optimizer, self.train_dataloader, self.lr_scheduler)
-        self.model, self.optimizer, self.train_dataloader, self.lr_scheduler = prepared
-        if self.knn_dataloaders is not None:
-            self.knn_dataloaders = tuple(self.accelerator.prepare(*self.knn_dataloaders))
-        # Per-device batches per epoch after sharding across processes.
-        self.steps_per_epoch = math.ceil(len(self.train_dataloader) / args.gradient_accumulation_steps)
+        ))
 
     # ------------------------------------------------------------------ checkpoints
 
@@ -322,6 +324,9 @@ class Pretrainer:
                 encoder = accelerator.unwrap_model(self.model).encoder
                 transform = data_lib.build_view_transform("eval", config.image_size, self.image_mean, self.image_std)
             else:
+                # Imported here: evaluation.linear imports training.arguments, so a top-level import would be circular.
+                from ..evaluation.linear import load_frozen_encoder, resolve_preprocessing
+
                 encoder = load_frozen_encoder(source).to(accelerator.device)
                 prep = resolve_preprocessing(source, encoder)
                 transform = data_lib.build_view_transform("eval", prep.image_size, prep.mean, prep.std)
@@ -403,7 +408,8 @@ class Pretrainer:
                     continue
                 unwrapped.momentum_update()
                 global_step += 1
-                loss = outputs.loss.detach().item()
+                # The loss of the global batch: per-process losses are means over equal per-device batches.
+                loss = accelerator.reduce(outputs.loss.detach(), "mean").item()
                 if not math.isfinite(loss):
                     checkpoints = list_checkpoints(self.output_dir)
                     last = f"the last checkpoint, {checkpoints[-1]}," if checkpoints else "no checkpoint"
