@@ -27,7 +27,19 @@ import hf_contrastive
 # method's forward (default config).
 VIEW_ROUTES = {
     "mnn": (2, 2), "byol": (2, 2), "mocov2": (2, 2), "simclr": (2, 0), "nnclr": (2, 0),
-    "msf": (1, 1), "ressl": (1, 1), "msvq": (1, 3),
+    "msf": (1, 1), "ressl": (1, 1), "msvq": (1, 3), "mochi": (2, 2), "sscl": (2, 2),
+    # multinet_gl: 2 global + 4 local views through the online network, the 2 global ones through its one momentum
+    # network (x num_momentum_networks). A local view has 1/4 of a global view's pixels (16 vs 32 px), so the real
+    # student cost is about 3 global views; measure() feeds every view at image_size, which overstates it for both
+    # "ours" and the limit alike.
+    "multinet_gl": (6, 2),
+    "cacr": (5, 0),
+    # patchmix: student x_1 and mix(x_2), teacher x_1, x_2 and mix(x_1) (official asymmetric loss, the default)
+    "patchmix": (2, 3),
+    "potential_samples": (2, 2),
+    # spps: measure() calls forward(views=...) without neighbour views, i.e. the plain SimCLR frame (default base);
+    # a real step also sends each neighbour view through the student: (3, 0) with the default neighbour_views.
+    "spps": (2, 0),
 }
 
 

@@ -201,7 +201,8 @@ def test_view_shapes_and_dtype(cifar_images):
     for kind in VIEW_KINDS:
         for size in (32, 64):
             out = build_view_transform(kind, size, MEAN, STD)(cifar_images[2])
-            assert out.shape == (3, size, size) and out.dtype == torch.float32
+            side = size // 2 if kind == "local" else size  # multi-crop local views are half the side
+            assert out.shape == (3, side, side) and out.dtype == torch.float32
             assert torch.isfinite(out).all()
 
 
@@ -237,7 +238,7 @@ def test_view_overrides_and_errors():
         blur = build_view_transform("strong", size, MEAN, STD).transforms[4].transforms[0]
         assert blur.kernel_size == (kernel, kernel)
 
-    with pytest.raises(ValueError, match="'strong', 'weak', 'eval'"):
+    with pytest.raises(ValueError, match="'strong', 'weak', 'local', 'eval'"):
         build_view_transform("medium", 32, MEAN, STD)
     with pytest.raises(ValueError, match=r"\['blur_p'\].*crop_scale.*flip_p"):
         build_view_transform("weak", 32, MEAN, STD, blur_p=0.5)

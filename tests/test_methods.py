@@ -26,6 +26,9 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 SAMPLE = REPO_ROOT / "data" / "cifar10_sample"
 MEAN, STD = data_lib.DATASET_STATS["cifar10"]
 METHODS = hf_contrastive.available_methods()
+# Methods whose default backbone is too slow for the suite (PatchMix: ViT-S/2) get a tiny one of the same family.
+SMALL_BACKBONES = {"patchmix": {"backbone": "vit_tiny_patch16_224",
+                                "backbone_kwargs": {"img_size": 32, "patch_size": 8, "depth": 2}}}
 
 
 def small_config(name: str, **extra):
@@ -33,7 +36,7 @@ def small_config(name: str, **extra):
     spec = hf_contrastive.get_method(name)
     fields = spec.config_class().to_dict()
     wanted = {"projection_hidden_size": 128, "prediction_hidden_size": 128, "projection_dim": 32, "queue_size": 256,
-              "small_image_stem": False, **extra}
+              "small_image_stem": False, **SMALL_BACKBONES.get(name, {}), **extra}
     return spec, spec.config_class(**{key: value for key, value in wanted.items() if key in fields})
 
 
@@ -108,7 +111,7 @@ def test_method_runs_through_the_training_loop(name, tmp_path):
     spec, config = small_config(name)
     overrides = {k: v for k, v in config.to_dict().items()
                  if k in ("projection_hidden_size", "prediction_hidden_size", "projection_dim", "queue_size",
-                          "small_image_stem")}
+                          "small_image_stem", "backbone", "backbone_kwargs")}
     args = parse_args([
         "--method", name, "--dataset_name", str(SAMPLE), "--max_train_samples", "64", "--max_eval_samples", "32",
         "--per_device_train_batch_size", "16", "--max_train_steps", "2", "--dataloader_num_workers", "0",

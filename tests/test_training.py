@@ -141,7 +141,7 @@ def test_no_arguments_is_the_embedded_sample_job():
 @pytest.mark.parametrize(
     ("extra", "error", "message"),
     [
-        (["--method", "simclr2"], ValueError, "Unknown method 'simclr2'. Available methods: byol, mnn, mocov2, msf, msvq, nnclr, ressl, simclr"),
+        (["--method", "simclr2"], ValueError, "Unknown method 'simclr2'. Available methods: byol, cacr, mnn, mochi, mocov2, msf, msvq, multinet_gl, nnclr, patchmix, potential_samples, ressl, simclr, spps, sscl"),
         (["--backbone", "resnet_does_not_exist"], ValueError, "not a timm model name"),
         (["--config_overrides", "queue_size=abc"], TypeError, "queue_size must be int"),
         (["--config_overrides", "queue_sise=10"], ValueError, "Unknown mnn config fields"),

@@ -12,6 +12,13 @@ from . import byol
 from . import msf
 from . import ressl
 from . import msvq
+from . import mochi
+from . import sscl
+from . import multinet_gl
+from . import cacr
+from . import patchmix
+from . import potential_samples
+from . import spps
 
 ALL_METHODS = [
     mnn.SPEC,
@@ -22,4 +29,11 @@ ALL_METHODS = [
     msf.SPEC,
     ressl.SPEC,
     msvq.SPEC,
+    mochi.SPEC,
+    sscl.SPEC,
+    multinet_gl.SPEC,
+    cacr.SPEC,
+    patchmix.SPEC,
+    potential_samples.SPEC,
+    spps.SPEC,
 ]

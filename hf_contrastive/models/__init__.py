@@ -36,6 +36,24 @@ from .configuration_ressl import ReSSLConfig
 from .modeling_ressl import ReSSLForImageClassification, ReSSLForPreTraining, ReSSLModel
 from .configuration_msvq import MSVQConfig
 from .modeling_msvq import MSVQForImageClassification, MSVQForPreTraining, MSVQModel
+from .configuration_mochi import MoCHiConfig
+from .modeling_mochi import MoCHiForImageClassification, MoCHiForPreTraining, MoCHiModel
+from .configuration_sscl import SSCLConfig
+from .modeling_sscl import SSCLForImageClassification, SSCLForPreTraining, SSCLModel
+from .configuration_multinet_gl import MultiNetGLConfig
+from .modeling_multinet_gl import MultiNetGLForImageClassification, MultiNetGLForPreTraining, MultiNetGLModel
+from .configuration_cacr import CACRConfig
+from .modeling_cacr import CACRForImageClassification, CACRForPreTraining, CACRModel
+from .configuration_patchmix import PatchMixConfig
+from .modeling_patchmix import PatchMixForImageClassification, PatchMixForPreTraining, PatchMixModel
+from .configuration_potential_samples import PotentialSamplesConfig
+from .modeling_potential_samples import (
+    PotentialSamplesForImageClassification,
+    PotentialSamplesForPreTraining,
+    PotentialSamplesModel,
+)
+from .configuration_spps import SPPSConfig
+from .modeling_spps import SPPSForImageClassification, SPPSForPreTraining, SPPSModel
 
 __all__ = [
     "ContrastiveConfig",
@@ -62,4 +80,12 @@ __all__ = [
     "MSFConfig", "MSFModel", "MSFForPreTraining", "MSFForImageClassification",
     "ReSSLConfig", "ReSSLModel", "ReSSLForPreTraining", "ReSSLForImageClassification",
     "MSVQConfig", "MSVQModel", "MSVQForPreTraining", "MSVQForImageClassification",
+    "MoCHiConfig", "MoCHiModel", "MoCHiForPreTraining", "MoCHiForImageClassification",
+    "SSCLConfig", "SSCLModel", "SSCLForPreTraining", "SSCLForImageClassification",
+    "MultiNetGLConfig", "MultiNetGLModel", "MultiNetGLForPreTraining", "MultiNetGLForImageClassification",
+    "CACRConfig", "CACRModel", "CACRForPreTraining", "CACRForImageClassification",
+    "PatchMixConfig", "PatchMixModel", "PatchMixForPreTraining", "PatchMixForImageClassification",
+    "PotentialSamplesConfig", "PotentialSamplesModel", "PotentialSamplesForPreTraining",
+    "PotentialSamplesForImageClassification",
+    "SPPSConfig", "SPPSModel", "SPPSForPreTraining", "SPPSForImageClassification",
 ]

@@ -1,0 +1,144 @@
+"""MoCHi: Hard Negative Mixing for Contrastive Learning (Kalantidis et al., NeurIPS 2020, arXiv 2010.01028).
+
+Hub boundary: imports only torch, transformers and siblings.
+"""
+
+from __future__ import annotations
+
+import copy
+
+import torch
+from torch import nn
+
+from .configuration_mochi import MoCHiConfig
+from .losses import mochi_loss
+from .modeling_contrastive import (
+    ContrastiveForImageClassification,
+    ContrastiveForPreTraining,
+    ContrastiveModel,
+    ContrastivePreTrainedModel,
+    ContrastivePreTrainingOutput,
+    FeatureQueue,
+    MLPHead,
+    forward_shuffled,
+)
+
+# The pretraining model's step counter is pretraining state, like the teacher: ignored when loading the encoder.
+_IGNORE_ON_LOAD = ContrastivePreTrainedModel._keys_to_ignore_on_load_unexpected + [r"^mixing_step$"]
+
+
+class MoCHiModel(ContrastiveModel):
+    """The MoCHi encoder (query backbone): ``forward(pixel_values)`` -> ``last_hidden_state``, ``pooler_output``."""
+
+    config_class = MoCHiConfig
+    _keys_to_ignore_on_load_unexpected = _IGNORE_ON_LOAD
+
+
+class MoCHiForImageClassification(ContrastiveForImageClassification):
+    """The MoCHi encoder with a linear classifier on its pooled features."""
+
+    config_class = MoCHiConfig
+    _keys_to_ignore_on_load_unexpected = _IGNORE_ON_LOAD
+
+    def __init__(self, config: MoCHiConfig):
+        super().__init__(config, encoder_class=MoCHiModel)
+
+
+class MoCHiForPreTraining(ContrastiveForPreTraining):
+    """MoCHi pretraining: MoCo v2 (query encoder + MLP head, EMA key encoder + head, queue of keys) with synthetic
+    hard negatives appended to the logits of each query.
+
+    ``forward(views=[x_1, x_2])`` returns the symmetric loss (methods.md section 5; formula in
+    `hf_contrastive.losses.mochi_loss`):
+    ```
+    q_v = projector(encoder(x_v))                          # student, with grad
+    k_v = teacher_projector(teacher_encoder(x_v))          # EMA teacher, no grad, shuffle-BN when bn_splits > 1
+    loss = 0.5 * (mochi_loss(q_1, k_2, Q, draws_1) + mochi_loss(q_2, k_1, Q, draws_2))
+    ```
+    Each direction draws its own mixing randomness from torch's global RNG (on the views' device), in this order:
+    ``mix_indices = randint(N, [B, s, 2])``, ``mix_alpha = rand(B, s)``, ``query_mix_indices = randint(N, [B, s'])``,
+    ``query_mix_beta = query_mix_max * rand(B, s')``; the loop checkpoints that RNG, so a resumed run draws the same
+    numbers. Until ``mixing_step`` reaches ``config.mix_start_step`` the draws are empty (``s = s' = 0``) and the loss
+    is plain MoCo v2. ``Q`` is the queue before this step; ``cat(k_1, k_2)`` ``[2B, D]`` is returned for enqueueing.
+    The loop calls ``momentum_update()`` after each optimiser step (teacher EMA and ``mixing_step += 1``) and
+    ``enqueue()`` with the gathered keys.
+    """
+
+    queue_keys_per_sample = 2  # both views' keys are enqueued
+
+    config_class = MoCHiConfig
+
+    def __init__(self, config: MoCHiConfig):
+        super().__init__(config)
+        self.encoder = MoCHiModel(config)
+        self.projector = MLPHead(
+            config.hidden_size, config.projection_hidden_size, config.projection_dim, batch_norm=False
+        )
+        self.teacher_encoder = copy.deepcopy(self.encoder)
+        self.teacher_projector = copy.deepcopy(self.projector)
+        self.queue = FeatureQueue(config.queue_size, config.projection_dim)
+        # Optimiser steps taken so far (the warm-up clock); persistent, so checkpoints and resumes keep it.
+        self.register_buffer("mixing_step", torch.zeros((), dtype=torch.long))
+        self.post_init()
+        self.init_teachers()
+
+    def teacher_pairs(self) -> list[tuple[nn.Module, nn.Module, float]]:
+        teacher = nn.ModuleList([self.teacher_encoder, self.teacher_projector])
+        student = nn.ModuleList([self.encoder, self.projector])
+        return [(teacher, student, self.config.ema_momentum)]
+
+    @torch.no_grad()
+    def momentum_update(self) -> None:
+        """Teacher EMA step, and one more optimiser step on the mixing warm-up clock."""
+        super().momentum_update()
+        self.mixing_step.add_(1)
+
+    @property
+    def mixing_active(self) -> bool:
+        """Whether the warm-up (``config.mix_start_step`` optimiser steps) is over."""
+        start = self.config.mix_start_step
+        return start == 0 or int(self.mixing_step) >= start  # no device sync when there is no warm-up
+
+    def _student(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        return self.projector(self.encoder(pixel_values).pooler_output)
+
+    @torch.no_grad()
+    def _teacher(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        return forward_shuffled(
+            lambda x: self.teacher_projector(self.teacher_encoder(x).pooler_output),
+            pixel_values,
+            shuffle=self.config.bn_splits > 1,
+        )
+
+    def _draw_mixing(self, batch: int, device: torch.device, active: bool) -> dict[str, torch.Tensor]:
+        """One direction's random mixing inputs of `mochi_loss`, from torch's global RNG (empty before warm-up)."""
+        config = self.config
+        hard = config.num_hard_negatives
+        synthetic = config.num_synthetic_negatives if active else 0
+        query_mixed = config.num_query_mixed_negatives if active else 0
+        return {
+            "mix_indices": torch.randint(hard, (batch, synthetic, 2), device=device),
+            "mix_alpha": torch.rand(batch, synthetic, device=device),
+            "query_mix_indices": torch.randint(hard, (batch, query_mixed), device=device),
+            "query_mix_beta": config.query_mix_max * torch.rand(batch, query_mixed, device=device),
+        }
+
+    def forward(
+        self, views: list[torch.Tensor], return_dict: bool | None = None, **kwargs
+    ) -> ContrastivePreTrainingOutput:
+        """``views``: ``[x_1, x_2]``, each ``[B, C, H, W]``; row ``i`` of both is the same image."""
+        if len(views) != 2:
+            raise ValueError(f"MoCHi takes two views, got {len(views)}.")
+        x1, x2 = views
+        q1, q2 = self._student(x1), self._student(x2)
+        k1, k2 = self._teacher(x1), self._teacher(x2)
+        queue_snapshot = self.queue.features  # read-only here; enqueue happens after the step
+        tau, hard, active = self.config.tau, self.config.num_hard_negatives, self.mixing_active
+        draws_1 = self._draw_mixing(q1.shape[0], q1.device, active)
+        draws_2 = self._draw_mixing(q2.shape[0], q2.device, active)
+        loss = 0.5 * (
+            mochi_loss(q1, k2, queue_snapshot, tau, hard, **draws_1)
+            + mochi_loss(q2, k1, queue_snapshot, tau, hard, **draws_2)
+        )
+        keys = torch.cat([k1, k2]).detach().float()  # [2B, D]
+        return ContrastivePreTrainingOutput(loss=loss, queue_keys={"queue": keys})
