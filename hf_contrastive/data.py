@@ -76,6 +76,10 @@ class ImageDatasetSplits:
     class_names: list[str] | None
     dataset_name: str
     eval_split_name: str = "test"
+    # Streaming (load_streaming_image_dataset): the train split as a stream, and its row count when known. ``train``
+    # then holds only the first rows, materialised, as the kNN monitor's bank.
+    train_stream: datasets.IterableDataset | None = None
+    train_rows: int | None = None
 
 
 def _split_of(relative_path: Path) -> str | None:
@@ -88,7 +92,7 @@ def _split_of(relative_path: Path) -> str | None:
     return None
 
 
-def _load_parquet_folder(folder: Path, files: list[Path]) -> datasets.DatasetDict:
+def _load_parquet_folder(folder: Path, files: list[Path], streaming: bool = False) -> datasets.DatasetDict:
     """Load parquet files below ``folder``, inferring splits from their names.
 
     ``train-*.parquet`` / ``test-*.parquet`` / ``validation-*.parquet`` (or folders of
@@ -107,17 +111,18 @@ def _load_parquet_folder(folder: Path, files: list[Path]) -> datasets.DatasetDic
             "Ignoring %d parquet file(s) under %s whose names contain no split keyword (%s), e.g. %s.",
             len(unassigned), folder, ", ".join(sorted(set(_SPLIT_KEYWORDS))), unassigned[0],
         )
-    return datasets.load_dataset("parquet", data_files=by_split)
+    return datasets.load_dataset("parquet", data_files=by_split, streaming=streaming)
 
 
-def _load_dataset_dict(name_or_path: str) -> datasets.DatasetDict:
-    """Load a local parquet folder, a local image folder or a Hub dataset as a DatasetDict."""
+def _load_dataset_dict(name_or_path: str, streaming: bool = False) -> datasets.DatasetDict:
+    """Load a local parquet folder, a local image folder or a Hub dataset as a DatasetDict (an
+    IterableDatasetDict with ``streaming=True``: rows are read as they are iterated, nothing is downloaded first)."""
     path = Path(name_or_path).expanduser()
     if path.is_dir():
         parquet_files = sorted(path.rglob("*.parquet"))
         if parquet_files:
-            return _load_parquet_folder(path, parquet_files)
-        return datasets.load_dataset("imagefolder", data_dir=str(path))
+            return _load_parquet_folder(path, parquet_files, streaming)
+        return datasets.load_dataset("imagefolder", data_dir=str(path), streaming=streaming)
     if path.exists():
         raise ValueError(f"{name_or_path!r} is a file; pass the folder that contains the parquet files or images.")
     if not _HUB_ID.match(name_or_path):
@@ -125,8 +130,8 @@ def _load_dataset_dict(name_or_path: str) -> datasets.DatasetDict:
             f"{name_or_path!r} is neither an existing local folder nor a Hugging Face Hub dataset id "
             "(like 'uoft-cs/cifar10'). Check the path."
         )
-    dataset = datasets.load_dataset(name_or_path)
-    if not isinstance(dataset, datasets.DatasetDict):
+    dataset = datasets.load_dataset(name_or_path, streaming=streaming)
+    if not isinstance(dataset, (datasets.DatasetDict, datasets.IterableDatasetDict)):
         raise ValueError(
             f"Hub dataset {name_or_path!r} did not load as a dict of splits; got {type(dataset).__name__}."
         )
@@ -247,6 +252,79 @@ def load_image_dataset(
         train=train, eval=eval_ds, image_column=image_column, label_column=label_column,
         num_classes=num_classes, class_names=class_names, dataset_name=name_or_path,
         eval_split_name=eval_split_name,
+    )
+
+
+def _count_rows(name_or_path: str, split: str, stream: datasets.IterableDataset) -> int | None:
+    """Rows of a streamed split without reading it: parquet footers for a local folder, else the dataset info."""
+    path = Path(name_or_path).expanduser()
+    if path.is_dir():
+        files = sorted(path.rglob("*.parquet"))
+        if files:
+            import pyarrow.parquet as pq
+
+            named = [f for f in files if _split_of(f.relative_to(path)) == split]
+            if not named and split == "train" and not any(_split_of(f.relative_to(path)) for f in files):
+                named = files
+            return sum(pq.ParquetFile(f).metadata.num_rows for f in named) if named else None
+    splits = stream.info.splits or {}
+    return splits[split].num_examples if split in splits else None
+
+
+def _materialise(stream: datasets.IterableDataset, rows: int) -> datasets.Dataset:
+    """The first ``rows`` rows of a stream as an in-memory Dataset (same features)."""
+    return datasets.Dataset.from_list(list(stream.take(rows)), features=stream.features)
+
+
+def load_streaming_image_dataset(
+    name_or_path: str,
+    *,
+    image_column: str | None = None,
+    label_column: str | None = None,
+    train_split: str = "train",
+    eval_split: str | None = None,
+    max_train_samples: int | None = None,
+    max_eval_samples: int | None = None,
+    bank_samples: int = 10_000,
+) -> ImageDatasetSplits:
+    """Like :func:`load_image_dataset`, for data that does not fit on local disk: the train split is a
+    ``datasets.IterableDataset`` read as training goes (``train_stream``; ``max_train_samples`` keeps its first N
+    rows). The kNN monitor still needs random access, so ``train`` holds the first ``bank_samples`` train rows and
+    ``eval`` the first ``max_eval_samples`` (default 10,000) rows of the eval split, materialised in memory.
+    """
+    streams = _load_dataset_dict(name_or_path, streaming=True)
+    names = list(streams)
+    if train_split not in streams:
+        raise ValueError(f"Train split {train_split!r} not found; the dataset has splits {names}. Pass --train_split.")
+    stream = streams[train_split]
+    if stream.features is None:
+        raise ValueError(f"{name_or_path!r} does not declare its features when streamed; pass a dataset with a "
+                         "datasets schema (parquet written by datasets, or a Hub dataset with dataset_info).")
+    image_column = _detect_image_column(stream.features, image_column)
+    label_column = _detect_label_column(stream.features, label_column)
+    eval_name = eval_split or next((s for s in EVAL_SPLIT_CANDIDATES if s in streams), None)
+    if eval_name is None or eval_name not in streams:
+        raise ValueError(f"Streaming needs an eval split (one of {list(EVAL_SPLIT_CANDIDATES)} or --eval_split); "
+                         f"the dataset has splits {names}.")
+    rows = _count_rows(name_or_path, train_split, stream)
+    if max_train_samples is not None:
+        stream = stream.take(max_train_samples)
+        rows = min(rows, max_train_samples) if rows is not None else max_train_samples
+    stream = stream.cast_column(image_column, datasets.Image(decode=False))
+    eval_stream = streams[eval_name].cast_column(image_column, datasets.Image(decode=False))
+    bank = _materialise(stream, min(bank_samples, rows) if rows is not None else bank_samples)
+    eval_ds = _materialise(eval_stream, max_eval_samples or 10_000)
+    num_classes = class_names = None
+    if label_column is not None:
+        feature = stream.features[label_column]
+        if isinstance(feature, datasets.ClassLabel):
+            num_classes, class_names = feature.num_classes, list(feature.names)
+        else:
+            num_classes = max([*bank[label_column], *eval_ds[label_column]], default=-1) + 1 or None
+    return ImageDatasetSplits(
+        train=bank, eval=eval_ds, image_column=image_column, label_column=label_column, num_classes=num_classes,
+        class_names=class_names, dataset_name=name_or_path, eval_split_name=eval_name, train_stream=stream,
+        train_rows=rows,
     )
 
 
@@ -409,13 +487,14 @@ def build_view_transform(
     return v2.Compose(augment + to_tensor)
 
 
-def view_seed(seed: int, epoch: int, index: int) -> int:
-    """Seed for the views of sample ``index`` at ``epoch``: a pure function of the three.
+def view_seed(seed: int, epoch: int, index: int, *position: int) -> int:
+    """Seed for the views of sample ``index`` at ``epoch``: a pure function of its arguments.
 
     Uses numpy's SeedSequence hashing rather than a linear mix, so that distinct
-    (epoch, index) pairs never collide even for datasets with millions of rows.
+    (epoch, index) pairs never collide even for datasets with millions of rows. Streams, which have no row index,
+    pass their position (process, worker, pass, position in the pass) as extra integers.
     """
-    state = np.random.SeedSequence([seed, epoch, index]).generate_state(2, dtype=np.uint32)
+    state = np.random.SeedSequence([seed, epoch, index, *position]).generate_state(2, dtype=np.uint32)
     return (int(state[0]) << 31) ^ int(state[1])
 
 
@@ -508,6 +587,74 @@ class MultiViewDataset(torch.utils.data.Dataset):
                 item["neighbour_views"] = [transform(neighbour_image) for transform in self.neighbour_transforms]
                 item["neighbour_index"] = neighbour
         return item
+
+
+class StreamingViewDataset(torch.utils.data.IterableDataset):
+    """The views of a streamed split (``{"views", "labels", "index"}`` like :class:`MultiViewDataset`), endlessly.
+
+    ``stream`` is this process's part of the split (``datasets.distributed.split_dataset_by_node``), read through a
+    shuffle buffer reseeded by :meth:`set_epoch`; DataLoader workers split its shards between them (datasets does
+    that). When a pass ends the stream starts again (a new shuffle), so every process can take the same number of
+    batches per epoch; the trainer stops after ``steps_per_epoch``. Views are seeded by (seed, epoch, process,
+    worker, pass, position), so a run and its resumption see the same views with the same number of workers.
+    ``index`` is the position in the pass (streams have no row index). Undecodable rows raise, or are skipped with
+    ``skip_bad_images`` (counted in ``skipped`` per worker and logged).
+    """
+
+    def __init__(
+        self,
+        stream: datasets.IterableDataset,
+        image_column: str,
+        label_column: str | None,
+        transforms: Sequence[Callable[[PIL.Image.Image], torch.Tensor]],
+        *,
+        seed: int = 0,
+        shuffle_buffer_size: int = 10_000,
+        process_index: int = 0,
+        skip_bad_images: bool = False,
+    ) -> None:
+        if not transforms:
+            raise ValueError("StreamingViewDataset needs at least one view transform.")
+        self.stream = stream.shuffle(seed=seed, buffer_size=shuffle_buffer_size) if shuffle_buffer_size > 1 else stream
+        self.image_column, self.label_column = image_column, label_column
+        self.transforms = list(transforms)
+        self.seed, self.process_index, self.skip_bad_images = seed, process_index, skip_bad_images
+        self.epoch = 0
+        self.skipped = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        """Select the epoch (reshuffles the stream and is part of the view seeds); call before iterating."""
+        self.epoch = epoch
+
+    def __iter__(self):
+        worker = torch.utils.data.get_worker_info()
+        worker_id = worker.id if worker is not None else 0
+        for repeat in range(2**31):
+            # A distinct shuffle per (epoch, pass); datasets adds the epoch to the shuffle seed.
+            self.stream.set_epoch(self.epoch * 1_000_003 + repeat)
+            empty = True
+            for position, row in enumerate(self.stream):
+                empty = False
+                try:
+                    image = decode_image(row[self.image_column], index=position, column=self.image_column)
+                except ValueError:
+                    if not self.skip_bad_images:
+                        raise
+                    self.skipped += 1
+                    logger.warning("--skip_bad_images: skipped an undecodable streamed image (%d so far in this "
+                                   "worker).", self.skipped)
+                    continue
+                with torch.random.fork_rng(devices=[]):
+                    torch.manual_seed(view_seed(self.seed, self.epoch, position, self.process_index, worker_id, repeat))
+                    views = [transform(image) for transform in self.transforms]
+                yield {"views": views, "labels": _label_of(row, self.label_column), "index": position}
+            if empty:
+                if worker is not None:  # datasets gives workers beyond the number of shards nothing to read
+                    logger.warning("Dataloader worker %d has no shard of the stream to read; it stays idle "
+                                   "(the stream has fewer shards than workers).", worker_id)
+                    return
+                raise ValueError("The streamed training split is empty for this process: use fewer processes "
+                                 "than the dataset has rows.")
 
 
 class EvalImageDataset(torch.utils.data.Dataset):

@@ -60,6 +60,9 @@ class TrainingArguments:
     max_eval_samples: int | None = None
     dataloader_num_workers: int = 2
     skip_bad_images: bool = False
+    streaming: bool = False
+    shuffle_buffer_size: int = 10_000
+    streaming_knn_bank_size: int = 10_000
     knn_every_n_epochs: int = 1
     knn_k: int = 200
     knn_temperature: float = 0.1
@@ -125,6 +128,11 @@ HELP = {
     "max_eval_samples": "Keep the first N eval images.",
     "skip_bad_images": "Check every image once before training and drop the undecodable ones (counted and "
     "reported) instead of stopping at the first one.",
+    "streaming": "Read the train split as a stream (datasets streaming: nothing downloaded first); each process "
+    "reads its own shards (split_dataset_by_node) through a shuffle buffer; epochs are counted in steps from the "
+    "split's row count (or --max_train_samples).",
+    "shuffle_buffer_size": "--streaming: rows in the shuffle buffer of each process/worker.",
+    "streaming_knn_bank_size": "--streaming: the kNN monitor's bank is the first N train rows, held in memory.",
     "knn_every_n_epochs": "kNN monitor frequency in epochs (0: only at the end).",
     "logging_steps": "Log loss and learning rate every N optimiser steps.",
     "checkpointing_steps": "Save a checkpoint every N optimiser steps, or 'epoch'.",

@@ -8,6 +8,7 @@ gathered from every process, so every process holds the same queue. See docs/arc
 from __future__ import annotations
 
 import importlib.util
+import itertools
 import json
 import logging
 import math
@@ -23,7 +24,8 @@ from typing import Any
 import torch
 from accelerate import Accelerator
 from accelerate.data_loader import prepare_data_loader
-from accelerate.utils import DataLoaderConfiguration, ProjectConfiguration, set_seed
+from accelerate.utils import DataLoaderConfiguration, ProjectConfiguration, send_to_device, set_seed
+from datasets.distributed import split_dataset_by_node
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 from transformers import AutoConfig, get_cosine_schedule_with_warmup
@@ -148,16 +150,20 @@ class Pretrainer:
 
     def _build_data(self) -> None:
         args = self.args
-        self.splits = data_lib.load_image_dataset(
-            args.dataset_name,
-            image_column=args.image_column,
-            label_column=args.label_column,
-            train_split=args.train_split,
-            eval_split=args.eval_split,
-            max_train_samples=args.max_train_samples,
-            max_eval_samples=args.max_eval_samples,
-            seed=args.seed,
-        )
+        common = dict(image_column=args.image_column, label_column=args.label_column, train_split=args.train_split,
+                      eval_split=args.eval_split, max_train_samples=args.max_train_samples,
+                      max_eval_samples=args.max_eval_samples)
+        if args.streaming:
+            self.splits = data_lib.load_streaming_image_dataset(args.dataset_name, **common,
+                                                                bank_samples=args.streaming_knn_bank_size)
+            if self.splits.train_rows is None:
+                raise ValueError(f"--streaming: the number of rows of {args.dataset_name!r} split {args.train_split!r} "
+                                 "is unknown, so epochs cannot be counted; pass --max_train_samples N.")
+            if getattr(self.model_config, "neighbour_views", None):
+                raise ValueError(f"--streaming is not supported by {self.spec.name} (its mined neighbours need random "
+                                 "access to the training images); train from a local or downloaded dataset.")
+        else:
+            self.splits = data_lib.load_image_dataset(args.dataset_name, **common, seed=args.seed)
         self.skipped_images: dict[str, list[int]] = {}
         if args.skip_bad_images:
             workers = args.dataloader_num_workers or None
@@ -180,16 +186,35 @@ class Pretrainer:
             data_lib.build_view_transform(kind, size, self.image_mean, self.image_std, **args.augmentations.get(kind, {}))
             for kind in (getattr(self.model_config, "neighbour_views", None) or [])
         ]
-        self.train_dataset = data_lib.MultiViewDataset(
-            self.splits.train, self.splits.image_column, self.splits.label_column, view_transforms, seed=args.seed,
-            neighbour_transforms=neighbour_transforms, num_neighbours=getattr(self.model_config, "mining_k", 1),
-        )
         self._neighbour_table_tag: str | None = None
-        if len(self.train_dataset) < args.per_device_train_batch_size * self.accelerator.num_processes:
+        if args.streaming:
+            stream = split_dataset_by_node(self.splits.train_stream, rank=self.accelerator.process_index,
+                                           world_size=self.accelerator.num_processes)
+            self.train_dataset = data_lib.StreamingViewDataset(
+                stream, self.splits.image_column, self.splits.label_column, view_transforms, seed=args.seed,
+                shuffle_buffer_size=args.shuffle_buffer_size, process_index=self.accelerator.process_index,
+                skip_bad_images=args.skip_bad_images,
+            )
+            self.num_train_rows = self.splits.train_rows
+        else:
+            self.train_dataset = data_lib.MultiViewDataset(
+                self.splits.train, self.splits.image_column, self.splits.label_column, view_transforms, seed=args.seed,
+                neighbour_transforms=neighbour_transforms, num_neighbours=getattr(self.model_config, "mining_k", 1),
+            )
+            self.num_train_rows = len(self.train_dataset)
+        if self.num_train_rows < args.per_device_train_batch_size * self.accelerator.num_processes:
             raise ValueError(
-                f"The training split has {len(self.train_dataset)} images, fewer than one global batch "
+                f"The training split has {self.num_train_rows} images, fewer than one global batch "
                 f"({args.per_device_train_batch_size} x {self.accelerator.num_processes}). Lower --per_device_train_batch_size."
             )
+        if args.streaming:
+            # Not prepared: each process already reads its own part of the stream, and accelerate would shard the
+            # batches again. Batches are moved to the device in the loop; the stream never ends (see
+            # StreamingViewDataset), the loop takes `batches_per_epoch` of them.
+            self.train_dataloader = DataLoader(self.train_dataset, batch_size=args.per_device_train_batch_size,
+                                               collate_fn=data_lib.collate_views, num_workers=args.dataloader_num_workers)
+            self._build_knn_dataloaders(args, size)
+            return
         loader_kwargs = dict(num_workers=args.dataloader_num_workers, persistent_workers=args.dataloader_num_workers > 0)
         # drop_last: every step sees a full batch (BatchNorm, split BN and queue sizes stay constant).
         # The loader's own generator keeps its draws (worker base seeds) off the global RNG, which the model uses
@@ -198,6 +223,11 @@ class Pretrainer:
             self.train_dataset, batch_size=args.per_device_train_batch_size, shuffle=True, drop_last=True,
             collate_fn=data_lib.collate_views, generator=torch.Generator().manual_seed(args.seed), **loader_kwargs,
         )
+        self._build_knn_dataloaders(args, size)
+
+    def _build_knn_dataloaders(self, args: TrainingArguments, size: int) -> None:
+        """The kNN monitor's bank (train split, or its first rows when streaming) and test loaders."""
+        loader_kwargs = dict(num_workers=args.dataloader_num_workers, persistent_workers=args.dataloader_num_workers > 0)
         self.knn_dataloaders = None
         if self.splits.label_column is not None:
             eval_transform = data_lib.build_view_transform("eval", size, self.image_mean, self.image_std)
@@ -242,12 +272,17 @@ class Pretrainer:
             [p for p in self.model.parameters() if p.requires_grad], lr=self.learning_rate, momentum=args.momentum, weight_decay=args.weight_decay
         )
         # Steps per epoch are counted on the prepared (sharded) loader: each process sees 1/N of the batches.
-        self.model, self.optimizer, self.train_dataloader = self.accelerator.prepare(
-            self.model, self.optimizer, self.train_dataloader
-        )
+        if args.streaming:
+            self.model, self.optimizer = self.accelerator.prepare(self.model, self.optimizer)
+            self.batches_per_epoch = self.num_train_rows // (args.per_device_train_batch_size * self.accelerator.num_processes)
+        else:
+            self.model, self.optimizer, self.train_dataloader = self.accelerator.prepare(
+                self.model, self.optimizer, self.train_dataloader
+            )
+            self.batches_per_epoch = len(self.train_dataloader)
         if self.knn_dataloaders is not None:
             self.knn_dataloaders = tuple(self.accelerator.prepare(*self.knn_dataloaders))
-        self.steps_per_epoch = math.ceil(len(self.train_dataloader) / args.gradient_accumulation_steps)
+        self.steps_per_epoch = math.ceil(self.batches_per_epoch / args.gradient_accumulation_steps)
         self.max_train_steps = args.max_train_steps or args.num_train_epochs * self.steps_per_epoch
         self.num_epochs = math.ceil(self.max_train_steps / self.steps_per_epoch)
         # The prepared scheduler steps once per process per optimiser step, hence the factor.
@@ -302,7 +337,7 @@ class Pretrainer:
         current student at epochs E, 2E, ...), ``mining_k``. Tables are cached in ``output_dir/mining`` so a resumed
         run trains with exactly the table the interrupted run used.
         """
-        if not self.train_dataset.neighbour_transforms:
+        if not getattr(self.train_dataset, "neighbour_transforms", None):
             return
         config, accelerator = self.model_config, self.accelerator
         every = getattr(config, "mining_every_n_epochs", 0) or 0
@@ -373,7 +408,8 @@ class Pretrainer:
         checkpoint_every = int(args.checkpointing_steps) if (args.checkpointing_steps or "").isdigit() else None
 
         accelerator.print(
-            f"{self.spec.name} | {self.model_config.backbone} | {len(self.train_dataset)} train images | "
+            f"{self.spec.name} | {self.model_config.backbone} | {self.num_train_rows} train images"
+            f"{' (streamed)' if args.streaming else ''} | "
             f"global batch {self.global_batch_size} | lr {self.learning_rate:g} | {self.max_train_steps} steps "
             f"({self.num_epochs} epochs) | {accelerator.num_processes} process(es), {accelerator.device}, "
             f"mixed precision {accelerator.mixed_precision}"
@@ -384,12 +420,16 @@ class Pretrainer:
         self.model.train()
         for epoch in range(starting_epoch, self.num_epochs):
             self.train_dataset.set_epoch(epoch)
-            self.train_dataloader.set_epoch(epoch)
-            self.refresh_neighbours(epoch)
-            dataloader, batches_done = self.train_dataloader, 0
-            if epoch == starting_epoch and resume_batches:
-                dataloader = accelerator.skip_first_batches(self.train_dataloader, resume_batches)
-                batches_done = resume_batches
+            skip = resume_batches if epoch == starting_epoch else 0
+            if args.streaming:
+                # The stream is endless and deterministic per epoch: resuming re-reads and drops the batches done.
+                dataloader = (send_to_device(batch, accelerator.device)
+                              for batch in itertools.islice(self.train_dataloader, skip, self.batches_per_epoch))
+            else:
+                self.train_dataloader.set_epoch(epoch)
+                self.refresh_neighbours(epoch)
+                dataloader = accelerator.skip_first_batches(self.train_dataloader, skip) if skip else self.train_dataloader
+            batches_done = skip
             for batch in dataloader:
                 with accelerator.accumulate(self.model):
                     inputs = {"views": batch["views"]}
@@ -501,7 +541,8 @@ class Pretrainer:
             "knn_top1": knn_top1,
             "epochs": round(global_step / self.steps_per_epoch, 3),
             "global_step": global_step,
-            "train_samples": len(self.train_dataset),
+            "train_samples": self.num_train_rows,
+            "streaming": self.args.streaming,
             "eval_samples": len(self.splits.eval),
             "train_runtime_s": round(train_runtime, 2),
             "train_samples_per_second": round(samples_seen / train_runtime, 2) if train_runtime > 0 else None,
@@ -518,7 +559,7 @@ class Pretrainer:
             context = CardContext(
                 dataset_name=args.dataset_name,
                 dataset_stats=self.dataset_stats,
-                train_samples=len(self.train_dataset),
+                train_samples=self.num_train_rows,
                 epochs=results["epochs"],
                 global_batch_size=self.global_batch_size,
                 command=" ".join(["accelerate launch recipes/train.py"] + [shlex.quote(a) for a in sys.argv[1:]]),
