@@ -307,3 +307,45 @@ def test_corrupt_image_stops_with_its_row_or_is_skipped(tmp_path):
     results = train(parse_args(run + ["--output_dir", str(tmp_path / "lenient"), "--skip_bad_images"]))
     assert results["skipped_images"] == {"train": 1}
     assert results["train_samples"] == 63 and results["global_step"] == 4
+
+
+def test_cosine_momentum_schedule_by_hand():
+    from hf_contrastive.models.modeling_contrastive import scheduled_momentum
+
+    assert scheduled_momentum(0.99, 0.5, "constant") == 0.99
+    assert scheduled_momentum(0.99, None, "cosine") == 0.99
+    # 1 - (1 - m)(cos(pi t) + 1) / 2: m at t = 0, halfway to 1 at t = 1/2, 1 at t = 1.
+    assert scheduled_momentum(0.99, 0.0, "cosine") == pytest.approx(0.99)
+    assert scheduled_momentum(0.99, 0.5, "cosine") == pytest.approx(0.995)
+    assert scheduled_momentum(0.99, 1.0, "cosine") == pytest.approx(1.0)
+
+
+def test_teacher_follows_the_cosine_momentum(sample_views):
+    import hf_contrastive
+
+    config = hf_contrastive.BYOLConfig(small_image_stem=False, projection_hidden_size=64, prediction_hidden_size=64,
+                                       projection_dim=32, ema_momentum=0.9, ema_momentum_schedule="cosine")
+    model = hf_contrastive.BYOLForPreTraining(config)
+    with torch.no_grad():
+        for parameter in model.encoder.parameters():
+            parameter.add_(1.0)
+    student = model.encoder.backbone.conv1.weight.detach().clone()
+    teacher = model.teacher_encoder.backbone.conv1.weight.detach().clone()
+    model.momentum_update(progress=0.5)  # m = 0.95
+    torch.testing.assert_close(model.teacher_encoder.backbone.conv1.weight, 0.95 * teacher + 0.05 * student)
+    with pytest.raises(ValueError, match="'constant' or 'cosine'"):
+        hf_contrastive.BYOLConfig(ema_momentum_schedule="linear")
+
+
+def test_adamw_leaves_biases_norms_and_vit_tokens_without_weight_decay(tmp_path):
+    AcceleratorState._reset_state(reset_partial_state=True)
+    args = parse_args(SMALL_RUN + ["--output_dir", str(tmp_path), "--optimizer", "adamw", "--weight_decay", "0.05"])
+    trainer = Pretrainer(args)
+    names = {id(p): n for n, p in trainer.model.named_parameters()}
+    decayed = {names[id(p)] for g in trainer.optimizer.param_groups if g["weight_decay"] > 0 for p in g["params"]}
+    plain = {names[id(p)] for g in trainer.optimizer.param_groups if g["weight_decay"] == 0 for p in g["params"]}
+    assert "encoder.backbone.conv1.weight" in decayed and "encoder.backbone.bn1.weight" in plain
+    assert not any(name.startswith("teacher_") for name in decayed | plain)  # frozen teachers are not optimised
+    assert type(trainer.optimizer.optimizer).__name__ == "AdamW"
+    with pytest.raises(ValueError, match="'sgd' or 'adamw'"):
+        Pretrainer(parse_args(SMALL_RUN + ["--output_dir", str(tmp_path / "x"), "--optimizer", "lamb"]))

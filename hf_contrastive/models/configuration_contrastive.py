@@ -44,6 +44,10 @@ class ContrastiveConfig(PretrainedConfig):
             setting under which N processes compute what one process with the global batch computes.
             Needs `bn_splits: 1`. The training loop applies it (`torch.nn.SyncBatchNorm` on GPUs, an equivalent
             all-reduce BatchNorm on CPU); one process is unaffected.
+        ema_momentum_schedule (`str`, defaults to `"constant"`):
+            Methods with an EMA teacher: `"constant"` keeps the method's `ema_momentum`; `"cosine"` raises it to 1
+            over training (BYOL / MoCo v3: `1 - (1 - m) (cos(pi t / T) + 1) / 2`). Ignored by methods without a
+            teacher.
         hidden_size (`int`, *optional*):
             Pooled feature size of the backbone. Filled in when the model is built.
     """
@@ -58,6 +62,7 @@ class ContrastiveConfig(PretrainedConfig):
         num_channels: int = 3,
         bn_splits: int = 1,
         distributed_batchnorm: str = "local",
+        ema_momentum_schedule: str = "constant",
         hidden_size: int | None = None,
         **kwargs,
     ):
@@ -69,6 +74,7 @@ class ContrastiveConfig(PretrainedConfig):
         self.num_channels = num_channels
         self.bn_splits = bn_splits
         self.distributed_batchnorm = distributed_batchnorm
+        self.ema_momentum_schedule = ema_momentum_schedule
         self.hidden_size = hidden_size
         super().__init__(**kwargs)
         self.validate_fields()
@@ -96,6 +102,8 @@ class ContrastiveConfig(PretrainedConfig):
             raise ValueError("image_size, num_channels and bn_splits must be positive integers.")
         if self.distributed_batchnorm not in ("local", "sync"):
             raise ValueError(f"distributed_batchnorm must be 'local' or 'sync', got {self.distributed_batchnorm!r}.")
+        if self.ema_momentum_schedule not in ("constant", "cosine"):
+            raise ValueError(f"ema_momentum_schedule must be 'constant' or 'cosine', got {self.ema_momentum_schedule!r}.")
         if self.distributed_batchnorm == "sync" and self.bn_splits != 1:
             raise ValueError(
                 f"distributed_batchnorm='sync' takes the statistics of the global batch; bn_splits={self.bn_splits} "

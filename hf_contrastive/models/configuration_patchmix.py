@@ -37,9 +37,9 @@ class PatchMixConfig(ContrastiveConfig):
             unlike MoCo v3 the official PatchMix predictor also ends with a non-affine BatchNorm1d.
         tau (`float`, defaults to 0.2): temperature of every soft-target cross entropy (official `temp`; its warm-up
             starts at the same 0.2, so it is constant). Must be > 0.
-        ema_momentum (`float`, defaults to 0.996): teacher EMA momentum in [0, 1) (official `moco_m`). The official code
-            raises it to 1 with a cosine schedule over training (`moco_m_cos`); the package's loop has no schedule for
-            it, so it is constant here.
+        ema_momentum (`float`, defaults to 0.996): teacher EMA momentum in [0, 1) (official `moco_m`).
+        ema_momentum_schedule (`str`, defaults to `"cosine"`): the official code raises the momentum from
+            `ema_momentum` to 1 with a cosine schedule over training (`moco_m_cos`); `"constant"` keeps it fixed.
         mix_num (`int`, defaults to 2): number `m` of images mixed into one (official `mix_num`). Mixed image `i` takes
             its patches from images `i, i+1, ..., i+m-1` of the per-device batch (wrapping around), about `1/m` of the
             cells each. Must be >= 1 (1: no mixing).
@@ -64,6 +64,7 @@ class PatchMixConfig(ContrastiveConfig):
         backbone_kwargs: dict | None = None,
         small_image_stem: bool = False,
         distributed_batchnorm: str = "sync",
+        ema_momentum_schedule: str = "cosine",
         projection_hidden_size: int = 4096,
         projection_dim: int = 256,
         projection_layers: int = 3,
@@ -95,7 +96,8 @@ class PatchMixConfig(ContrastiveConfig):
         self.moco_vit_init = moco_vit_init
         self.views = list(views) if views is not None else ["strong", "strong"]
         super().__init__(backbone=backbone, backbone_kwargs=backbone_kwargs, small_image_stem=small_image_stem,
-                         distributed_batchnorm=distributed_batchnorm, **kwargs)
+                         distributed_batchnorm=distributed_batchnorm, ema_momentum_schedule=ema_momentum_schedule,
+                         **kwargs)
 
     def validate_fields(self) -> None:
         super().validate_fields()

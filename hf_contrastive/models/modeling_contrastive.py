@@ -6,6 +6,8 @@ next to the weights as remote code.
 
 from __future__ import annotations
 
+import math
+
 from dataclasses import dataclass
 
 import timm
@@ -205,6 +207,13 @@ def forward_shuffled(module_fn, pixel_values: torch.Tensor, shuffle: bool) -> to
     return module_fn(pixel_values[order])[torch.argsort(order)]
 
 
+def scheduled_momentum(base: float, progress: float | None, schedule: str) -> float:
+    """The EMA momentum at ``progress`` in [0, 1]: ``base`` (constant), or BYOL's cosine increase from ``base`` to 1."""
+    if schedule == "constant" or progress is None:
+        return base
+    return 1.0 - (1.0 - base) * (math.cos(math.pi * min(max(progress, 0.0), 1.0)) + 1.0) / 2.0
+
+
 @torch.no_grad()
 def ema_update_(teacher: nn.Module, student: nn.Module, momentum: float) -> None:
     """``teacher = momentum * teacher + (1 - momentum) * student`` for every parameter (one fused call)."""
@@ -322,10 +331,15 @@ class ContrastiveForPreTraining(ContrastivePreTrainedModel):
         self.freeze_teachers()
 
     @torch.no_grad()
-    def momentum_update(self) -> None:
-        """One EMA step of every teacher towards its student; call after each optimiser step."""
+    def momentum_update(self, progress: float | None = None) -> None:
+        """One EMA step of every teacher towards its student; call after each optimiser step.
+
+        ``progress`` (optimiser steps done / total, in [0, 1]) is used by ``config.ema_momentum_schedule="cosine"``
+        (BYOL, MoCo v3): ``m = 1 - (1 - m_0) (cos(pi progress) + 1) / 2``, rising from ``m_0`` to 1. Without it, or
+        with the ``"constant"`` schedule, ``m = m_0``.
+        """
         for teacher, student, momentum in self.teacher_pairs():
-            ema_update_(teacher, student, momentum)
+            ema_update_(teacher, student, scheduled_momentum(momentum, progress, self.config.ema_momentum_schedule))
 
     @torch.no_grad()
     def enqueue(self, queue_keys: dict[str, torch.Tensor]) -> None:

@@ -88,9 +88,9 @@ class MoCHiForPreTraining(ContrastiveForPreTraining):
         return [(teacher, student, self.config.ema_momentum)]
 
     @torch.no_grad()
-    def momentum_update(self) -> None:
+    def momentum_update(self, progress: float | None = None) -> None:
         """Teacher EMA step, and one more optimiser step on the mixing warm-up clock."""
-        super().momentum_update()
+        super().momentum_update(progress)
         self.mixing_step.add_(1)
 
     @property

@@ -52,6 +52,7 @@ class TrainingArguments:
     gradient_accumulation_steps: int = 1
     learning_rate: float | None = None
     base_learning_rate: float = 0.06
+    optimizer: str = "sgd"
     momentum: float = 0.9
     weight_decay: float = 5e-4
     warmup_epochs: float = 5.0
@@ -124,6 +125,8 @@ HELP = {
     "per_device_train_batch_size": "Batch per process; the global batch is this x processes x accumulation.",
     "learning_rate": "Peak learning rate (default: base_learning_rate x global batch / 256).",
     "warmup_epochs": "Linear warm-up epochs before the cosine decay.",
+    "optimizer": "sgd (momentum, weight decay on every parameter: the CNN protocol) or adamw (ViTs, MoCo v3 / "
+    "PatchMix: no weight decay on biases and normalisation weights).",
     "max_train_samples": "Keep the first N training images.",
     "max_eval_samples": "Keep the first N eval images.",
     "skip_bad_images": "Check every image once before training and drop the undecodable ones (counted and "

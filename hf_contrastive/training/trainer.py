@@ -21,6 +21,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import timm.optim
 import torch
 from accelerate import Accelerator
 from accelerate.data_loader import prepare_data_loader
@@ -268,9 +269,22 @@ class Pretrainer:
         )
         # Linear scaling rule of the protocol: lr = 0.06 x global batch / 256, unless --learning_rate is given.
         self.learning_rate = args.learning_rate or args.base_learning_rate * self.global_batch_size / 256
-        self.optimizer = torch.optim.SGD(
-            [p for p in self.model.parameters() if p.requires_grad], lr=self.learning_rate, momentum=args.momentum, weight_decay=args.weight_decay
-        )
+        if args.optimizer == "sgd":
+            self.optimizer = torch.optim.SGD(
+                [p for p in self.model.parameters() if p.requires_grad], lr=self.learning_rate, momentum=args.momentum,
+                weight_decay=args.weight_decay,
+            )
+        elif args.optimizer == "adamw":
+            # timm's grouping: no weight decay on 1-d parameters (biases, norm weights) nor on ViT tokens; frozen
+            # teachers are left out.
+            skip = [f"{prefix}.{name}" if prefix else name
+                    for prefix, module in self.model.named_modules() if hasattr(module, "no_weight_decay")
+                    for name in module.no_weight_decay()]  # e.g. a timm ViT's pos_embed / cls_token
+            groups = timm.optim.param_groups_weight_decay(self.model, args.weight_decay, no_weight_decay_list=skip)
+            groups = [{**group, "params": [p for p in group["params"] if p.requires_grad]} for group in groups]
+            self.optimizer = torch.optim.AdamW([g for g in groups if g["params"]], lr=self.learning_rate)
+        else:
+            raise ValueError(f"--optimizer must be 'sgd' or 'adamw', got {args.optimizer!r}.")
         # Steps per epoch are counted on the prepared (sharded) loader: each process sees 1/N of the batches.
         if args.streaming:
             self.model, self.optimizer = self.accelerator.prepare(self.model, self.optimizer)
@@ -446,7 +460,7 @@ class Pretrainer:
                 samples_seen += batch["views"][0].shape[0] * accelerator.num_processes
                 if not accelerator.sync_gradients:
                     continue
-                unwrapped.momentum_update()
+                unwrapped.momentum_update(progress=global_step / self.max_train_steps)
                 global_step += 1
                 # The loss of the global batch: per-process losses are means over equal per-device batches.
                 loss = accelerator.reduce(outputs.loss.detach(), "mean").item()
