@@ -402,3 +402,21 @@ def test_pickle_checkpoints_are_refused(published, tmp_path):
     torch.save(state, folder / "pytorch_model.bin")
     with pytest.raises(OSError, match="model.safetensors"):
         AutoModel.from_pretrained(folder)
+
+
+def test_config_that_does_not_match_the_weights_is_refused(published, tmp_path):
+    """config.json naming another backbone than the weights were saved with: a clear error, never a silently
+    half-random encoder. A fresh classifier head or absent heads are fine."""
+    import json
+    import shutil
+
+    folder = tmp_path / "mismatched"
+    shutil.copytree(published.folder, folder)
+    config = json.loads((folder / "config.json").read_text())
+    config["backbone"] = "resnet34"  # more blocks than the saved resnet18 weights
+    (folder / "config.json").write_text(json.dumps(config))
+    for auto_class in (AutoModel, AutoModelForPreTraining):
+        with pytest.raises(ValueError, match="the weights do not match config.json .*resnet34.*encoder weights are missing"):
+            auto_class.from_pretrained(folder)
+    model, info = AutoModel.from_pretrained(published.folder, output_loading_info=True)  # the caller's request kept
+    assert not info["missing_keys"]

@@ -274,11 +274,23 @@ class ContrastivePreTrainedModel(PreTrainedModel):
     def from_pretrained(cls, *args, **kwargs):
         # Weights are safetensors only: a pickle checkpoint (pytorch_model.bin) is refused, never unpickled.
         kwargs.setdefault("use_safetensors", True)
+        caller_wants_info = kwargs.pop("output_loading_info", False)
+        model, info = super().from_pretrained(*args, output_loading_info=True, **kwargs)
+        # A folder whose config.json does not describe its weights (another backbone or size) would otherwise load
+        # with the missing encoder weights silently random: refuse. Heads and queues may be absent (AutoModel
+        # folders, fresh classifiers).
+        missing = sorted(key for key in info.get("missing_keys", ()) if key.startswith(("backbone.", "encoder.")))
+        if missing:
+            source = args[0] if args else kwargs.get("pretrained_model_name_or_path")
+            raise ValueError(
+                f"{source}: the weights do not match config.json ({model.config.model_type}, backbone "
+                f"{model.config.backbone!r}, backbone_kwargs {model.config.backbone_kwargs}): {len(missing)} encoder "
+                f"weights are missing from the checkpoint, e.g. {missing[:3]}. Fix config.json or load the folder "
+                "these weights were saved with."
+            )
         # transformers rebuilds every loaded weight as a trainable Parameter: freeze the teachers again.
-        loaded = super().from_pretrained(*args, **kwargs)
-        model = loaded[0] if isinstance(loaded, tuple) else loaded  # output_loading_info=True gives a tuple
         model.freeze_teachers()
-        return loaded
+        return (model, info) if caller_wants_info else model
 
     def freeze_teachers(self) -> None:
         """Teachers (attributes named ``teacher_*``) are updated by EMA, never by gradients."""
