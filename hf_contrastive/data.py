@@ -182,6 +182,18 @@ def _detect_label_column(features: datasets.Features, explicit: str | None) -> s
     return name
 
 
+def _classes(features: datasets.Features, label_column: str | None,
+             *splits: datasets.Dataset) -> tuple[int | None, list[str] | None]:
+    """Number of classes and their names: from a ClassLabel, else 1 + the largest label in ``splits``."""
+    if label_column is None:
+        return None, None
+    feature = features[label_column]
+    if isinstance(feature, datasets.ClassLabel):
+        return feature.num_classes, list(feature.names)
+    labels = [label for split in splits for label in split[label_column]]
+    return (max(labels) + 1 if labels else None), None
+
+
 def load_image_dataset(
     name_or_path: str,
     *,
@@ -239,15 +251,7 @@ def load_image_dataset(
     train = train.cast_column(image_column, datasets.Image(decode=False))
     eval_ds = eval_ds.cast_column(image_column, datasets.Image(decode=False))
 
-    num_classes: int | None = None
-    class_names: list[str] | None = None
-    if label_column is not None:
-        feature = train.features[label_column]
-        if isinstance(feature, datasets.ClassLabel):
-            num_classes, class_names = feature.num_classes, list(feature.names)
-        else:
-            labels = [*train[label_column], *eval_ds[label_column]]
-            num_classes = max(labels) + 1 if labels else None
+    num_classes, class_names = _classes(train.features, label_column, train, eval_ds)
     return ImageDatasetSplits(
         train=train, eval=eval_ds, image_column=image_column, label_column=label_column,
         num_classes=num_classes, class_names=class_names, dataset_name=name_or_path,
@@ -314,13 +318,7 @@ def load_streaming_image_dataset(
     eval_stream = streams[eval_name].cast_column(image_column, datasets.Image(decode=False))
     bank = _materialise(stream, min(bank_samples, rows) if rows is not None else bank_samples)
     eval_ds = _materialise(eval_stream, max_eval_samples or 10_000)
-    num_classes = class_names = None
-    if label_column is not None:
-        feature = stream.features[label_column]
-        if isinstance(feature, datasets.ClassLabel):
-            num_classes, class_names = feature.num_classes, list(feature.names)
-        else:
-            num_classes = max([*bank[label_column], *eval_ds[label_column]], default=-1) + 1 or None
+    num_classes, class_names = _classes(stream.features, label_column, bank, eval_ds)
     return ImageDatasetSplits(
         train=bank, eval=eval_ds, image_column=image_column, label_column=label_column, num_classes=num_classes,
         class_names=class_names, dataset_name=name_or_path, eval_split_name=eval_name, train_stream=stream,
