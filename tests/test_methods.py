@@ -159,3 +159,21 @@ for name in {METHODS!r}:
     assert completed.returncode == 0, completed.stderr[-3000:]
     for name in METHODS:
         assert f"loaded {name}" in completed.stdout
+
+
+def test_reconstructions_say_so_in_config_docs_metadata_and_card():
+    """The four methods built from abstracts only are marked everywhere a user looks."""
+    reconstructions = {name for name in METHODS if hf_contrastive.get_method(name).status == "reconstruction"}
+    assert reconstructions == {"sscl", "potential_samples", "multinet_gl", "spps"}
+    for name in METHODS:
+        spec, config = small_config(name)
+        docs = " ".join(spec.config_class.__doc__.split())
+        context = CardContext(dataset_name=str(SAMPLE), dataset_stats="cifar10", train_samples=32, epochs=0.0,
+                              global_batch_size=32, command="pytest", knn_top1=None, eval_split="test")
+        from hf_contrastive.hub import render_model_card
+
+        card = " ".join(render_model_card(spec, spec.pretraining_class(config), context, None).text.split())
+        marked = "built from the abstract" in card and "not been verified against the paper's tables" in card
+        assert marked == (name in reconstructions), name
+        if name in reconstructions:
+            assert "built from the abstract" in docs and "not verified against the paper" in docs, name
