@@ -349,3 +349,15 @@ def test_adamw_leaves_biases_norms_and_vit_tokens_without_weight_decay(tmp_path)
     assert type(trainer.optimizer.optimizer).__name__ == "AdamW"
     with pytest.raises(ValueError, match="'sgd' or 'adamw'"):
         Pretrainer(parse_args(SMALL_RUN + ["--output_dir", str(tmp_path / "x"), "--optimizer", "lamb"]))
+
+
+def test_channels_last_trains_the_same_model(tmp_path):
+    """--channels_last changes the memory layout only: same loss and weights as the default layout (up to float
+    summation order in the convolutions)."""
+    common = SMALL_RUN + ["--max_train_steps", "2", "--knn_every_n_epochs", "0"]
+    default = train(parse_args(common + ["--output_dir", str(tmp_path / "default")]))
+    channels_last = train(parse_args(common + ["--output_dir", str(tmp_path / "cl"), "--channels_last"]))
+    assert channels_last["final_loss"] == pytest.approx(default["final_loss"], abs=1e-3)
+    expected = load_file(tmp_path / "default" / "model" / "model.safetensors")
+    got = load_file(tmp_path / "cl" / "model" / "model.safetensors")
+    assert max((expected[k] - got[k]).abs().max().item() for k in expected if expected[k].is_floating_point()) < 1e-3

@@ -60,6 +60,8 @@ class TrainingArguments:
     max_train_samples: int | None = None
     max_eval_samples: int | None = None
     dataloader_num_workers: int = 2
+    channels_last: bool = False
+    torch_compile: bool = False
     skip_bad_images: bool = False
     streaming: bool = False
     shuffle_buffer_size: int = 10_000
@@ -131,6 +133,9 @@ HELP = {
     "max_eval_samples": "Keep the first N eval images.",
     "skip_bad_images": "Check every image once before training and drop the undecodable ones (counted and "
     "reported) instead of stopping at the first one.",
+    "channels_last": "Convolutional backbones in channels-last memory format (faster convolutions on GPUs with "
+    "bf16/fp16).",
+    "torch_compile": "Compile the model with torch.compile (inductor, through Accelerate); the first steps are slow.",
     "streaming": "Read the train split as a stream (datasets streaming: nothing downloaded first); each process "
     "reads its own shards (split_dataset_by_node) through a shuffle buffer; epochs are counted in steps from the "
     "split's row count (or --max_train_samples).",

@@ -105,7 +105,10 @@ class Pretrainer:
             gradient_accumulation_steps=args.gradient_accumulation_steps,
             log_with=None if args.report_to == "none" else args.report_to,
             project_config=ProjectConfiguration(project_dir=str(self.output_dir), logging_dir=str(self.output_dir / "logs")),
-            dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True, data_seed=args.seed),
+            # non_blocking host-to-GPU copies need pinned memory, which the loaders use on CUDA.
+            dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True, data_seed=args.seed,
+                                                      non_blocking=torch.cuda.is_available()),
+            dynamo_backend="inductor" if args.torch_compile else None,
         )
         set_seed(args.seed)
         self._use_available_cpu_cores()
@@ -119,6 +122,8 @@ class Pretrainer:
         if self.model_config.distributed_batchnorm == "sync":
             # Before the optimiser is built: the replacement BatchNorms carry the parameters it must see.
             self.model = use_global_batchnorm(self.model, self.accelerator.device)
+        if args.channels_last:
+            self.model = self.model.to(memory_format=torch.channels_last)
         self._build_data()
         self._check_batch_fits()
         self._build_optimisation()
@@ -213,10 +218,12 @@ class Pretrainer:
             # batches again. Batches are moved to the device in the loop; the stream never ends (see
             # StreamingViewDataset), the loop takes `batches_per_epoch` of them.
             self.train_dataloader = DataLoader(self.train_dataset, batch_size=args.per_device_train_batch_size,
-                                               collate_fn=data_lib.collate_views, num_workers=args.dataloader_num_workers)
+                                               collate_fn=data_lib.collate_views, num_workers=args.dataloader_num_workers,
+                                               pin_memory=torch.cuda.is_available())
             self._build_knn_dataloaders(args, size)
             return
-        loader_kwargs = dict(num_workers=args.dataloader_num_workers, persistent_workers=args.dataloader_num_workers > 0)
+        loader_kwargs = dict(num_workers=args.dataloader_num_workers, persistent_workers=args.dataloader_num_workers > 0,
+                             pin_memory=torch.cuda.is_available())
         # drop_last: every step sees a full batch (BatchNorm, split BN and queue sizes stay constant).
         # The loader's own generator keeps its draws (worker base seeds) off the global RNG, which the model uses
         # (e.g. MNN's lambda) and checkpoints restore: a resumed run then draws exactly what the original drew.
@@ -447,6 +454,8 @@ class Pretrainer:
             for batch in dataloader:
                 with accelerator.accumulate(self.model):
                     inputs = {"views": batch["views"]}
+                    if args.channels_last:
+                        inputs["views"] = [view.contiguous(memory_format=torch.channels_last) for view in batch["views"]]
                     if "neighbour_views" in batch:
                         inputs["neighbour_views"] = batch["neighbour_views"]
                     outputs = self.model(**inputs)
