@@ -1,74 +1,208 @@
-"""Training throughput of every method against the hardware limit for that method, in one process.
+"""Training throughput of every method against the hardware limit for that method (and against lightly), in one process.
 
     python benchmarks/throughput.py --quick --output benchmarks/results/throughput_quick.json
     python benchmarks/throughput.py --output benchmarks/results/throughput.json
+    python benchmarks/throughput.py --sweep --output benchmarks/results/throughput_sweep.json
 
 One image = one sample with all its views. "ours" is a full optimiser step of the method's ForPreTraining model
-(forward of every view, loss, backward, SGD step, teacher EMA, enqueue). The "limit" is the unavoidable work with
-the same backbone: forward+backward of the views the student sees and a no-grad forward of the views the teacher
-sees, with no heads, queue or loss. Median over repeated steps after warm-up. Not done yet (benchmark issue): the
-comparison with lightly, peak memory, queue-size and batch-size sweeps, the data-loader benchmark.
+(forward of every view, loss, backward, SGD step, teacher EMA, enqueue), as the training loop does it. The "limit"
+is the unavoidable work with the same backbone: forward+backward of the inputs the student sees and a no-grad
+forward of the inputs the teacher sees (VIEW_ROUTES), with no heads, queue or loss. Where lightly implements the
+same method (SimCLR, MoCo v2, BYOL, NNCLR) and is installed (`pip install -e ".[bench]"`), lightly's version, built
+as lightly's examples build it on the same backbone, batch and views, is timed the same way. The three step
+functions run interleaved (rotating order) and each reports the median over the repeats after warm-up.
+
+Inputs are random tensors of the size each view has in training: `image_size` for strong/weak views,
+`image_size // 2` for `local` views (multinet_gl), plus SPPS's neighbour views (`config.neighbour_views`).
+Peak memory of one step of each variant: `torch.cuda.max_memory_allocated` on CUDA; on CPU the profiler's memory
+timeline (`torch.profiler`, profile_memory=True) of one step, i.e. the largest total of live tensors during the
+step (parameters, gradients, optimiser state, activations, queue), not the process RSS.
+
+`--sweep` measures our step time against the queue size K (4096, 16384, 65536) and the batch size (64, 128, 256)
+for every method with a queue, with the time spent in `nearest_neighbors` and `FeatureQueue.enqueue` per step.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import copy
 import json
-import platform
-import statistics
+import sys
+import tempfile
 import time
+import warnings
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
+from torch import nn
 
 import hf_contrastive
+from hf_contrastive.models import modeling_contrastive
+from hf_contrastive.models.modeling_contrastive import (
+    ContrastiveModel,
+    FeatureQueue,
+    build_backbone,
+)
 
-# (views through the student with gradients, views through the teacher without) per training step, read off each
-# method's forward (default config).
-VIEW_ROUTES = {
-    "mnn": (2, 2), "byol": (2, 2), "mocov2": (2, 2), "simclr": (2, 0), "nnclr": (2, 0),
-    "msf": (1, 1), "ressl": (1, 1), "msvq": (1, 3), "mochi": (2, 2), "sscl": (2, 2),
-    # multinet_gl: 2 global + 4 local views through the online network, the 2 global ones through its one momentum
-    # network (x num_momentum_networks). A local view has 1/4 of a global view's pixels (16 vs 32 px), so the real
-    # student cost is about 3 global views; measure() feeds every view at image_size, which overstates it for both
-    # "ours" and the limit alike.
-    "multinet_gl": (6, 2),
-    "cacr": (5, 0),
-    # patchmix: student x_1 and mix(x_2), teacher x_1, x_2 and mix(x_1) (official asymmetric loss, the default)
-    "patchmix": (2, 3),
-    "potential_samples": (2, 2),
-    # spps: measure() calls forward(views=...) without neighbour views, i.e. the plain SimCLR frame (default base);
-    # a real step also sends each neighbour view through the student: (3, 0) with the default neighbour_views.
-    "spps": (2, 0),
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import (
+    environment,
+    max_rss_mib,
+    set_threads,
+    summarize,
+    synchronize,
+    time_interleaved,
+    write_json,
+)
+
+# Which inputs each method sends through its student (with gradients) and through its teacher(s) (no gradients) in
+# one training step, read off each method's forward with its default config. Indices refer to
+# `inputs = views + neighbour_views` (see `make_inputs`); an index may repeat (a view seen twice). `ROUTE_ASSUMES`
+# lists the config values these routes were read for: `measure` refuses a config that differs.
+VIEW_ROUTES: dict[str, tuple[tuple[int, ...], tuple[int, ...]]] = {
+    "byol": ((0, 1), (0, 1)),            # symmetric: both views through student and teacher
+    "mnn": ((0, 1), (0, 1)),
+    "mocov2": ((0, 1), (0, 1)),
+    "mochi": ((0, 1), (0, 1)),
+    "sscl": ((0, 1), (0, 1)),
+    "potential_samples": ((0, 1), (0, 1)),
+    "simclr": ((0, 1), ()),
+    "nnclr": ((0, 1), ()),
+    "cacr": ((0, 1, 2, 3, 4), ()),
+    "msf": ((0,), (1,)),                 # strong view -> student, weak view -> teacher (symmetric=False)
+    "ressl": ((0,), (1,)),
+    "msvq": ((0,), (1, 2, 3)),           # x1 -> student; x2, x3 -> teacher 1; x4 -> teacher 2
+    # 2 global views (image_size) + 4 local views (image_size // 2) through the online network; the 2 global views
+    # through each momentum network (num_momentum_networks = 1).
+    "multinet_gl": ((0, 1, 2, 3, 4, 5), (0, 1)),
+    # student: x_1 and mix(x_2); teacher: x_1, x_2 and mix(x_1) (official asymmetric loss; mixing is a gather).
+    "patchmix": ((0, 1), (0, 1, 0)),
+    # SimCLR frame: both views and the neighbour view (input 2) through the one network.
+    "spps": ((0, 1, 2), ()),
 }
+ROUTE_ASSUMES: dict[str, dict] = {
+    "byol": {"symmetric": True},
+    "msf": {"symmetric": False},
+    "ressl": {"symmetric": False},
+    "patchmix": {"symmetric": False},
+    "multinet_gl": {"num_momentum_networks": 1, "num_global_views": 2},
+    "spps": {"base": "simclr", "neighbour_views": ["strong"]},
+}
+# PatchMix's own backbone is a ViT; its official ViT-S/2 (256 tokens, 12 blocks) costs ~10x a CIFAR ResNet-18 per
+# image, too much for a CPU benchmark. "tiny": ViT-Ti/4 at 32 px (64 patches + cls, 192-d, 12 blocks, 3 heads),
+# about a CIFAR ResNet-18's cost; "official": the method's default backbone.
+PATCHMIX_BACKBONES = {
+    "tiny": ("vit_tiny_patch16_224", {"img_size": 32, "patch_size": 4, "drop_path_rate": 0.1}),
+    # --quick only: ViT-Ti/8 (16 patches), in proportion to the quick run's standard-stem ResNet-18.
+    "tiny_quick": ("vit_tiny_patch16_224", {"img_size": 32, "patch_size": 8, "drop_path_rate": 0.1}),
+    "official": (None, None),
+}
+LIGHTLY_METHODS = ("simclr", "mocov2", "byol", "nnclr")
+QUEUE_SIZES = (4096, 16384, 65536)
 
 
-def time_steps(step, repeats: int, warmup: int) -> float:
-    for _ in range(warmup):
-        step()
-    durations = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        step()
-        durations.append(time.perf_counter() - start)
-    return statistics.median(durations)
+def route_for(method: str, config) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """The (student inputs, teacher inputs) of ``method``, after checking the config is the one they describe."""
+    for field, expected in ROUTE_ASSUMES.get(method, {}).items():
+        if getattr(config, field) != expected:
+            raise ValueError(f"VIEW_ROUTES[{method!r}] assumes {field}={expected!r}, the config has "
+                             f"{getattr(config, field)!r}: update VIEW_ROUTES for that setting.")
+    student, teacher = VIEW_ROUTES[method]
+    num_inputs = len(config.views) + len(getattr(config, "neighbour_views", None) or [])
+    if max(student + teacher) >= num_inputs:
+        raise ValueError(f"VIEW_ROUTES[{method!r}] names input {max(student + teacher)}, the method has {num_inputs}.")
+    return student, teacher
 
 
-def measure(method: str, batch: int, image_size: int, small_stem: bool, repeats: int, warmup: int) -> dict:
+def observed_route(model: nn.Module, views: list, neighbour_views: list) -> dict[str, list]:
+    """The input sides each encoder of ``model`` is called with in one forward: ``encoder`` is the student, the
+    ``teacher_*`` encoders the teachers (forward pre-hooks on every `ContrastiveModel` inside the model)."""
+    calls: dict[str, list] = {"student": [], "teacher": []}
+    hooks = []
+    for name, module in model.named_modules():
+        if not isinstance(module, ContrastiveModel):
+            continue
+        role = "student" if name == "encoder" else "teacher" if name.startswith("teacher") else name
+        calls.setdefault(role, [])
+        hooks.append(module.register_forward_pre_hook(
+            lambda _module, args, role=role: calls[role].append(int(args[0].shape[-1]))))
+    inputs = {"views": views, **({"neighbour_views": neighbour_views} if neighbour_views else {})}
+    try:
+        with torch.no_grad():
+            model(**inputs)
+    finally:
+        for hook in hooks:
+            hook.remove()
+    return calls
+
+
+def check_route(method: str, model: nn.Module, views: list, neighbour_views: list, route) -> None:
+    """VIEW_ROUTES must match what the method's forward really does (number and sides of the encoder calls)."""
+    inputs = views + neighbour_views
+    expected = {"student": sorted(int(inputs[i].shape[-1]) for i in route[0]),
+                "teacher": sorted(int(inputs[i].shape[-1]) for i in route[1])}
+    calls = observed_route(model, views, neighbour_views)
+    observed = {role: sorted(sides) for role, sides in calls.items()}
+    if observed != expected:
+        raise ValueError(f"VIEW_ROUTES[{method!r}] says encoder calls (input sides) {expected}, the model's forward "
+                         f"makes {observed}: update VIEW_ROUTES.")
+
+
+def view_side(kind: str, image_size: int) -> int:
+    """Side of a view tensor as hf_contrastive.data.build_view_transform makes it (local: image_size // 2)."""
+    return max(1, image_size // 2) if kind == "local" else image_size
+
+
+def make_inputs(config, batch: int, device: torch.device, seed: int = 0) -> tuple[list, list]:
+    """Random normalised-image tensors for every view (and SPPS neighbour view), each at its training size."""
+    generator = torch.Generator().manual_seed(seed)
+
+    def tensor(kind: str) -> torch.Tensor:
+        side = view_side(kind, config.image_size)
+        return torch.randn(batch, config.num_channels, side, side, generator=generator).to(device)
+
+    views = [tensor(kind) for kind in config.views]
+    neighbour_views = [tensor(kind) for kind in (getattr(config, "neighbour_views", None) or [])]
+    return views, neighbour_views
+
+
+def build_config(method: str, image_size: int, small_stem: bool, queue_size: int | None = 4096,
+                 patchmix_backbone: str = "tiny"):
     spec = hf_contrastive.get_method(method)
     fields = spec.config_class().to_dict()
-    overrides = {"small_image_stem": small_stem, "image_size": image_size}
-    if "queue_size" in fields:
-        overrides["queue_size"] = 4096
-    config = spec.config_class(**overrides)
-    views = [torch.randn(batch, 3, image_size, image_size) for _ in config.views]
+    overrides: dict = {"image_size": image_size}
+    if method == "patchmix":
+        backbone, kwargs = PATCHMIX_BACKBONES[patchmix_backbone]
+        if backbone is not None:
+            overrides.update(backbone=backbone, backbone_kwargs=dict(kwargs))
+    else:
+        overrides["small_image_stem"] = small_stem
+    if "queue_size" in fields and queue_size is not None:
+        overrides["queue_size"] = queue_size
+    return spec, spec.config_class(**overrides)
 
+
+def make_optimizer(parameters, batch: int) -> torch.optim.Optimizer:
+    """SGD as the training protocol (lr 0.06 x batch / 256, momentum 0.9, weight decay 5e-4), for every variant."""
+    return torch.optim.SGD([p for p in parameters if p.requires_grad], lr=0.06 * batch / 256, momentum=0.9,
+                           weight_decay=5e-4)
+
+
+# ----------------------------------------------------------------------------- the three step functions
+
+
+def build_ours(spec, config, views, neighbour_views, device):
     torch.manual_seed(0)
-    model = spec.pretraining_class(config).train()
-    optimizer = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=0.01, momentum=0.9)
+    model = spec.pretraining_class(config).to(device).train()
+    optimizer = make_optimizer(model.parameters(), views[0].shape[0])
+    inputs = {"views": views}
+    if neighbour_views:
+        inputs["neighbour_views"] = neighbour_views
 
-    def ours() -> None:
-        outputs = model(views=views)
+    def step() -> None:
+        outputs = model(**inputs)
         outputs.loss.backward()
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
@@ -76,52 +210,442 @@ def measure(method: str, batch: int, image_size: int, small_stem: bool, repeats:
         if outputs.queue_keys:
             model.enqueue(outputs.queue_keys)
 
-    student_views, teacher_views = VIEW_ROUTES[method]
-    backbone = spec.model_class(config).train()
-    teacher = spec.model_class(config).train()
-    bare_optimizer = torch.optim.SGD(backbone.parameters(), lr=0.01, momentum=0.9)
+    return step, [model], optimizer
 
-    def limit() -> None:
-        total = sum(backbone(views[i]).pooler_output.sum() for i in range(student_views))
+
+def build_limit(spec, config, inputs, route, device):
+    student_inputs, teacher_inputs = route
+    torch.manual_seed(0)
+    backbone = spec.model_class(config).to(device).train()
+    teacher = spec.model_class(config).to(device).train().requires_grad_(False)
+    optimizer = make_optimizer(backbone.parameters(), inputs[0].shape[0])
+
+    def step() -> None:
+        total = sum(backbone(inputs[i]).pooler_output.sum() for i in student_inputs)
         total.backward()
-        bare_optimizer.step()
-        bare_optimizer.zero_grad(set_to_none=True)
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
         with torch.no_grad():
-            for i in range(teacher_views):
-                teacher(views[i]).pooler_output.sum()
+            for i in teacher_inputs:
+                teacher(inputs[i]).pooler_output.sum()
 
-    ours_s = time_steps(ours, repeats, warmup)
-    limit_s = time_steps(limit, repeats, warmup)
+    return step, [backbone, teacher], optimizer
+
+
+def lightly_available() -> tuple[bool, str]:
+    try:
+        import lightly
+        from lightly.loss import NTXentLoss  # noqa: F401
+        from lightly.models.modules import NNMemoryBankModule  # noqa: F401
+    except ImportError as error:
+        return False, (f"lightly is not installed ({error}); install the benchmark extra with "
+                       "`pip install -e \".[bench]\"` to compare with it.")
+    return True, f"lightly {lightly.__version__}"
+
+
+def build_lightly(method: str, config, views, device):
+    """lightly's version of ``method`` as lightly's examples (examples/pytorch/<method>.py) build it, on our
+    backbone (timm ResNet-18 with the same stem, `build_backbone`), our head widths and temperature, and the same
+    views, optimiser and batch. Returns (step, modules, optimizer, description)."""
+    from lightly.loss import NegativeCosineSimilarity, NTXentLoss
+    from lightly.models.modules import (
+        BYOLPredictionHead,
+        BYOLProjectionHead,
+        MoCoProjectionHead,
+        NNCLRPredictionHead,
+        NNMemoryBankModule,
+        SimCLRProjectionHead,
+    )
+    from lightly.models.modules.heads import ProjectionHead
+    from lightly.models.utils import deactivate_requires_grad, update_momentum
+
+    torch.manual_seed(0)
+    backbone = build_backbone(config)
+    features = backbone.num_features
+    hidden, dim = config.projection_hidden_size, config.projection_dim
+    x0, x1 = views
+
+    if method == "simclr":
+        class SimCLR(nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.backbone = backbone
+                self.projection_head = SimCLRProjectionHead(features, hidden, dim)
+
+            def forward(self, x):
+                return self.projection_head(self.backbone(x).flatten(start_dim=1))
+
+        model = SimCLR().to(device).train()
+        criterion = NTXentLoss(temperature=config.tau)
+        optimizer = make_optimizer(model.parameters(), x0.shape[0])
+
+        def step() -> None:
+            loss = criterion(model(x0), model(x1))
+            loss.backward()
+            optimizer.step()
+            optimizer.zero_grad()
+
+        return step, [model, criterion], optimizer, "SimCLRProjectionHead (2 layers, BN) + NTXentLoss"
+
+    if method in ("mocov2", "byol"):
+        class Momentum(nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.backbone = backbone
+                if method == "mocov2":
+                    self.projection_head = MoCoProjectionHead(features, hidden, dim)
+                else:
+                    self.projection_head = BYOLProjectionHead(features, hidden, dim)
+                    self.prediction_head = BYOLPredictionHead(dim, config.projection_hidden_size, dim)
+                self.backbone_momentum = copy.deepcopy(self.backbone)
+                self.projection_head_momentum = copy.deepcopy(self.projection_head)
+                deactivate_requires_grad(self.backbone_momentum)
+                deactivate_requires_grad(self.projection_head_momentum)
+
+            def forward(self, x):
+                z = self.projection_head(self.backbone(x).flatten(start_dim=1))
+                return self.prediction_head(z) if method == "byol" else z
+
+            def forward_momentum(self, x):
+                return self.projection_head_momentum(self.backbone_momentum(x).flatten(start_dim=1)).detach()
+
+        model = Momentum().to(device).train()
+        if method == "mocov2":
+            criterion = NTXentLoss(temperature=config.tau, memory_bank_size=(config.queue_size, dim))
+            description = ("MoCoProjectionHead + NTXentLoss(memory_bank_size) (the memory bank), symmetric loss as "
+                           "lightly's CIFAR-10 benchmark, update_momentum")
+        else:
+            criterion = NegativeCosineSimilarity()
+            description = "BYOLProjectionHead + BYOLPredictionHead + NegativeCosineSimilarity, update_momentum"
+        criterion = criterion.to(device)
+        optimizer = make_optimizer(model.parameters(), x0.shape[0])
+        momentum = config.ema_momentum
+
+        def step() -> None:
+            update_momentum(model.backbone, model.backbone_momentum, m=momentum)
+            update_momentum(model.projection_head, model.projection_head_momentum, m=momentum)
+            p0, p1 = model(x0), model(x1)
+            z0, z1 = model.forward_momentum(x0), model.forward_momentum(x1)
+            loss = 0.5 * (criterion(p0, z1) + criterion(p1, z0))
+            loss.backward()
+            optimizer.step()
+            optimizer.zero_grad()
+
+        return step, [model, criterion], optimizer, description
+
+    if method == "nnclr":
+        class NNCLR(nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.backbone = backbone
+                # Our projector's layout (Linear-BN-ReLU-Linear) through lightly's ProjectionHead: lightly's
+                # NNCLRProjectionHead has a third 2048x2048 layer, which would be another model, not another library.
+                self.projection_head = ProjectionHead([
+                    (features, hidden, nn.BatchNorm1d(hidden), nn.ReLU()),
+                    (hidden, dim, None, None),
+                ])
+                self.prediction_head = NNCLRPredictionHead(dim, config.prediction_hidden_size, dim)
+
+            def forward(self, x):
+                z = self.projection_head(self.backbone(x).flatten(start_dim=1))
+                return z.detach(), self.prediction_head(z)
+
+        model = NNCLR().to(device).train()
+        memory_bank = NNMemoryBankModule(size=(config.queue_size, dim)).to(device)
+        criterion = NTXentLoss(temperature=config.tau)
+        optimizer = make_optimizer(model.parameters(), x0.shape[0])
+
+        def step() -> None:
+            (z0, p0), (z1, p1) = model(x0), model(x1)
+            z0 = memory_bank(z0, update=False)
+            z1 = memory_bank(z1, update=True)
+            loss = 0.5 * (criterion(z0, p1) + criterion(z1, p0))
+            loss.backward()
+            optimizer.step()
+            optimizer.zero_grad()
+
+        return step, [model, memory_bank], optimizer, ("ProjectionHead (our 2-layer layout) + NNCLRPredictionHead + "
+                                                       "NNMemoryBankModule + NTXentLoss")
+    raise ValueError(f"lightly has no {method}")
+
+
+# ----------------------------------------------------------------------------- memory
+
+
+def _tensor_mib(modules: list[nn.Module], optimizer: torch.optim.Optimizer | None) -> float:
+    """Parameters, buffers and optimiser state held between steps (each storage once)."""
+    seen, total = set(), 0
+    tensors = [t for m in modules for t in (*m.parameters(), *m.buffers())]
+    if optimizer is not None:
+        tensors += [v for state in optimizer.state.values() for v in state.values() if torch.is_tensor(v)]
+    for t in tensors:
+        key = t.untyped_storage().data_ptr()
+        if key not in seen:
+            seen.add(key)
+            total += t.untyped_storage().nbytes()
+    return round(total / 2**20, 1)
+
+
+def peak_memory(step: Callable[[], None], device: torch.device, modules: list[nn.Module],
+                optimizer: torch.optim.Optimizer | None) -> dict:
+    """Peak of live tensor memory during one step (run after warm-up, so optimiser state exists)."""
+    state_mib = _tensor_mib(modules, optimizer)
+    if device.type == "cuda":
+        synchronize(device)
+        torch.cuda.reset_peak_memory_stats(device)
+        before = torch.cuda.memory_allocated(device)  # every variant's models live on the device at once
+        step()
+        synchronize(device)
+        extra_mib = (torch.cuda.max_memory_allocated(device) - before) / 2**20
+        return {"peak_mib": round(state_mib + extra_mib, 1), "state_mib": state_mib,
+                "how": "torch.cuda.max_memory_allocated over one step, minus what was allocated before it, plus "
+                       "this variant's state"}
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CPU], profile_memory=True, record_shapes=True, with_stack=True) as prof:
+        step()
+    with tempfile.TemporaryDirectory() as folder, warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # export_memory_timeline is deprecated in favour of CUDA-only tools
+        path = Path(folder) / "timeline.json"
+        prof.export_memory_timeline(str(path), device="cpu")
+        _, sizes = json.loads(path.read_text())
+    peak = max((sum(s) for s in sizes), default=0) / 2**20
+    return {"peak_mib": round(max(peak, state_mib), 1), "state_mib": state_mib,
+            "how": "torch.profiler memory timeline of one step (largest total of live CPU tensors)"}
+
+
+# ----------------------------------------------------------------------------- main table
+
+
+def measure(method: str, batch: int, image_size: int, small_stem: bool, repeats: int, warmup: int,
+            device: torch.device, patchmix_backbone: str = "tiny", with_lightly: bool = True,
+            with_memory: bool = True) -> dict:
+    spec, config = build_config(method, image_size, small_stem, patchmix_backbone=patchmix_backbone)
+    route = route_for(method, config)
+    views, neighbour_views = make_inputs(config, batch, device)
+    inputs = views + neighbour_views
+    variants = {"ours": build_ours(spec, config, views, neighbour_views, device),
+                "limit": build_limit(spec, config, inputs, route, device)}
+    check_route(method, variants["ours"][1][0], views, neighbour_views, route)
+    lightly_note = None
+    if with_lightly and method in LIGHTLY_METHODS:
+        ok, lightly_note = lightly_available()
+        if ok:
+            step, modules, optimizer, lightly_note = build_lightly(method, config, views, device)
+            variants["lightly"] = (step, modules, optimizer)
+    timings = time_interleaved({name: v[0] for name, v in variants.items()}, repeats, warmup, device)
+    row = {
+        "method": method, "backbone": config.backbone, "backbone_kwargs": config.backbone_kwargs,
+        "small_image_stem": config.small_image_stem, "image_size": config.image_size, "batch": batch,
+        "views": config.views, "view_sides": [view_side(k, config.image_size) for k in config.views],
+        "neighbour_views": list(getattr(config, "neighbour_views", None) or []),
+        "student_inputs": list(route[0]), "teacher_inputs": list(route[1]),
+        "student_views": len(route[0]), "teacher_views": len(route[1]), "route_checked": True,
+        "timings": timings,
+    }
+    for name, timing in timings.items():
+        row[f"{name}_step_s"] = timing["median_s"]
+        row[f"{name}_images_per_s"] = round(batch / timing["median_s"], 2)
+    row["ours_over_limit"] = round(row["limit_step_s"] / row["ours_step_s"], 3)
+    if "lightly" in timings:
+        row["ours_over_lightly"] = round(row["lightly_step_s"] / row["ours_step_s"], 3)
+    if lightly_note:
+        row["lightly_build"] = lightly_note
+    if with_memory:
+        row["memory"] = {name: peak_memory(step, device, modules, optimizer)
+                         for name, (step, modules, optimizer) in variants.items()}
+    return row
+
+
+# ----------------------------------------------------------------------------- sweeps
+
+
+class QueueOpTimer(contextlib.AbstractContextManager):
+    """Times every `nearest_neighbors` and `FeatureQueue.enqueue` call while active (wrappers around the originals;
+    the modeling modules import `nearest_neighbors` by name, so each module's reference is replaced)."""
+
+    def __init__(self, device: torch.device):
+        self.device = device
+        self.neighbour_s = 0.0
+        self.enqueue_s = 0.0
+        self._patched: list[tuple[object, str, object]] = []
+
+    def reset(self) -> None:
+        self.neighbour_s = self.enqueue_s = 0.0
+
+    def _timed(self, function, counter: str):
+        def wrapper(*args, **kwargs):
+            synchronize(self.device)
+            start = time.perf_counter()
+            result = function(*args, **kwargs)
+            synchronize(self.device)
+            setattr(self, counter, getattr(self, counter) + time.perf_counter() - start)
+            return result
+        return wrapper
+
+    def __enter__(self):
+        original = modeling_contrastive.nearest_neighbors
+        for module in list(sys.modules.values()):
+            if (getattr(module, "__name__", "") or "").startswith("hf_contrastive") and \
+                    getattr(module, "nearest_neighbors", None) is original:
+                self._patched.append((module, "nearest_neighbors", original))
+                module.nearest_neighbors = self._timed(original, "neighbour_s")
+        self._patched.append((FeatureQueue, "enqueue", FeatureQueue.enqueue))
+        FeatureQueue.enqueue = self._timed(FeatureQueue.enqueue, "enqueue_s")
+        return self
+
+    def __exit__(self, *exc):
+        for owner, name, original in reversed(self._patched):
+            setattr(owner, name, original)
+        self._patched.clear()
+        return False
+
+
+def sweep_point(method: str, batch: int, queue_size: int, image_size: int, small_stem: bool, repeats: int,
+                warmup: int, device: torch.device, patchmix_backbone: str) -> dict:
+    spec, config = build_config(method, image_size, small_stem, queue_size=queue_size,
+                                patchmix_backbone=patchmix_backbone)
+    views, neighbour_views = make_inputs(config, batch, device)
+    step, _, _ = build_ours(spec, config, views, neighbour_views, device)
+    for _ in range(warmup):
+        step()
+    records = []
+    with QueueOpTimer(device) as timer:
+        for _ in range(repeats):
+            timer.reset()
+            synchronize(device)
+            start = time.perf_counter()
+            step()
+            synchronize(device)
+            records.append((time.perf_counter() - start, timer.neighbour_s, timer.enqueue_s))
+    records.sort(key=lambda r: r[0])
+    median = records[len(records) // 2]
+    fractions = sorted((n + e) / s for s, n, e in records)
     return {
-        "method": method, "batch": batch, "views": config.views, "student_views": student_views,
-        "teacher_views": teacher_views, "ours_step_s": round(ours_s, 4), "limit_step_s": round(limit_s, 4),
-        "ours_images_per_s": round(batch / ours_s, 2), "limit_images_per_s": round(batch / limit_s, 2),
-        "ours_over_limit": round(limit_s / ours_s, 3),
+        "method": method, "batch": batch, "queue_size": queue_size,
+        "step": summarize([r[0] for r in records]),
+        "step_s": round(median[0], 5), "images_per_s": round(batch / median[0], 2),
+        "neighbour_search_s": round(median[1], 6), "enqueue_s": round(median[2], 6),
+        "queue_ops_fraction": round(fractions[len(fractions) // 2], 5),
     }
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="Batch 32, standard stem, few repeats (under a minute).")
+def queue_methods(methods: list[str], patchmix_backbone: str) -> list[str]:
+    """The methods whose default model holds a FeatureQueue (SPPS only with base=mocov2)."""
+    found = []
+    for method in methods:
+        spec, config = build_config(method, 32, False, patchmix_backbone=patchmix_backbone)
+        if "queue_size" not in config.to_dict():
+            continue
+        model = spec.pretraining_class(config)
+        if any(isinstance(m, FeatureQueue) for m in model.modules()):
+            found.append(method)
+    return found
+
+
+def run_sweep(args, setting: dict, device: torch.device) -> dict:
+    methods = queue_methods(args.methods, args.patchmix_backbone)
+    skipped = sorted(set(args.methods) - set(methods))
+    if skipped:
+        print(f"no queue, not swept: {', '.join(skipped)}")
+    common_kwargs = {"image_size": setting["image_size"], "small_stem": setting["small_stem"],
+                     "repeats": setting["repeats"], "warmup": setting["warmup"], "device": device,
+                     "patchmix_backbone": args.patchmix_backbone}
+    queue_rows, batch_rows = [], []
+    for method in methods:
+        for queue_size in setting["queue_sizes"]:
+            row = sweep_point(method, setting["batch"], queue_size, **common_kwargs)
+            queue_rows.append(row)
+            print(f"{method:18s} B {row['batch']:4d} K {queue_size:6d}  step {row['step_s']:7.3f} s  "
+                  f"neighbours+enqueue {100 * row['queue_ops_fraction']:5.2f}% of the step")
+        for batch in setting["batch_sizes"]:
+            row = sweep_point(method, batch, setting["sweep_batch_queue_size"], **common_kwargs)
+            batch_rows.append(row)
+            print(f"{method:18s} B {batch:4d} K {row['queue_size']:6d}  step {row['step_s']:7.3f} s  "
+                  f"{row['images_per_s']:8.1f} img/s  neighbours+enqueue {100 * row['queue_ops_fraction']:5.2f}%")
+    return {"queue_sweep": queue_rows, "batch_sweep": batch_rows, "not_swept_no_queue": skipped}
+
+
+# ----------------------------------------------------------------------------- CLI
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
+    parser.add_argument("--quick", action="store_true",
+                        help="Batch 32, standard stem, 3 repeats after 1 warm-up: a smoke run (about a minute).")
+    parser.add_argument("--sweep", action="store_true",
+                        help="Step time vs queue size and batch size for the methods with a queue (instead of the "
+                             "main table).")
     parser.add_argument("--methods", nargs="*", default=hf_contrastive.available_methods())
-    parser.add_argument("--output", default="benchmarks/results/throughput.json")
-    args = parser.parse_args()
-    setting = (dict(batch=32, image_size=32, small_stem=False, repeats=3, warmup=1) if args.quick
-               else dict(batch=128, image_size=32, small_stem=True, repeats=5, warmup=2))
-    results = []
-    for method in args.methods:
-        row = measure(method, **setting)
-        results.append(row)
-        print(f"{method:8s} ours {row['ours_images_per_s']:8.1f} img/s   limit {row['limit_images_per_s']:8.1f} img/s"
-              f"   ours/limit {row['ours_over_limit']:.3f}")
-    report = {
-        "machine": platform.node(), "processor": platform.processor() or platform.machine(),
-        "torch": torch.__version__, "threads": torch.get_num_threads(),
-        "device": "cpu", "setting": setting, "results": results,
-    }
-    Path(args.output).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.output).write_text(json.dumps(report, indent=2))
-    print(f"Wrote {args.output}")
+    parser.add_argument("--output", default=None,
+                        help="JSON path (default benchmarks/results/throughput[_sweep][_quick].json).")
+    parser.add_argument("--device", default="auto", help="auto (cuda if available), cpu or cuda[:N].")
+    parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's).")
+    parser.add_argument("--batch", type=int, default=None, help="Override the batch size of the setting.")
+    parser.add_argument("--repeats", type=int, default=None, help="Timed steps per variant (median reported).")
+    parser.add_argument("--warmup", type=int, default=None, help="Untimed steps per variant first.")
+    parser.add_argument("--queue_sizes", type=int, nargs="*", default=list(QUEUE_SIZES), help="--sweep: K values.")
+    parser.add_argument("--batch_sizes", type=int, nargs="*", default=None,
+                        help="--sweep: batch sizes (default 64 128 256; --quick 16 32 64).")
+    parser.add_argument("--patchmix_backbone", choices=sorted(PATCHMIX_BACKBONES), default=None,
+                        help="tiny (default): ViT-Ti/4 at 32 px, affordable on CPU; tiny_quick (--quick default): "
+                             "ViT-Ti/8; official: PatchMix's own ViT-S/2.")
+    parser.add_argument("--no_lightly", action="store_true", help="Skip the lightly comparison.")
+    parser.add_argument("--no_memory", action="store_true", help="Skip the peak-memory measurement.")
+    args = parser.parse_args(argv)
+    unknown = sorted(set(args.methods) - set(hf_contrastive.available_methods()))
+    if unknown:
+        parser.error(f"unknown methods {unknown}; available: {hf_contrastive.available_methods()}")
+    set_threads(args.threads)
+    if args.patchmix_backbone is None:
+        args.patchmix_backbone = "tiny_quick" if args.quick else "tiny"
+    device = torch.device("cuda" if args.device == "auto" and torch.cuda.is_available()
+                          else ("cpu" if args.device == "auto" else args.device))
+    if args.quick:
+        setting = {"batch": 32, "image_size": 32, "small_stem": False, "repeats": 3, "warmup": 1}
+    else:
+        setting = {"batch": 128, "image_size": 32, "small_stem": True, "repeats": 5, "warmup": 2}
+    if args.sweep:
+        setting.update(repeats=3, warmup=1, queue_sizes=list(args.queue_sizes),
+                       batch_sizes=args.batch_sizes or ([16, 32, 64] if args.quick else [64, 128, 256]),
+                       sweep_batch_queue_size=4096)
+    for name in ("batch", "repeats", "warmup"):
+        if getattr(args, name) is not None:
+            setting[name] = getattr(args, name)
+    backbone, kwargs = PATCHMIX_BACKBONES[args.patchmix_backbone]
+    setting["patchmix_backbone"] = {"name": args.patchmix_backbone, "backbone": backbone or "method default",
+                                    "backbone_kwargs": kwargs}
+    output = args.output or (f"benchmarks/results/throughput{'_sweep' if args.sweep else ''}"
+                             f"{'_quick' if args.quick else ''}.json")
+
+    started = time.perf_counter()
+    report = {"benchmark": "throughput_sweep" if args.sweep else "throughput", **environment(device),
+              "quick": args.quick, "setting": setting}
+    if args.sweep:
+        report.update(run_sweep(args, setting, device))
+    else:
+        ok, note = lightly_available()
+        report["lightly"] = note if not args.no_lightly else "skipped (--no_lightly)"
+        if not ok and not args.no_lightly:
+            print(f"lightly comparison skipped: {note}")
+        results = []
+        for method in args.methods:
+            row = measure(method, setting["batch"], setting["image_size"], setting["small_stem"], setting["repeats"],
+                          setting["warmup"], device, args.patchmix_backbone, with_lightly=not args.no_lightly,
+                          with_memory=not args.no_memory)
+            results.append(row)
+            extra = ""
+            if "ours_over_lightly" in row:
+                extra = f"   lightly {row['lightly_images_per_s']:7.1f} img/s   ours/lightly {row['ours_over_lightly']:.3f}"
+            if "memory" in row:
+                extra += f"   peak {row['memory']['ours']['peak_mib']:.0f} MiB"
+            print(f"{method:18s} ours {row['ours_images_per_s']:7.1f} img/s   limit {row['limit_images_per_s']:7.1f} "
+                  f"img/s   ours/limit {row['ours_over_limit']:.3f}{extra}", flush=True)
+        report["results"] = results
+    report["max_rss_mib"] = max_rss_mib()
+    report["wall_s"] = round(time.perf_counter() - started, 1)
+    write_json(output, report)
 
 
 if __name__ == "__main__":

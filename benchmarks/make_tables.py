@@ -1,0 +1,310 @@
+"""Markdown tables from benchmarks/results/*.json, so README's tables are generated from results, not typed.
+
+    python benchmarks/make_tables.py                       # print every table
+    python benchmarks/make_tables.py --write README.md     # rewrite the marked sections of README.md
+
+Sections: throughput (ours / limit, ours / lightly), memory, sweep (queue size, batch size), dataloader, quality.
+With `--write FILE`, each section is written between the marker comments
+
+    <!-- benchmarks:throughput:start -->
+    ...generated...
+    <!-- benchmarks:throughput:end -->
+
+(and likewise `memory`, `sweep`, `dataloader`, `quality`). A section whose markers are missing is reported and left
+out; nothing else in the file changes. For each kind the newest full-run JSON is used (by its `date`); `--quick`
+smoke runs only with `--include_quick`. `--throughput FILE` etc. pick one file explicitly.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+from pathlib import Path
+
+RESULTS_DIR = Path(__file__).resolve().parent / "results"
+SECTIONS = ("throughput", "memory", "sweep", "dataloader", "quality")
+
+
+# ----------------------------------------------------------------------------- loading
+
+
+def kind_of(report: dict, path: Path) -> str | None:
+    """The benchmark kind of a results JSON (older throughput files carry no `benchmark` key)."""
+    if "benchmark" in report:
+        return report["benchmark"]
+    if path.name.startswith("throughput") and isinstance(report.get("results"), list):
+        return "throughput"
+    return None
+
+
+def load_results(folder: Path) -> dict[str, list[tuple[Path, dict]]]:
+    found: dict[str, list[tuple[Path, dict]]] = {}
+    for path in sorted(folder.rglob("*.json")):
+        try:
+            report = json.loads(path.read_text())
+        except (OSError, json.JSONDecodeError) as error:
+            print(f"skipping {path}: {error}", file=sys.stderr)
+            continue
+        if not isinstance(report, dict):
+            continue
+        kind = kind_of(report, path)
+        if kind:
+            found.setdefault(kind, []).append((path, report))
+    return found
+
+
+def is_quick(report: dict, path: Path) -> bool:
+    return bool(report.get("quick")) or "quick" in path.stem or report.get("tag") == "quick"
+
+
+def pick(found: dict, kind: str, include_quick: bool, explicit: str | None) -> list[tuple[Path, dict]]:
+    """The newest report of ``kind`` (full runs first), or the explicit file."""
+    if explicit:
+        path = Path(explicit)
+        return [(path, json.loads(path.read_text()))]
+    candidates = [(p, r) for p, r in found.get(kind, []) if include_quick or not is_quick(r, p)]
+    if not candidates:
+        return []
+    candidates.sort(key=lambda pr: (not is_quick(pr[1], pr[0]), pr[1].get("date", "")), reverse=True)
+    return candidates[:1]
+
+
+# ----------------------------------------------------------------------------- formatting
+
+
+def fmt(value, digits: int = 1, suffix: str = "") -> str:
+    if value is None:
+        return "–"
+    if isinstance(value, float):
+        return f"{value:.{digits}f}{suffix}"
+    return f"{value}{suffix}"
+
+
+def table(header: list[str], rows: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def provenance(report: dict, path: Path) -> str:
+    device = report.get("device_name") or report.get("processor") or "?"
+    threads = report.get("torch_threads", report.get("threads"))
+    parts = [f"`{path.relative_to(path.parents[2]) if len(path.parents) > 2 else path}`",
+             report["date"][:10] if report.get("date") else "date not recorded",
+             f"machine `{report.get('machine', '?')}` ({device}" + (f", {threads} threads" if threads else "") + ")",
+             f"torch {report.get('torch', '?')}"]
+    if report.get("versions", {}).get("lightly"):
+        parts.append(f"lightly {report['versions']['lightly']}")
+    command = report.get("command")
+    text = "Source: " + ", ".join(parts) + "."
+    if command:
+        text += f" Command: `{command}`."
+    if report.get("load_average"):
+        text += f" Load average at start: {report['load_average'][0]}."
+    return text
+
+
+def backbone_label(row: dict) -> str:
+    backbone = row.get("backbone", "resnet18")
+    if backbone.startswith("vit"):
+        kwargs = row.get("backbone_kwargs") or {}
+        return f"{backbone.split('_patch')[0]}/{kwargs.get('patch_size', '?')}"
+    stem = row.get("small_image_stem")
+    return f"{backbone}{' (CIFAR stem)' if stem else ' (standard stem)' if stem is False else ''}"
+
+
+# ----------------------------------------------------------------------------- sections
+
+
+def throughput_section(reports) -> str:
+    if not reports:
+        return "_No throughput results yet: run `python benchmarks/throughput.py`._"
+    path, report = reports[0]
+    setting = report.get("setting", {})
+    rows = []
+    for r in report["results"]:
+        rows.append([r["method"], backbone_label(r), f"{r.get('student_views', '?')} / {r.get('teacher_views', '?')}",
+                     fmt(r.get("ours_images_per_s")), fmt(r.get("limit_images_per_s")), fmt(r.get("ours_over_limit"), 2),
+                     fmt(r.get("lightly_images_per_s")), fmt(r.get("ours_over_lightly"), 2)])
+    intro = (f"Batch {setting.get('batch')}, {setting.get('image_size')} px, median of {setting.get('repeats')} steps "
+             f"after {setting.get('warmup')} warm-up steps, ours / limit / lightly interleaved. Images/s of a full "
+             "training step; \"limit\" = the bare backbone doing the method's unavoidable forward/backward work "
+             "(student inputs / teacher inputs); \"lightly\" = lightly's version of the same method, same backbone, "
+             "batch and views (– where lightly has no such method).")
+    return "\n\n".join([intro, table(["method", "backbone", "student / teacher inputs", "ours (img/s)",
+                                      "limit (img/s)", "ours / limit", "lightly (img/s)", "ours / lightly"], rows),
+                        provenance(report, path)])
+
+
+def memory_section(reports) -> str:
+    reports = [(p, r) for p, r in reports if any("memory" in row for row in r.get("results", []))]
+    if not reports:
+        return "_No memory results yet: run `python benchmarks/throughput.py` (without --no_memory)._"
+    path, report = reports[0]
+    how = next((row["memory"]["ours"].get("how") for row in report["results"] if "memory" in row), "")
+    rows = []
+    for r in report["results"]:
+        memory = r.get("memory", {})
+        rows.append([r["method"], fmt(memory.get("ours", {}).get("peak_mib"), 0),
+                     fmt(memory.get("ours", {}).get("state_mib"), 0), fmt(memory.get("limit", {}).get("peak_mib"), 0),
+                     fmt(memory.get("lightly", {}).get("peak_mib"), 0)])
+    intro = (f"Peak memory of one training step (MiB): {how}. \"state\" = parameters, buffers (teachers, queues) "
+             "and optimiser state held between steps.")
+    return "\n\n".join([intro, table(["method", "ours peak", "ours state", "limit peak", "lightly peak"], rows),
+                        provenance(report, path)])
+
+
+def sweep_section(reports) -> str:
+    if not reports:
+        return "_No sweep results yet: run `python benchmarks/throughput.py --sweep`._"
+    path, report = reports[0]
+    setting = report.get("setting", {})
+    parts = []
+    queue_rows = report.get("queue_sweep", [])
+    sizes = sorted({r["queue_size"] for r in queue_rows})
+    rows = []
+    for method in dict.fromkeys(r["method"] for r in queue_rows):
+        by_size = {r["queue_size"]: r for r in queue_rows if r["method"] == method}
+        first = by_size.get(sizes[0]) if sizes else None
+        cells = [method]
+        for size in sizes:
+            r = by_size.get(size)
+            cells.append(f"{r['step_s']:.3f} s ({100 * r['queue_ops_fraction']:.1f}%)" if r else "–")
+        last = by_size.get(sizes[-1]) if sizes else None
+        growth = (last["step_s"] / first["step_s"] - 1) if first and last else None
+        cells.append(fmt(100 * growth if growth is not None else None, 1, "%"))
+        rows.append(cells)
+    if rows:
+        parts.append(f"Step time against the queue size K at batch {setting.get('batch')} (in brackets: the share of "
+                     "the step spent in `nearest_neighbors` + `FeatureQueue.enqueue`; the last column is the growth of "
+                     "the whole step, queue-dependent loss terms included):")
+        parts.append(table(["method", *[f"K = {s}" for s in sizes], f"step growth {sizes[0]} → {sizes[-1]}"], rows))
+    batch_rows = report.get("batch_sweep", [])
+    batches = sorted({r["batch"] for r in batch_rows})
+    rows = []
+    for method in dict.fromkeys(r["method"] for r in batch_rows):
+        by_batch = {r["batch"]: r for r in batch_rows if r["method"] == method}
+        rows.append([method] + [f"{by_batch[b]['images_per_s']:.1f} img/s ({100 * by_batch[b]['queue_ops_fraction']:.1f}%)"
+                                if b in by_batch else "–" for b in batches])
+    if rows:
+        parts.append(f"Images/s against the batch size at K = {setting.get('sweep_batch_queue_size')} (in brackets: "
+                     "neighbour search + enqueue share of the step):")
+        parts.append(table(["method", *[f"B = {b}" for b in batches]], rows))
+    if report.get("not_swept_no_queue"):
+        parts.append(f"No queue, not swept: {', '.join(report['not_swept_no_queue'])}.")
+    parts.append(provenance(report, path))
+    return "\n\n".join(parts)
+
+
+def dataloader_section(reports) -> str:
+    if not reports:
+        return "_No data-loader results yet: run `python benchmarks/dataloader.py`._"
+    path, report = reports[0]
+    setting, stages = report.get("setting", {}), report.get("stage_costs", {})
+    consumption = report.get("model_consumption")
+    training = {r["workers"]: r for r in (report.get("training") or {}).get("with_loader", [])}
+    rows = []
+    for r in report.get("loader", []):
+        t = training.get(r["workers"])
+        rows.append([str(r["workers"]), fmt(r["images_per_s"]), fmt(r.get("loader_over_model"), 1, "x"),
+                     fmt(t["images_per_s"] if t else None),
+                     fmt(100 * t["fraction_of_fixed_batch_rate"] if t else None, 0, "%")])
+    intro = (f"{setting.get('method')} views {setting.get('views')} at {setting.get('image_size')} px, batch "
+             f"{setting.get('batch')}, {setting.get('train_images')} images of `{setting.get('dataset_name')}`. "
+             f"One process, per image: row fetch {fmt(stages.get('row_fetch_us'), 0)} µs + decode "
+             f"{fmt(stages.get('decode_us'), 0)} µs + views = {fmt(stages.get('total_us'), 0)} µs; the whole "
+             f"`MultiViewDataset.__getitem__` {fmt(stages.get('getitem_us'), 0)} µs.")
+    if consumption:
+        intro += (f" The model consumes {consumption['images_per_s']:.1f} img/s "
+                  f"({'CIFAR' if consumption.get('small_image_stem') else 'standard'} stem, batch "
+                  f"{consumption.get('batch')}, from `{consumption['source']}`).")
+    if report.get("training"):
+        intro += (f" \"training fed\" = real training steps ({'CIFAR' if report['training'].get('small_image_stem') else 'standard'} "
+                  f"stem) taking their batches from the loader, against the same steps on a fixed batch "
+                  f"({report['training'].get('fixed_batch_images_per_s')} img/s).")
+    return "\n\n".join([intro, table(["workers", "loader alone (img/s)", "loader / model", "training fed (img/s)",
+                                      "of fixed-batch rate"], rows), provenance(report, path)])
+
+
+def quality_section(reports) -> str:
+    if not reports:
+        return "_No fixed-budget results yet: run `python benchmarks/quality.py --budget_minutes M`._"
+    parts = []
+    for path, report in reports:
+        protocol = report.get("protocol", {})
+        rows = []
+        for r in report.get("rows", []):
+            accuracy = f"{100 * r['knn_top1_mean']:.2f}" + (f" ± {100 * r['knn_top1_std']:.2f}" if len(r["seeds"]) > 1 else "")
+            flag = " (stopped early)" if r.get("runs_stopped_early") else ""
+            rows.append([r["method"].replace("random_init", "**random init**"), str(len(r["seeds"])),
+                         fmt(r.get("epochs_mean"), 1), fmt(r.get("train_minutes_mean"), 1) + flag, accuracy,
+                         fmt(r.get("minus_random_init_pp"), 2) if "minus_random_init_pp" in r else "–",
+                         fmt(r.get("separation_sigma"), 1) if r.get("separation_sigma") is not None else "–"])
+        intro = (f"Budget {protocol.get('budget_minutes')} min of training per run on `{protocol.get('dataset_name')}`: "
+                 f"{protocol.get('backbone')}, batch {protocol.get('batch')}, lr {protocol.get('learning_rate')}, "
+                 f"{protocol.get('schedule')} (warm-up {100 * (protocol.get('warmup_fraction') or 0):.0f}%), each "
+                 f"method's CIFAR-10 recipe otherwise; kNN top-1 ({protocol.get('knn')}). "
+                 f"Plot: `{report.get('plot')}`.")
+        parts += [intro, table(["method", "seeds", "epochs", "train min", "kNN top-1 (%)", "Δ random init (pp)",
+                                "separation (σ)"], rows), provenance(report, path)]
+    return "\n\n".join(parts)
+
+
+# ----------------------------------------------------------------------------- README rewriting
+
+
+def replace_section(text: str, name: str, content: str) -> tuple[str, bool]:
+    pattern = re.compile(rf"(<!-- benchmarks:{name}:start -->)(.*?)(<!-- benchmarks:{name}:end -->)", re.DOTALL)
+    if not pattern.search(text):
+        return text, False
+    return pattern.sub(lambda m: f"{m.group(1)}\n{content}\n{m.group(3)}", text, count=1), True
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
+    parser.add_argument("--results", default=str(RESULTS_DIR), help="Folder searched recursively for *.json.")
+    parser.add_argument("--write", metavar="FILE", default=None, help="Rewrite the marked sections of FILE.")
+    parser.add_argument("--sections", nargs="*", default=list(SECTIONS), choices=SECTIONS)
+    parser.add_argument("--include_quick", action="store_true", help="Also consider --quick smoke runs.")
+    for kind in ("throughput", "sweep", "dataloader"):
+        parser.add_argument(f"--{kind}", default=None, metavar="FILE", help=f"Use this {kind} JSON.")
+    args = parser.parse_args(argv)
+    found = load_results(Path(args.results))
+    throughput = pick(found, "throughput", args.include_quick, args.throughput)
+    quality = sorted(((p, r) for p, r in found.get("quality_summary", [])
+                      if args.include_quick or not is_quick(r, p)),
+                     key=lambda pr: pr[1].get("protocol", {}).get("budget_minutes") or 0)
+    builders = {
+        "throughput": lambda: throughput_section(throughput),
+        "memory": lambda: memory_section(throughput),
+        "sweep": lambda: sweep_section(pick(found, "throughput_sweep", args.include_quick, args.sweep)),
+        "dataloader": lambda: dataloader_section(pick(found, "dataloader", args.include_quick, args.dataloader)),
+        "quality": lambda: quality_section(quality),
+    }
+    generated = {name: builders[name]() for name in args.sections}
+    if not args.write:
+        for name, content in generated.items():
+            print(f"<!-- benchmarks:{name} -->\n{content}\n")
+        return 0
+    path = Path(args.write)
+    text = path.read_text()
+    written, missing = [], []
+    for name, content in generated.items():
+        text, ok = replace_section(text, name, content)
+        (written if ok else missing).append(name)
+    if written:
+        path.write_text(text)
+        print(f"{path}: rewrote section(s) {', '.join(written)}.")
+    for name in missing:
+        print(f"{path}: no markers for section '{name}' (add <!-- benchmarks:{name}:start --> and "
+              f"<!-- benchmarks:{name}:end --> where its table should go); not written.")
+    if not written:
+        print(f"{path} is unchanged: it has none of the marker pairs.")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,442 @@
+"""Accuracy at a fixed wall-clock budget on real CIFAR-10: every method trained for the same time, then kNN top-1.
+
+    python benchmarks/quality.py --quick                                   # smoke run, ~2-3 min, shipped sample
+    python benchmarks/quality.py --budget_minutes 60 --methods mnn msf byol simclr --seeds 0 1 2
+    python benchmarks/quality.py --budget_minutes 60 --summarize_only      # re-make the summary JSON + plot
+
+Protocol (benchmarks/README.md says why): each method's CIFAR-10 recipe (recipes/configs/<method>_cifar10.yaml:
+its hyper-parameters, views, EMA, queue, SplitBatchNorm) with ResNet-18 and the *standard* stem at 32 px, batch 128,
+SGD lr 0.06 x 128 / 256, run by the real training loop (hf_contrastive.training). The budget becomes a step count:
+a short probe of the real loop (data loading included) measures seconds per step on this machine, then the run
+gets `--max_train_steps = budget / (s/step)`, so the cosine schedule (after a warm-up of `--warmup_fraction` of the
+steps) ends exactly at the budget. kNN top-1 (k=200, T=0.1, bank = the 50k train images, queries = the full 10k
+test split) is measured `--knn_points` times during training and at the end; its time is not part of the budget.
+The same ResNet-18 at random initialisation (one per seed) is always measured too.
+
+Writes one JSON per run in `--results_dir/quality/<tag>/` (`<method>_seed<S>.json`, `random_init_seed<S>.json`; an existing
+one is skipped, so an interrupted campaign continues where it stopped), and `--results_dir/quality_<tag>.json`
+(mean/std per method, random-init row, difference in percentage points) with the plot `quality_<tag>.png` (kNN top-1
+against training minutes). `<tag>` is `<M>min`, or `quick`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import math
+import os
+import shutil
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import hf_contrastive
+from hf_contrastive.training import parse_args
+from hf_contrastive.training.trainer import Pretrainer
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import REPO_ROOT, RESULTS_DIR, environment, write_json
+
+SHARED_CIFAR10 = REPO_ROOT.parent / "shared" / "data" / "cifar10"
+SAMPLE = REPO_ROOT / "data" / "cifar10_sample"
+RECIPES = REPO_ROOT / "recipes" / "configs"
+RANDOM_INIT = "random_init"
+# PatchMix is a ViT method; the benchmark keeps one backbone for every method. "resnet18": PatchMix's mixing of
+# 8x8-pixel cells (a 4x4 grid, like a ViT/8) and its losses on the same ResNet-18 as the others; "vit_tiny": ViT-Ti/4.
+PATCHMIX_OVERRIDES = {
+    "resnet18": {"backbone": "resnet18", "backbone_kwargs": {}, "mix_patch_size": 8},
+    "vit_tiny": {"backbone": "vit_tiny_patch16_224", "backbone_kwargs": {"img_size": 32, "patch_size": 4},
+                 "mix_patch_size": None},
+}
+
+
+def display_path(path: Path | str) -> str:
+    """Relative to the working directory when below its parent (commands and JSON stay portable)."""
+    relative = os.path.relpath(path)
+    return relative if not relative.startswith("../..") else str(path)
+
+
+def overrides_text(overrides: dict) -> str:
+    """A --config_overrides string (values as YAML flow)."""
+    def fmt(value):
+        if isinstance(value, dict):
+            return "{" + ", ".join(f"{k}: {fmt(v)}" for k, v in value.items()) + "}"
+        if value is None:
+            return "null"
+        if isinstance(value, bool):
+            return "true" if value else "false"
+        return str(value)
+    return ",".join(f"{key}={fmt(value)}" for key, value in overrides.items())
+
+
+def training_argv(method: str, run: dict, output_dir: Path, max_train_steps: int, warmup_epochs: float,
+                  knn_every_n_epochs: int, max_train_samples: int | None = None) -> list[str]:
+    """The recipes/train.py command line of one run (also stored in the results JSON)."""
+    overrides = {"small_image_stem": False, "image_size": 32}
+    if method == "patchmix":
+        overrides = {**PATCHMIX_OVERRIDES[run["patchmix_backbone"]], "image_size": 32}
+    argv = [
+        "--method", method,
+        "--dataset_name", run["dataset_name"], "--dataset_stats", "cifar10",
+        "--output_dir", str(output_dir),
+        "--per_device_train_batch_size", str(run["batch"]),
+        "--base_learning_rate", str(run["base_learning_rate"]),
+        "--seed", str(run["seed"]),
+        "--max_train_steps", str(max_train_steps),
+        "--warmup_epochs", f"{warmup_epochs:.4f}",
+        "--knn_every_n_epochs", str(knn_every_n_epochs),
+        "--knn_k", "200", "--knn_temperature", "0.1",
+        "--dataloader_num_workers", str(run["workers"]),
+        "--report_to", "none",
+        "--config_overrides", overrides_text(overrides),
+    ]
+    recipe = RECIPES / f"{method}_cifar10.yaml"
+    if recipe.is_file():
+        argv = ["--config", display_path(recipe)] + argv
+    if max_train_samples:
+        argv += ["--max_train_samples", str(max_train_samples)]
+    return argv
+
+
+def make_args(argv: list[str]):
+    args = parse_args(argv)
+    args.checkpointing_steps = None  # recipes checkpoint every epoch; the benchmark keeps no checkpoints
+    return args
+
+
+class BudgetPretrainer(Pretrainer):
+    """The real training loop, plus: wall time of training excluding kNN evaluations at each evaluation, per-step
+    timestamps (for the probe), no card plots (t-SNE is not part of the benchmark)."""
+
+    def __init__(self, args, skip_knn: bool = False, stop_after_s: float | None = None):
+        self.skip_knn = skip_knn
+        self.stop_after_s = stop_after_s
+        self.stopped_early_at_step: int | None = None
+        self.eval_marks: list[tuple[float, float]] = []
+        self.step_times: list[float] = []
+        self._eval_total = 0.0
+        self._t0 = None
+        super().__init__(args)
+        scheduler_step = self.lr_scheduler.step
+
+        def timed_scheduler_step(*a, **k):  # called once per optimiser step by the loop
+            self.step_times.append(time.perf_counter())
+            if (self.stop_after_s and self._t0 is not None and self.stopped_early_at_step is None
+                    and self.training_seconds() > self.stop_after_s):
+                # Guard against a probe that was far too optimistic (a busy machine): the loop stops after this
+                # step (it compares its step count with max_train_steps after every step). Recorded in the JSON.
+                self.stopped_early_at_step = len(self.step_times)
+                self.max_train_steps = 1
+            return scheduler_step(*a, **k)
+
+        self.lr_scheduler.step = timed_scheduler_step
+
+    def train(self, *args, **kwargs):
+        self._t0 = time.perf_counter()
+        return super().train(*args, **kwargs)
+
+    def training_seconds(self) -> float:
+        return time.perf_counter() - self._t0 - self._eval_total
+
+    def evaluate_knn(self, *args, **kwargs):
+        if self.skip_knn:
+            return None
+        train_s = self.training_seconds() if self._t0 is not None else 0.0
+        start = time.perf_counter()
+        result = super().evaluate_knn(*args, **kwargs)
+        spent = time.perf_counter() - start
+        self._eval_total += spent
+        self.eval_marks.append((train_s, spent))
+        return result
+
+    def _write_card_plots(self, *args, **kwargs):
+        return {}
+
+
+def probe_seconds_per_step(method: str, run: dict, work_dir: Path, steps: int, skip: int) -> dict:
+    """Median seconds per optimiser step of the real loop (data loading included) over `steps - skip` steps."""
+    output_dir = work_dir / f"probe_{method}"
+    argv = training_argv(method, run, output_dir, steps, 0.0, 0, max_train_samples=run["batch"] * (steps + 1))
+    trainer = BudgetPretrainer(make_args(argv), skip_knn=True)
+    trainer.train()
+    stamps = trainer.step_times
+    gaps = [b - a for a, b in zip(stamps[skip:], stamps[skip + 1:])]
+    del trainer
+    gc.collect()
+    shutil.rmtree(output_dir, ignore_errors=True)
+    if not gaps:
+        raise RuntimeError(f"The probe of {method} recorded {len(stamps)} steps; raise --probe_steps.")
+    return {"steps_timed": len(gaps), "seconds_per_step": round(statistics.median(gaps), 4),
+            "min_s": round(min(gaps), 4), "max_s": round(max(gaps), 4)}
+
+
+def run_method(method: str, run: dict, budget_s: float, probe: dict, steps_per_epoch: int, work_dir: Path,
+               keep_outputs: bool, hard_stop_factor: float) -> dict:
+    max_train_steps = max(1, int(budget_s / probe["seconds_per_step"]))
+    epochs = max_train_steps / steps_per_epoch
+    warmup_epochs = run["warmup_fraction"] * epochs
+    knn_every = 0 if epochs < 2 or run["knn_points"] <= 0 else max(1, round(epochs / run["knn_points"]))
+    output_dir = work_dir / f"{method}_seed{run['seed']}"
+    argv = training_argv(method, run, output_dir, max_train_steps, warmup_epochs, knn_every)
+    print(f"\n== {method} seed {run['seed']}: {max_train_steps} steps ({epochs:.2f} epochs) for "
+          f"{budget_s / 60:.1f} min at {probe['seconds_per_step']:.3f} s/step; kNN every {knn_every or '-'} epoch(s)",
+          flush=True)
+    trainer = BudgetPretrainer(make_args(argv), stop_after_s=budget_s * hard_stop_factor if hard_stop_factor else None)
+    results = trainer.train()
+    history = []
+    for entry, (train_s, eval_s) in zip(trainer.knn_history, trainer.eval_marks):
+        history.append({**entry, "train_time_s": round(train_s, 1), "eval_time_s": round(eval_s, 1)})
+    train_time_s = history[-1]["train_time_s"] if history else round(trainer.training_seconds(), 1)
+    record = {
+        "method": method, "seed": run["seed"], "budget_minutes": budget_s / 60,
+        "backbone": trainer.model_config.backbone, "small_image_stem": trainer.model_config.small_image_stem,
+        "probe": probe, "max_train_steps": max_train_steps, "epochs": round(epochs, 3),
+        "warmup_epochs": round(warmup_epochs, 3), "knn_every_n_epochs": knn_every,
+        "learning_rate": trainer.learning_rate, "train_time_s": train_time_s,
+        "eval_time_total_s": round(sum(e for _, e in trainer.eval_marks), 1),
+        "budget_ratio": round(train_time_s / budget_s, 3),
+        "stopped_early_at_step": trainer.stopped_early_at_step,
+        "knn_top1": results.get("knn_top1"), "knn_history": history,
+        "train_samples": results.get("train_samples"), "eval_samples": results.get("eval_samples"),
+        "final_loss": results.get("final_loss"),
+        "train_command": "accelerate launch recipes/train.py " + " ".join(
+            a if " " not in a and "{" not in a else repr(a) for a in argv),
+    }
+    del trainer
+    gc.collect()
+    if not keep_outputs:
+        shutil.rmtree(output_dir, ignore_errors=True)
+    return record
+
+
+def run_random_init(run: dict, work_dir: Path) -> dict:
+    """kNN top-1 of the ResNet-18 (standard stem) at random initialisation, seeded, evaluated by the same code."""
+    output_dir = work_dir / f"random_init_seed{run['seed']}"
+    argv = training_argv("simclr", run, output_dir, 1, 0.0, 0)
+    trainer = BudgetPretrainer(make_args(argv))
+    start = time.perf_counter()
+    knn_top1 = trainer.evaluate_knn()[0]
+    record = {"method": RANDOM_INIT, "seed": run["seed"], "backbone": trainer.model_config.backbone,
+              "small_image_stem": trainer.model_config.small_image_stem, "knn_top1": knn_top1,
+              "eval_time_s": round(time.perf_counter() - start, 1), "train_time_s": 0.0,
+              "eval_samples": len(trainer.splits.eval), "train_samples": len(trainer.train_dataset),
+              "note": "encoder of a freshly built SimCLRForPreTraining (every method builds the same ResNet-18 and "
+                      "init); no training step"}
+    del trainer
+    gc.collect()
+    shutil.rmtree(output_dir, ignore_errors=True)
+    return record
+
+
+# ----------------------------------------------------------------------------- summary and plot
+
+
+def load_runs(folder: Path) -> list[dict]:
+    return [json.loads(p.read_text()) for p in sorted(folder.glob("*.json"))]
+
+
+def mean_std(values: list[float]) -> tuple[float, float]:
+    return statistics.fmean(values), (statistics.stdev(values) if len(values) > 1 else 0.0)
+
+
+def summarize(runs: list[dict]) -> dict:
+    by_method: dict[str, list[dict]] = {}
+    for run in runs:
+        by_method.setdefault(run["method"], []).append(run)
+    random_runs = by_method.get(RANDOM_INIT, [])
+    random_mean, random_std = mean_std([r["knn_top1"] for r in random_runs]) if random_runs else (None, None)
+    rows = []
+    for method, method_runs in sorted(by_method.items(), key=lambda kv: (kv[0] != RANDOM_INIT, kv[0])):
+        accuracies = [r["knn_top1"] for r in method_runs if r.get("knn_top1") is not None]
+        if not accuracies:
+            continue
+        mean, std = mean_std(accuracies)
+        row = {"method": method, "seeds": sorted(r["seed"] for r in method_runs), "knn_top1_mean": round(mean, 4),
+               "knn_top1_std": round(std, 4), "knn_top1_runs": [round(a, 4) for a in accuracies]}
+        if method != RANDOM_INIT:
+            row.update(epochs_mean=round(statistics.fmean(r["epochs"] for r in method_runs), 2),
+                       steps_mean=round(statistics.fmean(r["max_train_steps"] for r in method_runs)),
+                       train_minutes_mean=round(statistics.fmean(r["train_time_s"] for r in method_runs) / 60, 2),
+                       seconds_per_step=round(statistics.fmean(r["probe"]["seconds_per_step"] for r in method_runs), 4),
+                       budget_ratio_max=max(r.get("budget_ratio", 1.0) for r in method_runs),
+                       runs_stopped_early=sum(1 for r in method_runs if r.get("stopped_early_at_step")))
+            if random_mean is not None:
+                row["minus_random_init_pp"] = round(100 * (mean - random_mean), 2)
+                # Separation in units of the combined seed spread (None with a single seed on either side).
+                spread = math.sqrt(std ** 2 + random_std ** 2)
+                row["separation_sigma"] = round((mean - random_mean) / spread, 1) if spread > 0 else None
+        rows.append(row)
+    return {"rows": rows, "random_init_mean": random_mean, "random_init_std": random_std}
+
+
+def plot(runs: list[dict], summary: dict, path: Path, title: str) -> Path | None:
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        print("matplotlib missing: no plot")
+        return None
+    fig, ax = plt.subplots(figsize=(8, 5))
+    methods = sorted({r["method"] for r in runs if r["method"] != RANDOM_INIT})
+    palette = plt.get_cmap("tab20")
+    colors = [palette(i) for i in (*range(0, 20, 2), *range(1, 20, 2))]  # the ten dark shades first
+    for index, method in enumerate(methods):
+        color = colors[index % 20]
+        for n, run in enumerate(r for r in runs if r["method"] == method):
+            points = [(h["train_time_s"] / 60, 100 * h["knn_top1"]) for h in run.get("knn_history", [])]
+            if not points:
+                continue
+            xs, ys = zip(*points)
+            ax.plot(xs, ys, marker="o", markersize=3, linewidth=1.2, color=color, alpha=0.9,
+                    label=method if n == 0 else None)
+    if summary.get("random_init_mean") is not None:
+        mean, std = 100 * summary["random_init_mean"], 100 * (summary["random_init_std"] or 0)
+        ax.axhline(mean, color="black", linestyle="--", linewidth=1, label="random init")
+        if std:
+            ax.axhspan(mean - std, mean + std, color="grey", alpha=0.2)
+    budget = (runs[0].get("protocol") or {}).get("budget_minutes")
+    if budget:
+        ax.axvline(budget, color="grey", linestyle=":", linewidth=1, label="budget")
+    ax.set_xlim(left=0)
+    ax.set_xlabel("training time (minutes, kNN evaluations excluded)")
+    ax.set_ylabel("kNN top-1 (%)  k=200, T=0.1")
+    ax.set_title(title, fontsize=10)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, ncol=2)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    print(f"Wrote {path}")
+    return path
+
+
+def write_summary(results_dir: Path, tag: str, protocol: dict) -> None:
+    folder = results_dir / "quality" / tag
+    runs = load_runs(folder)
+    if not runs:
+        print(f"no runs in {folder}")
+        return
+    summary = summarize(runs)
+    dataset = protocol.get("dataset_name", "")
+    title = (f"kNN top-1 vs training time, {tag} budget, ResNet-18 standard stem, batch {protocol.get('batch')}, "
+             f"{Path(dataset).name or dataset}")
+    png = plot(runs, summary, results_dir / f"quality_{tag}.png", title)
+    write_json(results_dir / f"quality_{tag}.json", {
+        "benchmark": "quality_summary", **environment("cpu"), "tag": tag, "protocol": protocol,
+        "plot": str(png.relative_to(REPO_ROOT)) if png and png.is_relative_to(REPO_ROOT) else (str(png) if png else None),
+        "runs_folder": str(folder.relative_to(REPO_ROOT)) if folder.is_relative_to(REPO_ROOT) else str(folder),
+        **summary,
+    })
+    for row in summary["rows"]:
+        extra = f"  {row['minus_random_init_pp']:+.2f} pp vs random init" if "minus_random_init_pp" in row else ""
+        print(f"{row['method']:18s} kNN top-1 {100 * row['knn_top1_mean']:6.2f} +- {100 * row['knn_top1_std']:.2f} "
+              f"({len(row['seeds'])} seed(s)){extra}")
+
+
+# ----------------------------------------------------------------------------- CLI
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
+    parser.add_argument("--budget_minutes", type=float, default=None, help="Training wall-clock per run (required "
+                        "unless --quick).")
+    parser.add_argument("--methods", nargs="*", default=None, help="Default: all methods (quick: simclr mnn).")
+    parser.add_argument("--seeds", type=int, nargs="*", default=[0])
+    parser.add_argument("--quick", action="store_true",
+                        help="Smoke run on the shipped sample: 0.25-minute budget, simclr + mnn, one seed.")
+    parser.add_argument("--dataset_name", default=None,
+                        help="Default ../shared/data/cifar10 (the local parquet copy of uoft-cs/cifar10); quick: the "
+                             "shipped sample.")
+    parser.add_argument("--batch", type=int, default=128)
+    parser.add_argument("--base_learning_rate", type=float, default=0.06, help="lr = this x batch / 256.")
+    parser.add_argument("--warmup_fraction", type=float, default=0.05, help="Linear warm-up share of the steps.")
+    parser.add_argument("--knn_points", type=int, default=4, help="kNN evaluations during training (plus the end).")
+    parser.add_argument("--workers", type=int, default=2, help="--dataloader_num_workers of the runs.")
+    parser.add_argument("--probe_steps", type=int, default=None, help="Steps of the timing probe (default 15, "
+                        "quick 6); the first 3 (quick 2) are not timed.")
+    parser.add_argument("--patchmix_backbone", choices=sorted(PATCHMIX_OVERRIDES), default="resnet18")
+    parser.add_argument("--hard_stop_factor", type=float, default=None,
+                        help="Stop a run whose training time passes this x the budget (the probe misjudged the "
+                             "machine's speed; recorded as stopped_early_at_step). 0: never. Default 1.5; off with "
+                             "--quick, whose budget is mostly loader start-up.")
+    parser.add_argument("--results_dir", default=str(RESULTS_DIR))
+    parser.add_argument("--work_dir", default="outputs/quality", help="Training output folders (deleted after each "
+                        "run unless --keep_outputs).")
+    parser.add_argument("--keep_outputs", action="store_true")
+    parser.add_argument("--overwrite", action="store_true", help="Redo runs whose JSON exists.")
+    parser.add_argument("--no_random_init", action="store_true")
+    parser.add_argument("--summarize_only", action="store_true", help="Only rebuild the summary JSON and plot.")
+    args = parser.parse_args(argv)
+    if args.budget_minutes is None and not args.quick:
+        parser.error("--budget_minutes is required (or --quick).")
+    budget_minutes = args.budget_minutes if args.budget_minutes is not None else 0.25
+    methods = args.methods or (["simclr", "mnn"] if args.quick else hf_contrastive.available_methods())
+    unknown = sorted(set(methods) - set(hf_contrastive.available_methods()))
+    if unknown:
+        parser.error(f"unknown methods {unknown}")
+    dataset_name = args.dataset_name or display_path(SAMPLE if args.quick else SHARED_CIFAR10)
+    tag = "quick" if args.quick else f"{budget_minutes:g}min"
+    results_dir = Path(args.results_dir)
+    run_folder = results_dir / "quality" / tag
+    work_dir = Path(args.work_dir) / tag
+    probe_steps = args.probe_steps or (5 if args.quick else 15)
+    if args.hard_stop_factor is None:
+        args.hard_stop_factor = 0.0 if args.quick else 1.5
+    probe_skip = 2 if args.quick else 3
+    protocol = {
+        "dataset_name": dataset_name, "budget_minutes": budget_minutes, "batch": args.batch,
+        "base_learning_rate": args.base_learning_rate, "learning_rate": args.base_learning_rate * args.batch / 256,
+        "schedule": "linear warm-up then cosine to 0 over the budget's steps", "warmup_fraction": args.warmup_fraction,
+        "backbone": "resnet18, standard stem (7x7 stride-2 conv + max-pool), 32 px",
+        "patchmix": PATCHMIX_OVERRIDES[args.patchmix_backbone], "knn": "k=200, T=0.1, bank = train split, "
+        "queries = full eval split", "recipes": "recipes/configs/<method>_cifar10.yaml (hyper-parameters, views)",
+        "dataloader_num_workers": args.workers, "probe_steps": probe_steps,
+    }
+    if args.summarize_only:
+        write_summary(results_dir, tag, protocol)
+        return
+    if not Path(dataset_name).exists() and not args.dataset_name:
+        parser.error(f"{dataset_name} not found: pass --dataset_name (a parquet folder or uoft-cs/cifar10).")
+
+    steps_per_epoch = None
+    probes: dict[str, dict] = {}
+    started = time.perf_counter()
+    for seed in args.seeds:
+        run = {"dataset_name": dataset_name, "batch": args.batch, "base_learning_rate": args.base_learning_rate,
+               "seed": seed, "warmup_fraction": args.warmup_fraction, "knn_points": args.knn_points,
+               "workers": args.workers, "patchmix_backbone": args.patchmix_backbone}
+        jobs = ([] if args.no_random_init else [RANDOM_INIT]) + list(methods)
+        for method in jobs:
+            path = run_folder / f"{method}_seed{seed}.json"
+            if path.is_file() and not args.overwrite:
+                print(f"{path} exists: skipped (--overwrite to redo)")
+                continue
+            if method == RANDOM_INIT:
+                record = run_random_init(run, work_dir)
+                steps_per_epoch = steps_per_epoch or record["train_samples"] // args.batch
+            else:
+                if steps_per_epoch is None:
+                    from hf_contrastive.data import load_image_dataset
+                    steps_per_epoch = len(load_image_dataset(dataset_name).train) // args.batch
+                if method not in probes:
+                    probes[method] = probe_seconds_per_step(method, run, work_dir, probe_steps, probe_skip)
+                    print(f"probe {method}: {probes[method]['seconds_per_step']:.3f} s/step", flush=True)
+                record = run_method(method, run, budget_minutes * 60, probes[method], steps_per_epoch, work_dir,
+                                    args.keep_outputs, args.hard_stop_factor)
+            write_json(path, {"benchmark": "quality_run", **environment("cpu"), "tag": tag, "protocol": protocol,
+                              **record})
+            print(f"{method} seed {seed}: kNN top-1 {100 * record['knn_top1']:.2f}%", flush=True)
+    print(f"\ncampaign wall time {(time.perf_counter() - started) / 60:.1f} min")
+    for folder in (work_dir, work_dir.parent):  # remove the (now empty) training folders
+        if folder.is_dir() and not any(folder.iterdir()):
+            folder.rmdir()
+    write_summary(results_dir, tag, protocol)
+
+
+if __name__ == "__main__":
+    main()
