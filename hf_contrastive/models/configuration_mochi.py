@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from .configuration_contrastive import ContrastiveConfig
+from .configuration_mocov2 import validate_moco_fields
 
 
 class MoCHiConfig(ContrastiveConfig):
@@ -75,20 +76,7 @@ class MoCHiConfig(ContrastiveConfig):
 
     def validate_fields(self) -> None:
         super().validate_fields()
-        if self.projection_hidden_size < 1 or self.projection_dim < 1:
-            raise ValueError(
-                f"projection_hidden_size and projection_dim must be >= 1, got {self.projection_hidden_size} "
-                f"and {self.projection_dim}."
-            )
-        if not self.tau > 0:
-            raise ValueError(f"tau must be > 0, got {self.tau}.")
-        if not 0.0 <= self.ema_momentum < 1.0:
-            raise ValueError(f"ema_momentum must be in [0, 1), got {self.ema_momentum}.")
-        if self.queue_size < 2:
-            raise ValueError(
-                f"queue_size must be >= 2 (and at least 2 x the global batch, since both views' keys are "
-                f"enqueued), got {self.queue_size}."
-            )
+        validate_moco_fields(self)
         if not 1 <= self.num_hard_negatives <= self.queue_size:
             raise ValueError(
                 f"num_hard_negatives must be in [1, queue_size={self.queue_size}], got {self.num_hard_negatives}."

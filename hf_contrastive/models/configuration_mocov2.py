@@ -49,19 +49,25 @@ class MoCoV2Config(ContrastiveConfig):
 
     def validate_fields(self) -> None:
         super().validate_fields()
-        if self.projection_hidden_size < 1 or self.projection_dim < 1:
-            raise ValueError(
-                f"projection_hidden_size and projection_dim must be >= 1, got {self.projection_hidden_size} "
-                f"and {self.projection_dim}."
-            )
-        if not self.tau > 0:
-            raise ValueError(f"tau must be > 0, got {self.tau}.")
-        if not 0.0 <= self.ema_momentum < 1.0:
-            raise ValueError(f"ema_momentum must be in [0, 1), got {self.ema_momentum}.")
-        if self.queue_size < 2:
-            raise ValueError(
-                f"queue_size must be >= 2 (and at least 2 x the global batch, since both views' keys are "
-                f"enqueued), got {self.queue_size}."
-            )
+        validate_moco_fields(self)
         if len(self.views) != 2:
             raise ValueError(f"MoCo v2 reads exactly two views, got views={self.views}.")
+
+
+def validate_moco_fields(config) -> None:
+    """Range checks of the MoCo v2 frame's fields (head sizes, tau, EMA momentum, queue), shared by the configs
+    built on it (MoCHi, SSCL, potential samples)."""
+    if config.projection_hidden_size < 1 or config.projection_dim < 1:
+        raise ValueError(
+            f"projection_hidden_size and projection_dim must be >= 1, got {config.projection_hidden_size} "
+            f"and {config.projection_dim}."
+        )
+    if not config.tau > 0:
+        raise ValueError(f"tau must be > 0, got {config.tau}.")
+    if not 0.0 <= config.ema_momentum < 1.0:
+        raise ValueError(f"ema_momentum must be in [0, 1), got {config.ema_momentum}.")
+    if config.queue_size < 2:
+        raise ValueError(
+            f"queue_size must be >= 2 (and at least 2 x the global batch, since both views' keys are "
+            f"enqueued), got {config.queue_size}."
+        )
