@@ -15,6 +15,11 @@ The model's consumption is the method's "ours" images/s of a training step, read
 `--train_steps N` it also runs N real training steps of the method fed by the loader at each worker count and
 compares them with the same steps on a fixed batch: on a CPU the workers share cores with the model, which a loader
 measured alone does not show.
+
+The same is measured for `--augment_on_device` (`device_path` in the JSON): the loader then only crops and flips
+(uint8 views), and `DevicePhotometricAugment` does jitter, grayscale, blur and normalisation per batch on `--device`
+(default: CUDA when available, else the CPU): per-image loader cost, loader images/s per worker count, and the
+device half's images/s per batch of all views.
 """
 
 from __future__ import annotations
@@ -39,14 +44,16 @@ SHARED_CIFAR10 = REPO_ROOT.parent / "shared" / "data" / "cifar10"
 SAMPLE = REPO_ROOT / "data" / "cifar10_sample"
 
 
-def build_dataset(dataset_name: str, method: str, image_size: int, max_samples: int | None):
+def build_dataset(dataset_name: str, method: str, image_size: int, max_samples: int | None,
+                  photometric_on_device: bool = False):
     splits = data_lib.load_image_dataset(dataset_name, max_train_samples=max_samples)
     stats = data_lib.DATASET_STATS[data_lib.detect_dataset_stats(dataset_name)]
     config = hf_contrastive.get_method(method).config_class(image_size=image_size)
     kinds = list(config.views)
     neighbour_kinds = list(getattr(config, "neighbour_views", None) or [])
-    transforms = [data_lib.build_view_transform(kind, image_size, *stats) for kind in kinds]
-    neighbour_transforms = [data_lib.build_view_transform(kind, image_size, *stats) for kind in neighbour_kinds]
+    transforms, neighbour_transforms = (
+        [data_lib.build_view_transform(kind, image_size, *stats, photometric_on_device=photometric_on_device)
+         for kind in group] for group in (kinds, neighbour_kinds))
     dataset = data_lib.MultiViewDataset(splits.train, splits.image_column, splits.label_column, transforms, seed=0,
                                         neighbour_transforms=neighbour_transforms)
     return splits, dataset, kinds + neighbour_kinds, transforms + neighbour_transforms
@@ -150,6 +157,32 @@ def training_rates(dataset, method: str, image_size: int, batch: int, workers_li
     return results
 
 
+def device_half_rate(dataset, kinds: list[str], image_size: int, stats, batch: int, device: torch.device,
+                     repeats: int) -> dict:
+    """Images/s of DevicePhotometricAugment over all views of a loaded uint8 batch on ``device`` (median of
+    ``repeats`` after one warm-up)."""
+    augments = [data_lib.DevicePhotometricAugment(kind, image_size, *stats) for kind in kinds]
+    dataset.set_epoch(0)
+    item = next(iter(make_loader(dataset, batch, 0)))
+    views = [view.to(device) for view in item["views"] + item.get("neighbour_views", [])]
+
+    def run(seed: int) -> None:
+        for number, (augment, images) in enumerate(zip(augments, views, strict=True)):
+            augment(images, seed=seed * 97 + number)
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+
+    run(0)
+    times = []
+    for repeat in range(repeats):
+        start = time.perf_counter()
+        run(repeat + 1)
+        times.append(time.perf_counter() - start)
+    median = sorted(times)[len(times) // 2]
+    return {"device": str(device), "batch": batch, "median_batch_s": round(median, 4),
+            "images_per_s": round(batch / median, 1)}
+
+
 def model_consumption(path: str | None, method: str, device_kind: str) -> dict | None:
     if not path or not Path(path).is_file():
         return None
@@ -184,6 +217,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--throughput", default=None,
                         help="Throughput JSON with the model's images/s, same method and device kind (default "
                              "benchmarks/results/throughput.json; quick: throughput_quick.json).")
+    parser.add_argument("--device", default=None, help="Where the --augment_on_device half runs (default cuda if "
+                        "available, else cpu).")
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--output", default=None)
     args = parser.parse_args(argv)
@@ -233,6 +268,19 @@ def main(argv: list[str] | None = None) -> None:
     else:
         print(f"no throughput result for {args.method} in {throughput_json}: run benchmarks/throughput.py first "
               "for the loader/model ratio.")
+    # --augment_on_device: the loader crops and flips only; the photometric half runs per batch on the device.
+    _, uint8_dataset, _, uint8_transforms = build_dataset(dataset_name, args.method, args.image_size, max_samples=None,
+                                                          photometric_on_device=True)
+    device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    device_stages = stage_costs(splits, uint8_dataset, kinds, uint8_transforms, 200 if args.quick else 2000)
+    device_rates = [loader_rate(uint8_dataset, batch, workers, batches) for workers in workers_list]
+    stats = data_lib.DATASET_STATS[data_lib.detect_dataset_stats(dataset_name)]
+    device_half = device_half_rate(uint8_dataset, kinds, args.image_size, stats, batch, device, 3 if args.quick else 10)
+    report["device_path"] = {"stage_costs": device_stages, "loader": device_rates, "device_half": device_half}
+    print(f"--augment_on_device: per image {device_stages['getitem_us']:.0f} us in the loader ("
+          f"{device_stages['images_per_s_one_process']:.0f} img/s), "
+          + ", ".join(f"{r['workers']} workers {r['images_per_s']:.0f} img/s" for r in device_rates)
+          + f"; device half on {device}: {device_half['images_per_s']:.0f} img/s", flush=True)
     if train_steps > 0:
         report["training"] = {"steps": train_steps, "small_image_stem": small_stem,
                               **training_rates(dataset, args.method, args.image_size, batch, workers_list,

@@ -224,8 +224,23 @@ def dataloader_section(reports) -> str:
         intro += (f" \"training fed\" = real training steps ({'CIFAR' if report['training'].get('small_image_stem') else 'standard'} "
                   f"stem) taking their batches from the loader, against the same steps on a fixed batch "
                   f"({report['training'].get('fixed_batch_images_per_s')} img/s).")
-    return "\n\n".join([intro, table(["workers", "loader alone (img/s)", "loader / model", "training fed (img/s)",
-                                      "of fixed-batch rate"], rows), provenance(report, path)])
+    parts = [intro, table(["workers", "loader alone (img/s)", "loader / model", "training fed (img/s)",
+                           "of fixed-batch rate"], rows)]
+    device_path = report.get("device_path")
+    if device_path:
+        device_stages, half = device_path["stage_costs"], device_path["device_half"]
+        cpu_rates = {r["workers"]: r["images_per_s"] for r in report.get("loader", [])}
+        device_rows = [[str(r["workers"]), fmt(cpu_rates.get(r["workers"])), fmt(r["images_per_s"]),
+                        fmt(r["images_per_s"] / cpu_rates[r["workers"]] if cpu_rates.get(r["workers"]) else None, 1, "x")]
+                       for r in device_path["loader"]]
+        parts += [f"With `--augment_on_device` the loader only crops and flips (uint8): "
+                  f"{fmt(device_stages.get('getitem_us'), 0)} µs per image instead of "
+                  f"{fmt(stages.get('getitem_us'), 0)} µs. The photometric half (jitter, grayscale, blur, normalise; "
+                  f"kornia, per-sample parameters) runs per batch on `{half['device']}` at "
+                  f"{fmt(half['images_per_s'], 0)} img/s (batch {half['batch']}, all views).",
+                  table(["workers", "loader, CPU views (img/s)", "loader, --augment_on_device (img/s)", "speed-up"],
+                        device_rows)]
+    return "\n\n".join(parts + [provenance(report, path)])
 
 
 def quality_section(reports) -> str:

@@ -16,7 +16,8 @@ The same ResNet-18 at random initialisation (one per seed) is always measured to
 Writes one JSON per run in `--results_dir/quality/<tag>/` (`<method>_seed<S>.json`, `random_init_seed<S>.json`; an existing
 one is skipped, so an interrupted campaign continues where it stopped), and `--results_dir/quality_<tag>.json`
 (mean/std per method, random-init row, difference in percentage points) with the plot `quality_<tag>.png` (kNN top-1
-against training minutes). `<tag>` is `<M>min`, or `quick`.
+against training minutes). `<tag>` is `<M>min`, or `quick`; `_lr<L>_b<B>` is appended when `--base_learning_rate`
+or `--batch` differ from the protocol's 0.06 and 128.
 """
 
 from __future__ import annotations
@@ -322,8 +323,8 @@ def write_summary(results_dir: Path, tag: str, protocol: dict) -> None:
         return
     summary = summarize(runs)
     dataset = protocol.get("dataset_name", "")
-    title = (f"kNN top-1 vs training time, {tag} budget, ResNet-18 standard stem, batch {protocol.get('batch')}, "
-             f"{Path(dataset).name or dataset}")
+    title = (f"kNN top-1 vs training time, {protocol.get('budget_minutes'):g}-min budget, ResNet-18 standard stem, "
+             f"batch {protocol.get('batch')}, lr {protocol.get('learning_rate'):g}, {Path(dataset).name or dataset}")
     png = plot(runs, summary, results_dir / f"quality_{tag}.png", title)
     write_json(results_dir / f"quality_{tag}.json", {
         "benchmark": "quality_summary", **environment("cpu"), "tag": tag, "protocol": protocol,
@@ -381,6 +382,8 @@ def main(argv: list[str] | None = None) -> None:
         parser.error(f"unknown methods {unknown}")
     dataset_name = args.dataset_name or display_path(SAMPLE if args.quick else SHARED_CIFAR10)
     tag = "quick" if args.quick else f"{budget_minutes:g}min"
+    if args.base_learning_rate != 0.06 or args.batch != 128:  # another protocol: its own folder and summary
+        tag += f"_lr{args.base_learning_rate:g}_b{args.batch}"
     results_dir = Path(args.results_dir)
     run_folder = results_dir / "quality" / tag
     work_dir = Path(args.work_dir) / tag

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from .configuration_contrastive import ContrastiveConfig
+from .configuration_mocov2 import validate_moco_fields
 
 SOFT_SUPPORTS = ("topk", "queue")
 NEGATIVE_SELECTIONS = ("band", "all")
@@ -105,22 +106,9 @@ class PotentialSamplesConfig(ContrastiveConfig):
 
     def validate_fields(self) -> None:
         super().validate_fields()
-        if self.projection_hidden_size < 1 or self.projection_dim < 1:
-            raise ValueError(
-                f"projection_hidden_size and projection_dim must be >= 1, got {self.projection_hidden_size} "
-                f"and {self.projection_dim}."
-            )
-        if not self.tau > 0:
-            raise ValueError(f"tau must be > 0, got {self.tau}.")
+        validate_moco_fields(self)
         if not self.soft_tau > 0:
             raise ValueError(f"soft_tau must be > 0, got {self.soft_tau}.")
-        if not 0.0 <= self.ema_momentum < 1.0:
-            raise ValueError(f"ema_momentum must be in [0, 1), got {self.ema_momentum}.")
-        if self.queue_size < 2:
-            raise ValueError(
-                f"queue_size must be >= 2 (and at least 2 x the global batch, since both views' keys are "
-                f"enqueued), got {self.queue_size}."
-            )
         if not 1 <= self.nn_topk < self.queue_size:
             raise ValueError(
                 f"nn_topk must be between 1 and queue_size - 1 ({self.queue_size - 1}), got {self.nn_topk}."

@@ -61,6 +61,7 @@ class TrainingArguments:
     max_eval_samples: int | None = None
     dataloader_num_workers: int = 2
     channels_last: bool = False
+    augment_on_device: bool = False
     torch_compile: bool = False
     skip_bad_images: bool = False
     streaming: bool = False
@@ -135,6 +136,9 @@ HELP = {
     "reported) instead of stopping at the first one.",
     "channels_last": "Convolutional backbones in channels-last memory format (faster convolutions on GPUs with "
     "bf16/fp16).",
+    "augment_on_device": "The loader only crops and flips (uint8 tensors); colour jitter, grayscale, blur and "
+    "normalisation run per batch on the training device with per-sample random parameters (kornia), so a GPU is not "
+    "held back by CPU augmentation. Views stay a pure function of the seed (resumable).",
     "torch_compile": "Compile the model with torch.compile (inductor, through Accelerate); the first steps are slow.",
     "streaming": "Read the train split as a stream (datasets streaming: nothing downloaded first); each process "
     "reads its own shards (split_dataset_by_node) through a shuffle buffer; epochs are counted in steps from the "

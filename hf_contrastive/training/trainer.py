@@ -45,6 +45,8 @@ from .arguments import TrainingArguments
 logger = logging.getLogger(__name__)
 CHECKPOINT_PREFIX = "step_"
 STATE_FILE = "training_state.json"
+# Part of every --augment_on_device seed (see Pretrainer._augment_on_device).
+DEVICE_AUGMENT_SEED_TAG = 0xA06
 
 
 def build_model_config(args: TrainingArguments):
@@ -183,15 +185,22 @@ class Pretrainer:
         self.dataset_stats = data_lib.detect_dataset_stats(args.dataset_name, args.dataset_stats)
         self.image_mean, self.image_std = data_lib.DATASET_STATS[self.dataset_stats]
         size = self.model_config.image_size
-        view_transforms = [
-            data_lib.build_view_transform(kind, size, self.image_mean, self.image_std, **args.augmentations.get(kind, {}))
-            for kind in self.model_config.views
-        ]
+        view_kinds = list(self.model_config.views)
         # Methods with mined positives (SPPS) name the views of the neighbour image in `config.neighbour_views`.
-        neighbour_transforms = [
-            data_lib.build_view_transform(kind, size, self.image_mean, self.image_std, **args.augmentations.get(kind, {}))
-            for kind in (getattr(self.model_config, "neighbour_views", None) or [])
-        ]
+        neighbour_kinds = list(getattr(self.model_config, "neighbour_views", None) or [])
+        on_device = args.augment_on_device
+        view_transforms, neighbour_transforms = (
+            [data_lib.build_view_transform(kind, size, self.image_mean, self.image_std, photometric_on_device=on_device,
+                                           **args.augmentations.get(kind, {})) for kind in kinds]
+            for kinds in (view_kinds, neighbour_kinds)
+        )
+        # --augment_on_device: the loader crops and flips (uint8); jitter, grayscale, blur and normalisation run on
+        # the batch where the model is (DevicePhotometricAugment), taking most of the per-image CPU work off the loader.
+        self.device_view_augments, self.device_neighbour_augments = (
+            [data_lib.DevicePhotometricAugment(kind, size, self.image_mean, self.image_std,
+                                               **args.augmentations.get(kind, {})) for kind in kinds] if on_device else None
+            for kinds in (view_kinds, neighbour_kinds)
+        )
         self._neighbour_table_tag: str | None = None
         if args.streaming:
             stream = split_dataset_by_node(self.splits.train_stream, rank=self.accelerator.process_index,
@@ -454,10 +463,12 @@ class Pretrainer:
             for batch in dataloader:
                 with accelerator.accumulate(self.model):
                     inputs = {"views": batch["views"]}
-                    if args.channels_last:
-                        inputs["views"] = [view.contiguous(memory_format=torch.channels_last) for view in batch["views"]]
                     if "neighbour_views" in batch:
                         inputs["neighbour_views"] = batch["neighbour_views"]
+                    if self.device_view_augments is not None:
+                        inputs = self._augment_on_device(inputs, epoch, batches_done)
+                    if args.channels_last:
+                        inputs["views"] = [view.contiguous(memory_format=torch.channels_last) for view in inputs["views"]]
                     outputs = self.model(**inputs)
                     accelerator.backward(outputs.loss)
                     self.optimizer.step()
@@ -504,6 +515,21 @@ class Pretrainer:
         self.check_queues_in_sync()
         knn_top1 = self._record_knn(global_step, global_step / self.steps_per_epoch, None)
         return self._finish(global_step, knn_top1, train_runtime, samples_seen, loss)
+
+    def _augment_on_device(self, inputs: dict[str, list[torch.Tensor]], epoch: int, batch_in_epoch: int) -> dict:
+        """``--augment_on_device``: the photometric half of every view of this batch, where the batch is.
+
+        Each view's random parameters are seeded by (seed, epoch, batch in epoch, process, view), so a resumed run
+        sees the same views (the loader's crops are seeded per image as without the flag)."""
+        # The trailing tag keeps these seeds apart from the loader's per-image ones (view_seed of 3 or 6 integers).
+        position = (self.args.seed, epoch, batch_in_epoch, self.accelerator.process_index, DEVICE_AUGMENT_SEED_TAG)
+        augmented = {}
+        for group, (name, augments) in enumerate((("views", self.device_view_augments),
+                                                  ("neighbour_views", self.device_neighbour_augments))):
+            if name in inputs:
+                augmented[name] = [augment(images, seed=data_lib.view_seed(*position, group, number))
+                                   for number, (augment, images) in enumerate(zip(augments, inputs[name], strict=True))]
+        return augmented
 
     def _record_knn(self, global_step: int, epoch: float, progress: tqdm | None) -> float | None:
         evaluation = self.evaluate_knn()
