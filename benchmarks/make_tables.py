@@ -260,10 +260,12 @@ def quality_section(reports) -> str:
         intro = (f"Budget {protocol.get('budget_minutes')} min of training per run on `{protocol.get('dataset_name')}`: "
                  f"{protocol.get('backbone')}, batch {protocol.get('batch')}, lr {protocol.get('learning_rate')}, "
                  f"{protocol.get('schedule')} (warm-up {100 * (protocol.get('warmup_fraction') or 0):.0f}%), each "
-                 f"method's CIFAR-10 recipe otherwise; kNN top-1 ({protocol.get('knn')}). "
-                 f"Plot: `{report.get('plot')}`.")
+                 f"method's CIFAR-10 recipe otherwise; kNN top-1 ({protocol.get('knn')}).")
         parts += [intro, table(["method", "seeds", "epochs", "train min", "kNN top-1 (%)", "Δ random init (pp)",
-                                "separation (σ)"], rows), provenance(report, path)]
+                                "separation (σ)"], rows)]
+        if report.get("plot"):
+            parts.append(f"![kNN top-1 against training time, {report.get('tag')}]({report['plot']})")
+        parts.append(provenance(report, path))
     return "\n\n".join(parts)
 
 
