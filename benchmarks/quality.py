@@ -326,8 +326,14 @@ def write_summary(results_dir: Path, tag: str, protocol: dict) -> None:
     title = (f"kNN top-1 vs training time, {protocol.get('budget_minutes'):g}-min budget, ResNet-18 standard stem, "
              f"batch {protocol.get('batch')}, lr {protocol.get('learning_rate'):g}, {Path(dataset).name or dataset}")
     png = plot(runs, summary, results_dir / f"quality_{tag}.png", title)
+    environment_now = environment("cpu")
+    # The commands that trained the runs (a --summarize_only rebuild would otherwise record only itself).
+    run_commands = list(dict.fromkeys(run["command"] for run in runs if run.get("command")))
+    if run_commands and "--summarize_only" in environment_now["command"]:
+        environment_now["command"] = " ; ".join(run_commands)
     write_json(results_dir / f"quality_{tag}.json", {
-        "benchmark": "quality_summary", **environment("cpu"), "tag": tag, "protocol": protocol,
+        "benchmark": "quality_summary", **environment_now, "tag": tag, "protocol": protocol,
+        "run_commands": run_commands,
         "plot": str(png.relative_to(REPO_ROOT)) if png and png.is_relative_to(REPO_ROOT) else (str(png) if png else None),
         "runs_folder": str(folder.relative_to(REPO_ROOT)) if folder.is_relative_to(REPO_ROOT) else str(folder),
         **summary,
