@@ -33,6 +33,8 @@ import sys
 import time
 from pathlib import Path
 
+import torch
+
 import hf_contrastive
 from hf_contrastive.training import parse_args
 from hf_contrastive.training.trainer import Pretrainer
@@ -44,6 +46,8 @@ SHARED_CIFAR10 = REPO_ROOT.parent / "shared" / "data" / "cifar10"
 SAMPLE = REPO_ROOT / "data" / "cifar10_sample"
 RECIPES = REPO_ROOT / "recipes" / "configs"
 RANDOM_INIT = "random_init"
+# Where the trainer runs (Accelerate picks CUDA when present): recorded in every JSON.
+TRAINING_DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
 # PatchMix is a ViT method; the benchmark keeps one backbone for every method. "resnet18": PatchMix's mixing of
 # 8x8-pixel cells (a 4x4 grid, like a ViT/8) and its losses on the same ResNet-18 as the others; "vit_tiny": ViT-Ti/4.
 PATCHMIX_OVERRIDES = {
@@ -326,7 +330,7 @@ def write_summary(results_dir: Path, tag: str, protocol: dict) -> None:
     title = (f"kNN top-1 vs training time, {protocol.get('budget_minutes'):g}-min budget, ResNet-18 standard stem, "
              f"batch {protocol.get('batch')}, lr {protocol.get('learning_rate'):g}, {Path(dataset).name or dataset}")
     png = plot(runs, summary, results_dir / f"quality_{tag}.png", title)
-    environment_now = environment("cpu")
+    environment_now = environment(TRAINING_DEVICE)
     # The commands that trained the runs (a --summarize_only rebuild would otherwise record only itself).
     run_commands = list(dict.fromkeys(run["command"] for run in runs if run.get("command")))
     if run_commands and "--summarize_only" in environment_now["command"]:
@@ -437,7 +441,7 @@ def main(argv: list[str] | None = None) -> None:
                     print(f"probe {method}: {probes[method]['seconds_per_step']:.3f} s/step", flush=True)
                 record = run_method(method, run, budget_minutes * 60, probes[method], steps_per_epoch, work_dir,
                                     args.keep_outputs, args.hard_stop_factor)
-            write_json(path, {"benchmark": "quality_run", **environment("cpu"), "tag": tag, "protocol": protocol,
+            write_json(path, {"benchmark": "quality_run", **environment(TRAINING_DEVICE), "tag": tag, "protocol": protocol,
                               **record})
             print(f"{method} seed {seed}: kNN top-1 {100 * record['knn_top1']:.2f}%", flush=True)
     print(f"\ncampaign wall time {(time.perf_counter() - started) / 60:.1f} min")
