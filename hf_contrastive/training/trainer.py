@@ -521,7 +521,7 @@ class Pretrainer:
 
         Each view's random parameters are seeded by (seed, epoch, batch in epoch, process, view), so a resumed run
         sees the same views (the loader's crops are seeded per image as without the flag)."""
-        # The trailing tag keeps these seeds apart from the loader's per-image ones (view_seed of 3 or 6 integers).
+        # DEVICE_AUGMENT_SEED_TAG keeps these seeds apart from the loader's (view_seed of 3 or 6 integers).
         position = (self.args.seed, epoch, batch_in_epoch, self.accelerator.process_index, DEVICE_AUGMENT_SEED_TAG)
         augmented = {}
         for group, (name, augments) in enumerate((("views", self.device_view_augments),
