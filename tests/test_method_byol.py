@@ -107,7 +107,7 @@ def test_forward_rejects_a_wrong_number_of_views(views):
         ({"ema_momentum": -0.1}, ValueError, r"ema_momentum must be in \[0, 1\)"),
         ({"views": ["strong"]}, ValueError, "exactly two views"),
         ({"views": ["strong", "eval"]}, ValueError, "views must be presets"),
-        ({"projection_dim": 0}, ValueError, "positive integers"),
+        ({"projection_dim": 0}, ValueError, "projection_dim must be >= 1"),
         ({"symmetric": "yes"}, TypeError, "symmetric must be bool"),
     ],
 )

@@ -138,7 +138,7 @@ def test_forward_rejects_a_wrong_number_of_views(views):
     [
         ({"nn_topk": 0}, ValueError, r"nn_topk must be between 1 and queue_size \(4096\)"),
         ({"queue_size": 4, "nn_topk": 5}, ValueError, r"nn_topk must be between 1 and queue_size \(4\)"),
-        ({"queue_size": 0, "nn_topk": 0}, ValueError, "queue_size must be a positive integer"),
+        ({"queue_size": 0, "nn_topk": 0}, ValueError, "queue_size must be >= 1"),
         ({"ema_momentum": 1.0}, ValueError, r"ema_momentum must be in \[0, 1\)"),
         ({"views": ["strong", "weak", "weak"]}, ValueError, "exactly two views"),
         ({"views": ["eval", "weak"]}, ValueError, "views must be presets"),

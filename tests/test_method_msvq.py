@@ -94,7 +94,7 @@ def test_config_defaults_are_the_cifar10_recipe():
         ({"ema_momentum_2": -0.1}, ValueError, r"ema_momentum_2 must be in \[0, 1\)"),
         ({"tau_student": 0.0}, ValueError, "tau_student must be > 0"),
         ({"tau_teacher": -0.04}, ValueError, "tau_teacher must be > 0"),
-        ({"queue_size": 0}, ValueError, "queue_size must be a positive integer"),
+        ({"queue_size": 0}, ValueError, "queue_size must be >= 1"),
         ({"views": ["strong", "weak"]}, ValueError, "exactly four views"),
         ({"views": ["strong", "weak", "weak", "eval"]}, ValueError, "presets from"),
         ({"tau_teacher": "0.04"}, TypeError, "tau_teacher must be float"),

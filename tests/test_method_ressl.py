@@ -141,7 +141,7 @@ def test_forward_rejects_a_wrong_number_of_views(views):
     [
         ({"tau_student": 0.0}, ValueError, "tau_student must be > 0"),
         ({"tau_teacher": -0.04}, ValueError, "tau_teacher must be > 0"),
-        ({"queue_size": 0}, ValueError, "queue_size must be a positive integer"),
+        ({"queue_size": 0}, ValueError, "queue_size must be >= 1"),
         ({"ema_momentum": 1.5}, ValueError, r"ema_momentum must be in \[0, 1\)"),
         ({"views": ["strong"]}, ValueError, "exactly two views"),
         ({"views": ["strong", "eval"]}, ValueError, "views must be presets"),

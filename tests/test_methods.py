@@ -64,6 +64,29 @@ def test_every_method_is_registered():
         assert spec.arxiv and spec.paper and spec.bibtex.strip().startswith("@")
 
 
+# A value out of range for each shared field, and the message every method must give for it.
+SHARED_FIELD_ERRORS = {
+    "projection_dim": (0, "projection_dim must be >= 1, got 0"),
+    "projection_hidden_size": (-1, "projection_hidden_size must be >= 1, got -1"),
+    "tau": (0.0, "tau must be > 0, got 0.0"),
+    "ema_momentum": (1.0, r"ema_momentum must be in \[0, 1\), got 1.0"),
+}
+
+
+@pytest.mark.parametrize("name", METHODS)
+def test_every_config_rejects_shared_fields_out_of_range_with_one_message(name):
+    """The range checks are shared (ContrastiveConfig.check_*), so a bad value reads the same in every method,
+    and a wrong number of views names the method."""
+    config_class = hf_contrastive.get_method(name).config_class
+    fields = config_class().to_dict()
+    for field, (bad_value, message) in SHARED_FIELD_ERRORS.items():
+        if field in fields and not isinstance(fields[field], list):
+            with pytest.raises(ValueError, match=message):
+                config_class(**{field: bad_value})
+    with pytest.raises(ValueError, match=r"views"):
+        config_class(views=["strong"])
+
+
 def _queues(model) -> dict[str, torch.Tensor]:
     return {name: buffer.clone() for name, buffer in model.named_buffers() if ".features" in name or name.endswith("features")}
 

@@ -275,7 +275,7 @@ def test_no_token_in_outputs(tmp_path, monkeypatch):
 
 
 def test_mnn_config_rejects_out_of_range_values():
-    with pytest.raises(ValueError, match="queue_size, projection_dim and projection_hidden_size must be >= 1"):
+    with pytest.raises(ValueError, match="queue_size must be >= 1"):
         hf_contrastive.MNNConfig(queue_size=-4)
     with pytest.raises(ValueError, match="nn_topk must be between 1 and queue_size"):
         hf_contrastive.MNNConfig(queue_size=4, nn_topk=5)

@@ -48,15 +48,6 @@ class BYOLConfig(ContrastiveConfig):
 
     def validate_fields(self) -> None:
         super().validate_fields()
-        if self.projection_hidden_size < 1 or self.projection_dim < 1:
-            raise ValueError(
-                "projection_hidden_size and projection_dim must be positive integers, got "
-                f"{self.projection_hidden_size} and {self.projection_dim}."
-            )
-        if not 0.0 <= self.ema_momentum < 1.0:
-            raise ValueError(f"ema_momentum must be in [0, 1), got {self.ema_momentum}.")
-        if len(self.views) != 2:
-            raise ValueError(f"BYOL reads exactly two views, got views={self.views}.")
-        unknown = [kind for kind in self.views if kind not in _TRAIN_VIEW_KINDS]
-        if unknown:
-            raise ValueError(f"views must be presets from {list(_TRAIN_VIEW_KINDS)}, got {unknown} in {self.views}.")
+        self.check_sizes("projection_hidden_size", "projection_dim")
+        self.check_momentum("ema_momentum")
+        self.check_views("BYOL", 2, presets=_TRAIN_VIEW_KINDS)

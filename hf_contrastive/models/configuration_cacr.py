@@ -65,21 +65,9 @@ class CACRConfig(ContrastiveConfig):
 
     def validate_fields(self) -> None:
         super().validate_fields()
-        if self.projection_hidden_size < 1 or self.projection_dim < 1:
-            raise ValueError(
-                f"projection_hidden_size and projection_dim must be >= 1, got {self.projection_hidden_size} "
-                f"and {self.projection_dim}."
-            )
-        if not self.tau_pos >= 0:
-            raise ValueError(f"tau_pos must be >= 0, got {self.tau_pos}.")
-        if not self.tau_neg >= 0:
-            raise ValueError(f"tau_neg must be >= 0, got {self.tau_neg}.")
-        if not self.alpha > 0:
-            raise ValueError(f"alpha must be > 0, got {self.alpha}.")
-        if not self.beta > 0:
-            raise ValueError(f"beta must be > 0, got {self.beta}.")
+        self.check_sizes("projection_hidden_size", "projection_dim")
+        self.check_non_negative("tau_pos", "tau_neg")
+        self.check_positive("alpha", "beta")
         if len(self.views) < 2:
             raise ValueError(f"CACR needs at least two views (an anchor and a positive), got views={self.views}.")
-        unknown = [kind for kind in self.views if kind not in _TRAIN_VIEW_KINDS]
-        if unknown:
-            raise ValueError(f"views must be presets from {list(_TRAIN_VIEW_KINDS)}, got {unknown} in {self.views}.")
+        self.check_view_presets(_TRAIN_VIEW_KINDS)

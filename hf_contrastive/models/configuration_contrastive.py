@@ -110,6 +110,51 @@ class ContrastiveConfig(PretrainedConfig):
                 "simulates per-device statistics on one device instead. Use one of them (set bn_splits: 1)."
             )
 
+    # Range checks shared by the methods' ``validate_fields``: one field per message, worded the same everywhere.
+
+    def check_sizes(self, *names: str) -> None:
+        """Each named field (a head width, a queue length) must be >= 1."""
+        for name in names:
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}.")
+
+    def check_positive(self, *names: str) -> None:
+        """Each named field (a temperature, a sharpness) must be > 0."""
+        for name in names:
+            if not getattr(self, name) > 0:
+                raise ValueError(f"{name} must be > 0, got {getattr(self, name)}.")
+
+    def check_non_negative(self, *names: str) -> None:
+        """Each named field (a loss weight, a count that may be switched off with 0) must be >= 0."""
+        for name in names:
+            if not getattr(self, name) >= 0:
+                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}.")
+
+    def check_momentum(self, *names: str) -> None:
+        """Each named field (an EMA momentum) must be in [0, 1): 1 would freeze the teacher."""
+        for name in names:
+            if not 0.0 <= getattr(self, name) < 1.0:
+                raise ValueError(f"{name} must be in [0, 1), got {getattr(self, name)}.")
+
+    def check_views(self, method: str, count: int, roles: str = "", presets: tuple[str, ...] | None = None) -> None:
+        """``views`` must hold exactly ``count`` entries and, when ``presets`` is given, only those view kinds."""
+        if len(self.views) != count:
+            roles = f" ({roles})" if roles else ""
+            raise ValueError(
+                f"{method} reads exactly {_NUMBER_WORDS.get(count, count)} views{roles}, got views={self.views}."
+            )
+        if presets is not None:
+            self.check_view_presets(presets)
+
+    def check_view_presets(self, presets: tuple[str, ...]) -> None:
+        """Every entry of ``views`` must be one of ``presets``."""
+        unknown = [kind for kind in self.views if kind not in presets]
+        if unknown:
+            raise ValueError(f"views must be presets from {list(presets)}, got {unknown} in {self.views}.")
+
+
+_NUMBER_WORDS = {2: "two", 3: "three", 4: "four"}
+
 
 def _matches(value, annotation) -> bool:
     """isinstance for the simple annotations used by our configs (int, float, bool, str, list, dict, Optional)."""

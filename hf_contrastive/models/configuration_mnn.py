@@ -44,14 +44,8 @@ class MNNConfig(ContrastiveConfig):
 
     def validate_fields(self) -> None:
         super().validate_fields()
-        if not 0.0 <= self.ema_momentum < 1.0:
-            raise ValueError(f"ema_momentum must be in [0, 1), got {self.ema_momentum}.")
-        if self.queue_size < 1 or self.projection_dim < 1 or self.projection_hidden_size < 1:
-            raise ValueError(
-                f"queue_size, projection_dim and projection_hidden_size must be >= 1, got {self.queue_size}, "
-                f"{self.projection_dim}, {self.projection_hidden_size}."
-            )
+        self.check_momentum("ema_momentum")
+        self.check_sizes("queue_size", "projection_dim", "projection_hidden_size")
         if self.nn_topk < 1 or self.nn_topk > self.queue_size:
             raise ValueError(f"nn_topk must be between 1 and queue_size ({self.queue_size}), got {self.nn_topk}.")
-        if len(self.views) != 2:
-            raise ValueError(f"MNN reads exactly two views (query, key), got views={self.views}.")
+        self.check_views("MNN", 2, roles="query, key")

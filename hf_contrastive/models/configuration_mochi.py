@@ -81,13 +81,8 @@ class MoCHiConfig(ContrastiveConfig):
             raise ValueError(
                 f"num_hard_negatives must be in [1, queue_size={self.queue_size}], got {self.num_hard_negatives}."
             )
-        if self.num_synthetic_negatives < 0:
-            raise ValueError(f"num_synthetic_negatives must be >= 0, got {self.num_synthetic_negatives}.")
-        if self.num_query_mixed_negatives < 0:
-            raise ValueError(f"num_query_mixed_negatives must be >= 0, got {self.num_query_mixed_negatives}.")
+        self.check_non_negative("num_synthetic_negatives", "num_query_mixed_negatives")
         if not 0.0 < self.query_mix_max <= 1.0:
             raise ValueError(f"query_mix_max must be in (0, 1], got {self.query_mix_max}.")
-        if self.mix_start_step < 0:
-            raise ValueError(f"mix_start_step must be >= 0, got {self.mix_start_step}.")
-        if len(self.views) != 2:
-            raise ValueError(f"MoCHi reads exactly two views, got views={self.views}.")
+        self.check_non_negative("mix_start_step")
+        self.check_views("MoCHi", 2)

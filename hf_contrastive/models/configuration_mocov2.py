@@ -50,22 +50,15 @@ class MoCoV2Config(ContrastiveConfig):
     def validate_fields(self) -> None:
         super().validate_fields()
         validate_moco_fields(self)
-        if len(self.views) != 2:
-            raise ValueError(f"MoCo v2 reads exactly two views, got views={self.views}.")
+        self.check_views("MoCo v2", 2)
 
 
 def validate_moco_fields(config) -> None:
     """Range checks of the MoCo v2 frame's fields (head sizes, tau, EMA momentum, queue), shared by the configs
     built on it (MoCHi, SSCL, potential samples)."""
-    if config.projection_hidden_size < 1 or config.projection_dim < 1:
-        raise ValueError(
-            f"projection_hidden_size and projection_dim must be >= 1, got {config.projection_hidden_size} "
-            f"and {config.projection_dim}."
-        )
-    if not config.tau > 0:
-        raise ValueError(f"tau must be > 0, got {config.tau}.")
-    if not 0.0 <= config.ema_momentum < 1.0:
-        raise ValueError(f"ema_momentum must be in [0, 1), got {config.ema_momentum}.")
+    config.check_sizes("projection_hidden_size", "projection_dim")
+    config.check_positive("tau")
+    config.check_momentum("ema_momentum")
     if config.queue_size < 2:
         raise ValueError(
             f"queue_size must be >= 2 (and at least 2 x the global batch, since both views' keys are "

@@ -59,19 +59,8 @@ class MSFConfig(ContrastiveConfig):
 
     def validate_fields(self) -> None:
         super().validate_fields()
-        if self.projection_hidden_size < 1 or self.projection_dim < 1:
-            raise ValueError(
-                "projection_hidden_size and projection_dim must be positive integers, got "
-                f"{self.projection_hidden_size} and {self.projection_dim}."
-            )
-        if not 0.0 <= self.ema_momentum < 1.0:
-            raise ValueError(f"ema_momentum must be in [0, 1), got {self.ema_momentum}.")
-        if self.queue_size < 1:
-            raise ValueError(f"queue_size must be a positive integer, got {self.queue_size}.")
+        self.check_sizes("projection_hidden_size", "projection_dim", "queue_size")
+        self.check_momentum("ema_momentum")
         if self.nn_topk < 1 or self.nn_topk > self.queue_size:
             raise ValueError(f"nn_topk must be between 1 and queue_size ({self.queue_size}), got {self.nn_topk}.")
-        if len(self.views) != 2:
-            raise ValueError(f"MSF reads exactly two views (student, teacher), got views={self.views}.")
-        unknown = [kind for kind in self.views if kind not in _TRAIN_VIEW_KINDS]
-        if unknown:
-            raise ValueError(f"views must be presets from {list(_TRAIN_VIEW_KINDS)}, got {unknown} in {self.views}.")
+        self.check_views("MSF", 2, roles="student, teacher", presets=_TRAIN_VIEW_KINDS)

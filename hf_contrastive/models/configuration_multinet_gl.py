@@ -99,11 +99,7 @@ class MultiNetGLConfig(ContrastiveConfig):
 
     def validate_fields(self) -> None:
         super().validate_fields()
-        for name in ("projection_hidden_size", "projection_dim", "prediction_hidden_size"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}.")
-        if self.num_momentum_networks < 1:
-            raise ValueError(f"num_momentum_networks must be >= 1, got {self.num_momentum_networks}.")
+        self.check_sizes("projection_hidden_size", "projection_dim", "prediction_hidden_size", "num_momentum_networks")
         values = self.ema_momentum if isinstance(self.ema_momentum, list) else [self.ema_momentum]
         for momentum in values:
             if not isinstance(momentum, (int, float)) or isinstance(momentum, bool) or not 0.0 <= momentum < 1.0:
@@ -124,8 +120,7 @@ class MultiNetGLConfig(ContrastiveConfig):
                 f"ema_momentum must be a list of {self.num_momentum_networks} different values when "
                 f"num_momentum_networks > 1 (equal rates give identical networks), got {self.ema_momentum}."
             )
-        if not self.tau > 0:
-            raise ValueError(f"tau must be > 0, got {self.tau}.")
+        self.check_positive("tau")
         if self.num_global_views < 2:
             raise ValueError(
                 f"num_global_views must be >= 2 (each global view is contrasted with the others), "

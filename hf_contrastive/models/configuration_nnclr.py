@@ -54,17 +54,8 @@ class NNCLRConfig(ContrastiveConfig):
 
     def validate_fields(self) -> None:
         super().validate_fields()
-        sizes = (self.projection_hidden_size, self.projection_dim, self.prediction_hidden_size)
-        if min(sizes) < 1:
-            raise ValueError(
-                "projection_hidden_size, projection_dim and prediction_hidden_size must be >= 1, got "
-                f"{self.projection_hidden_size}, {self.projection_dim} and {self.prediction_hidden_size}."
-            )
-        if not self.tau > 0:
-            raise ValueError(f"tau must be > 0, got {self.tau}.")
-        if self.queue_size < 1:
-            raise ValueError(f"queue_size must be >= 1, got {self.queue_size}.")
+        self.check_sizes("projection_hidden_size", "projection_dim", "prediction_hidden_size", "queue_size")
+        self.check_positive("tau")
         if self.nn_topk < 1 or self.nn_topk > self.queue_size:
             raise ValueError(f"nn_topk must be between 1 and queue_size ({self.queue_size}), got {self.nn_topk}.")
-        if len(self.views) != 2:
-            raise ValueError(f"NNCLR reads exactly two views, got views={self.views}.")
+        self.check_views("NNCLR", 2)

@@ -101,32 +101,16 @@ class PatchMixConfig(ContrastiveConfig):
 
     def validate_fields(self) -> None:
         super().validate_fields()
-        if self.projection_hidden_size < 1 or self.projection_dim < 1:
-            raise ValueError(
-                f"projection_hidden_size and projection_dim must be >= 1, got {self.projection_hidden_size} "
-                f"and {self.projection_dim}."
-            )
-        if self.projection_layers < 1 or self.prediction_layers < 1:
-            raise ValueError(
-                f"projection_layers and prediction_layers must be >= 1, got {self.projection_layers} and "
-                f"{self.prediction_layers}."
-            )
-        if not self.tau > 0:
-            raise ValueError(f"tau must be > 0, got {self.tau}.")
-        if not 0.0 <= self.ema_momentum < 1.0:
-            raise ValueError(f"ema_momentum must be in [0, 1), got {self.ema_momentum}.")
+        self.check_sizes("projection_hidden_size", "projection_dim", "projection_layers", "prediction_layers")
+        self.check_positive("tau")
+        self.check_momentum("ema_momentum")
         if self.mix_num < 1:
             raise ValueError(f"mix_num must be >= 1 (1: no mixing), got {self.mix_num}.")
         if self.mix_patch_size is not None and self.mix_patch_size < 1:
             raise ValueError(f"mix_patch_size must be >= 1 or None (the ViT's patch size), got {self.mix_patch_size}.")
-        if self.mixed_to_original_weight < 0 or self.mixed_to_mixed_weight < 0:
-            raise ValueError(
-                f"mixed_to_original_weight and mixed_to_mixed_weight must be >= 0, got "
-                f"{self.mixed_to_original_weight} and {self.mixed_to_mixed_weight}."
-            )
+        self.check_non_negative("mixed_to_original_weight", "mixed_to_mixed_weight")
         if self.bn_splits != 1:
             # The only BatchNorms are the heads' BatchNorm1d (global with distributed_batchnorm='sync', as the
             # official SyncBN); SplitBatchNorm2d and shuffle-BN belong to the CNN protocol.
             raise ValueError(f"PatchMix does not use split BatchNorm: bn_splits must be 1, got {self.bn_splits}.")
-        if len(self.views) != 2:
-            raise ValueError(f"PatchMix reads exactly two views, got views={self.views}.")
+        self.check_views("PatchMix", 2)

@@ -107,14 +107,12 @@ class PotentialSamplesConfig(ContrastiveConfig):
     def validate_fields(self) -> None:
         super().validate_fields()
         validate_moco_fields(self)
-        if not self.soft_tau > 0:
-            raise ValueError(f"soft_tau must be > 0, got {self.soft_tau}.")
+        self.check_positive("soft_tau")
         if not 1 <= self.nn_topk < self.queue_size:
             raise ValueError(
                 f"nn_topk must be between 1 and queue_size - 1 ({self.queue_size - 1}), got {self.nn_topk}."
             )
-        if not self.mined_weight >= 0:
-            raise ValueError(f"mined_weight must be >= 0, got {self.mined_weight}.")
+        self.check_non_negative("mined_weight")
         if not 0.0 <= self.soft_weight <= 1.0:
             raise ValueError(f"soft_weight must be in [0, 1], got {self.soft_weight}.")
         if self.soft_support not in SOFT_SUPPORTS:
@@ -135,5 +133,4 @@ class PotentialSamplesConfig(ContrastiveConfig):
                 f"the negative band [{self.negative_rank_low}, {self.negative_rank_high}) must contain a rank in "
                 f"[nn_topk, queue_size) = [{self.nn_topk}, {self.queue_size}), or it holds no negatives."
             )
-        if len(self.views) != 2:
-            raise ValueError(f"Mining of potential samples reads exactly two views, got views={self.views}.")
+        self.check_views("Mining of potential samples", 2)

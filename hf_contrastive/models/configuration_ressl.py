@@ -60,20 +60,7 @@ class ReSSLConfig(ContrastiveConfig):
 
     def validate_fields(self) -> None:
         super().validate_fields()
-        if self.projection_hidden_size < 1 or self.projection_dim < 1:
-            raise ValueError(
-                "projection_hidden_size and projection_dim must be positive integers, got "
-                f"{self.projection_hidden_size} and {self.projection_dim}."
-            )
-        if not 0.0 <= self.ema_momentum < 1.0:
-            raise ValueError(f"ema_momentum must be in [0, 1), got {self.ema_momentum}.")
-        if self.queue_size < 1:
-            raise ValueError(f"queue_size must be a positive integer, got {self.queue_size}.")
-        for name in ("tau_student", "tau_teacher"):
-            if not getattr(self, name) > 0.0:
-                raise ValueError(f"{name} must be > 0, got {getattr(self, name)}.")
-        if len(self.views) != 2:
-            raise ValueError(f"ReSSL reads exactly two views (student, teacher), got views={self.views}.")
-        unknown = [kind for kind in self.views if kind not in _TRAIN_VIEW_KINDS]
-        if unknown:
-            raise ValueError(f"views must be presets from {list(_TRAIN_VIEW_KINDS)}, got {unknown} in {self.views}.")
+        self.check_sizes("projection_hidden_size", "projection_dim", "queue_size")
+        self.check_momentum("ema_momentum")
+        self.check_positive("tau_student", "tau_teacher")
+        self.check_views("ReSSL", 2, roles="student, teacher", presets=_TRAIN_VIEW_KINDS)

@@ -40,12 +40,6 @@ class SimCLRConfig(ContrastiveConfig):
 
     def validate_fields(self) -> None:
         super().validate_fields()
-        if self.projection_hidden_size < 1 or self.projection_dim < 1:
-            raise ValueError(
-                f"projection_hidden_size and projection_dim must be >= 1, got {self.projection_hidden_size} "
-                f"and {self.projection_dim}."
-            )
-        if not self.tau > 0:
-            raise ValueError(f"tau must be > 0, got {self.tau}.")
-        if len(self.views) != 2:
-            raise ValueError(f"SimCLR reads exactly two views, got views={self.views}.")
+        self.check_sizes("projection_hidden_size", "projection_dim")
+        self.check_positive("tau")
+        self.check_views("SimCLR", 2)

@@ -103,17 +103,10 @@ class SPPSConfig(ContrastiveConfig):
         super().validate_fields()
         if self.base not in BASES:
             raise ValueError(f"base must be one of {BASES}, got {self.base!r}.")
-        if self.projection_hidden_size < 1 or self.projection_dim < 1:
-            raise ValueError(
-                f"projection_hidden_size and projection_dim must be >= 1, got {self.projection_hidden_size} "
-                f"and {self.projection_dim}."
-            )
-        if not self.tau > 0:
-            raise ValueError(f"tau must be > 0, got {self.tau}.")
-        if not self.semantic_positive_weight >= 0:
-            raise ValueError(f"semantic_positive_weight must be >= 0, got {self.semantic_positive_weight}.")
-        if not 0.0 <= self.ema_momentum < 1.0:
-            raise ValueError(f"ema_momentum must be in [0, 1), got {self.ema_momentum}.")
+        self.check_sizes("projection_hidden_size", "projection_dim")
+        self.check_positive("tau")
+        self.check_non_negative("semantic_positive_weight")
+        self.check_momentum("ema_momentum")
         if self.queue_size < 2:
             raise ValueError(
                 f"queue_size must be >= 2 (and at least 2 x the global batch with base='mocov2', since both views' "
@@ -131,5 +124,4 @@ class SPPSConfig(ContrastiveConfig):
             raise ValueError(
                 f"mining_every_n_epochs must be >= 0 (0: never re-mine), got {self.mining_every_n_epochs}."
             )
-        if len(self.views) != 2:
-            raise ValueError(f"SPPS reads exactly two views of the image, got views={self.views}.")
+        self.check_views("SPPS", 2, roles="of the image")

@@ -83,11 +83,7 @@ class SSCLConfig(ContrastiveConfig):
             raise ValueError(
                 f"num_hard_negatives must be in [1, queue_size={self.queue_size}], got {self.num_hard_negatives}."
             )
-        if self.num_synthetic_negatives < 0:
-            raise ValueError(f"num_synthetic_negatives must be >= 0, got {self.num_synthetic_negatives}.")
-        if not self.hardness_beta >= 0:
-            raise ValueError(f"hardness_beta must be >= 0, got {self.hardness_beta}.")
+        self.check_non_negative("num_synthetic_negatives", "hardness_beta")
         if not 0.0 <= self.tau_plus < 1.0:
             raise ValueError(f"tau_plus must be in [0, 1), got {self.tau_plus}.")
-        if len(self.views) != 2:
-            raise ValueError(f"SSCL reads exactly two views, got views={self.views}.")
+        self.check_views("SSCL", 2)
