@@ -291,9 +291,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     found = load_results(Path(args.results))
     throughput = pick(found, "throughput", args.include_quick, args.throughput)
+    # Longest budget first: it is the headline; shorter budgets and explorations follow.
     quality = sorted(((p, r) for p, r in found.get("quality_summary", [])
                       if args.include_quick or not is_quick(r, p)),
-                     key=lambda pr: pr[1].get("protocol", {}).get("budget_minutes") or 0)
+                     key=lambda pr: pr[1].get("protocol", {}).get("budget_minutes") or 0, reverse=True)
     builders = {
         "throughput": lambda: throughput_section(throughput),
         "memory": lambda: memory_section(throughput),
