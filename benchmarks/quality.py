@@ -17,7 +17,8 @@ Writes one JSON per run in `--results_dir/quality/<tag>/` (`<method>_seed<S>.jso
 one is skipped, so an interrupted campaign continues where it stopped), and `--results_dir/quality_<tag>.json`
 (mean/std per method, random-init row, difference in percentage points) with the plot `quality_<tag>.png` (kNN top-1
 against training minutes). `<tag>` is `<M>min`, or `quick`; `_lr<L>_b<B>` is appended when `--base_learning_rate`
-or `--batch` differ from the protocol's 0.06 and 128.
+or `--batch` differ from the protocol's 0.06 and 128, and `_<overrides>` for `--config_overrides` (an ablation such
+as `--config_overrides "views=[strong, strong]"`, applied to every method of the call).
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ import gc
 import json
 import math
 import os
+import re
 import shutil
 import statistics
 import sys
@@ -82,6 +84,7 @@ def training_argv(method: str, run: dict, output_dir: Path, max_train_steps: int
     overrides = {"small_image_stem": False, "image_size": 32}
     if method == "patchmix":
         overrides = {**PATCHMIX_OVERRIDES[run["patchmix_backbone"]], "image_size": 32}
+    extra = overrides_text(overrides) + (f",{run['config_overrides']}" if run["config_overrides"] else "")
     argv = [
         "--method", method,
         "--dataset_name", run["dataset_name"], "--dataset_stats", "cifar10",
@@ -95,7 +98,7 @@ def training_argv(method: str, run: dict, output_dir: Path, max_train_steps: int
         "--knn_k", "200", "--knn_temperature", "0.1",
         "--dataloader_num_workers", str(run["workers"]),
         "--report_to", "none",
-        "--config_overrides", overrides_text(overrides),
+        "--config_overrides", extra,
     ]
     recipe = RECIPES / f"{method}_cifar10.yaml"
     if recipe.is_file():
@@ -370,6 +373,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--workers", type=int, default=2, help="--dataloader_num_workers of the runs.")
     parser.add_argument("--probe_steps", type=int, default=None, help="Steps of the timing probe (default 15, "
                         "quick 6); the first 3 (quick 2) are not timed.")
+    parser.add_argument("--config_overrides", default="", help="Extra model-config overrides for every method of "
+                        "the call, as recipes/train.py takes them (e.g. \"views=[strong, strong]\"); the results get "
+                        "their own tag.")
     parser.add_argument("--patchmix_backbone", choices=sorted(PATCHMIX_OVERRIDES), default="resnet18")
     parser.add_argument("--hard_stop_factor", type=float, default=None,
                         help="Stop a run whose training time passes this x the budget (the probe misjudged the "
@@ -394,6 +400,8 @@ def main(argv: list[str] | None = None) -> None:
     tag = "quick" if args.quick else f"{budget_minutes:g}min"
     if args.base_learning_rate != 0.06 or args.batch != 128:  # another protocol: its own folder and summary
         tag += f"_lr{args.base_learning_rate:g}_b{args.batch}"
+    if args.config_overrides:  # an ablation: its own folder and summary, named after the overrides
+        tag += "_" + re.sub(r"[^A-Za-z0-9.]+", "-", args.config_overrides).strip("-")
     results_dir = Path(args.results_dir)
     run_folder = results_dir / "quality" / tag
     work_dir = Path(args.work_dir) / tag
@@ -409,6 +417,7 @@ def main(argv: list[str] | None = None) -> None:
         "patchmix": PATCHMIX_OVERRIDES[args.patchmix_backbone], "knn": "k=200, T=0.1, bank = train split, "
         "queries = full eval split", "recipes": "recipes/configs/<method>_cifar10.yaml (hyper-parameters, views)",
         "dataloader_num_workers": args.workers, "probe_steps": probe_steps,
+        "config_overrides": args.config_overrides or None,
     }
     if args.summarize_only:
         write_summary(results_dir, tag, protocol)
@@ -422,7 +431,8 @@ def main(argv: list[str] | None = None) -> None:
     for seed in args.seeds:
         run = {"dataset_name": dataset_name, "batch": args.batch, "base_learning_rate": args.base_learning_rate,
                "seed": seed, "warmup_fraction": args.warmup_fraction, "knn_points": args.knn_points,
-               "workers": args.workers, "patchmix_backbone": args.patchmix_backbone}
+               "workers": args.workers, "patchmix_backbone": args.patchmix_backbone,
+               "config_overrides": args.config_overrides}
         jobs = ([] if args.no_random_init else [RANDOM_INIT]) + list(methods)
         for method in jobs:
             path = run_folder / f"{method}_seed{seed}.json"
