@@ -3,14 +3,15 @@
     python benchmarks/make_tables.py                       # print every table
     python benchmarks/make_tables.py --write README.md     # rewrite the marked sections of README.md
 
-Sections: throughput (ours / limit, ours / lightly), memory, sweep (queue size, batch size), dataloader, quality.
+Sections: throughput (ours / limit, ours / lightly), memory, sweep (queue size, batch size), dataloader, quality,
+neighbours (label agreement of queue neighbours, `neighbours.py`).
 With `--write FILE`, each section is written between the marker comments
 
     <!-- benchmarks:throughput:start -->
     ...generated...
     <!-- benchmarks:throughput:end -->
 
-(and likewise `memory`, `sweep`, `dataloader`, `quality`). A section whose markers are missing is reported and left
+(and likewise `memory`, `sweep`, `dataloader`, `quality`, `neighbours`). A section whose markers are missing is reported and left
 out; nothing else in the file changes. For each kind the newest full-run JSON is used (by its `date`); `--quick`
 smoke runs only with `--include_quick`. `--throughput FILE` etc. pick one file explicitly.
 """
@@ -24,7 +25,7 @@ import sys
 from pathlib import Path
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
-SECTIONS = ("throughput", "memory", "sweep", "dataloader", "quality")
+SECTIONS = ("throughput", "memory", "sweep", "dataloader", "quality", "neighbours")
 
 
 # ----------------------------------------------------------------------------- loading
@@ -269,6 +270,23 @@ def quality_section(reports) -> str:
     return "\n\n".join(parts)
 
 
+def neighbours_section(reports) -> str:
+    if not reports:
+        return "_No neighbour-agreement results yet: run `python benchmarks/neighbours.py --model FOLDER`._"
+    parts = []
+    for path, report in reports:
+        protocol = report.get("protocol", {})
+        ks = protocol.get("k", [])
+        rows = [[r["label"], r["space"], *(fmt(100 * r[f"agreement@{k}"], 1) for k in ks), fmt(100 * r["chance"], 1)]
+                for r in report.get("rows", [])]
+        intro = (f"Share of each query's k nearest queue entries with the query's class: {protocol.get('queries')} "
+                 f"train images against a queue of {protocol.get('queue_size')} other train images, "
+                 f"`{protocol.get('view')}` views, networks in eval mode, `{protocol.get('dataset_name')}`.")
+        parts += [intro, table(["model", "space", *(f"agreement@{k} (%)" for k in ks), "chance (%)"], rows),
+                  provenance(report, path)]
+    return "\n\n".join(parts)
+
+
 # ----------------------------------------------------------------------------- README rewriting
 
 
@@ -301,6 +319,8 @@ def main(argv: list[str] | None = None) -> int:
         "sweep": lambda: sweep_section(pick(found, "throughput_sweep", args.include_quick, args.sweep)),
         "dataloader": lambda: dataloader_section(pick(found, "dataloader", args.include_quick, args.dataloader)),
         "quality": lambda: quality_section(quality),
+        "neighbours": lambda: neighbours_section(
+            sorted(found.get("neighbour_agreement", []), key=lambda pr: pr[1].get("date", ""), reverse=True)),
     }
     generated = {name: builders[name]() for name in args.sections}
     if not args.write:

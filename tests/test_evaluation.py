@@ -26,6 +26,7 @@ from transformers import AutoModel, AutoModelForImageClassification
 import hf_contrastive
 from hf_contrastive import data as data_lib
 from hf_contrastive.card_plots import plot_embedding_map, plot_knn_history
+from hf_contrastive.evaluation.knn import neighbour_label_agreement
 from hf_contrastive.evaluation.linear import default_milestones, linear_probe_lr
 from hf_contrastive.hub import MODEL_CARD_TEMPLATE, CardContext, save_hub_folder
 from hf_contrastive.model_index import MIXED_TASK_NAME, SECTION_HEADING, update_model_index
@@ -144,6 +145,42 @@ def test_knn_eval_matches_an_independent_numpy_knn(evaluated):
         np.add.at(scores[row], bank_labels[top[row]], np.exp(similarity[row, top[row]] / 0.1))
     expected = float((scores.argmax(1) == query_labels).mean())
     assert abs(results["knn_top1"] - expected) <= 1.0 / EVAL_IMAGES  # at most one float tie resolved differently
+
+
+def test_neighbour_label_agreement_by_hand():
+    # Queries along x and y; bank: x-ish rows labelled 0, 1, 0 and a y row labelled 1.
+    bank = torch.nn.functional.normalize(torch.tensor([[1.0, 0.0], [0.9, 0.1], [0.8, 0.3], [0.0, 1.0]]), dim=1)
+    bank_labels = torch.tensor([0, 1, 0, 1])
+    queries, query_labels = torch.tensor([[1.0, 0.0], [0.0, 1.0]]), torch.tensor([0, 1])
+    result = neighbour_label_agreement(queries, query_labels, bank, bank_labels, ks=(1, 2))
+    # Query x: neighbours by similarity rows 0 (label 0), 1 (1); query y: rows 3 (1), 2 (0).
+    assert result["agreement@1"] == 1.0
+    assert result["agreement@2"] == 0.5
+    assert result["chance"] == 0.5  # queries half 0 / half 1, bank half 0 / half 1
+    with pytest.raises(ValueError, match="every k must be in"):
+        neighbour_label_agreement(queries, query_labels, bank, bank_labels, ks=(5,))
+
+
+def test_neighbour_label_agreement_matches_numpy_on_real_images():
+    # Features: the raw pixels of real CIFAR-10 images at 8x8, so neighbours mean something but nothing is trained.
+    splits = data_lib.load_image_dataset(str(SAMPLE), max_train_samples=300, max_eval_samples=100)
+
+    def pixels(split) -> np.ndarray:
+        images = [data_lib.decode_image(value).resize((8, 8)) for value in split["img"]]
+        flat = np.stack([np.asarray(image, dtype=np.float64).ravel() for image in images]) - 127.5
+        return flat / np.linalg.norm(flat, axis=1, keepdims=True)
+
+    bank, queries = pixels(splits.train), pixels(splits.eval)
+    bank_labels, query_labels = np.array(splits.train["label"]), np.array(splits.eval["label"])
+    result = neighbour_label_agreement(torch.from_numpy(queries).float(), torch.from_numpy(query_labels),
+                                       torch.from_numpy(bank).float(), torch.from_numpy(bank_labels), ks=(1, 5),
+                                       chunk_size=32)
+    order = np.argsort(-(queries @ bank.T), axis=1, kind="stable")
+    for k in (1, 5):
+        expected = np.mean(bank_labels[order[:, :k]] == query_labels[:, None])
+        assert abs(result[f"agreement@{k}"] - expected) <= 1.0 / (k * len(queries))  # one float tie at most
+    expected_chance = sum(np.mean(query_labels == c) * np.mean(bank_labels == c) for c in range(10))
+    assert result["chance"] == pytest.approx(expected_chance)
 
 
 # ----------------------------------------------------------------------------- linear probe

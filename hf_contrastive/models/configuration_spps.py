@@ -124,4 +124,4 @@ class SPPSConfig(ContrastiveConfig):
             raise ValueError(
                 f"mining_every_n_epochs must be >= 0 (0: never re-mine), got {self.mining_every_n_epochs}."
             )
-        self.check_views("SPPS", 2, roles="of the image")
+        self.check_views("SPPS", 2, roles="of the image; its neighbour's views are set by neighbour_views")
