@@ -262,6 +262,8 @@ def quality_section(reports) -> str:
                  f"{protocol.get('backbone')}, batch {protocol.get('batch')}, lr {protocol.get('learning_rate')}, "
                  f"{protocol.get('schedule')} (warm-up {100 * (protocol.get('warmup_fraction') or 0):.0f}%), each "
                  f"method's CIFAR-10 recipe otherwise; kNN top-1 ({protocol.get('knn')}).")
+        if protocol.get("config_overrides"):
+            intro = (f"**Ablation: `{protocol['config_overrides']}` replaces the recipe's value.** " + intro)
         parts += [intro, table(["method", "seeds", "epochs", "train min", "kNN top-1 (%)", "Δ random init (pp)",
                                 "separation (σ)"], rows)]
         if report.get("plot"):
