@@ -11,8 +11,8 @@ With `--write FILE`, each section is written between the marker comments
     ...generated...
     <!-- benchmarks:throughput:end -->
 
-(and likewise `memory`, `sweep`, `dataloader`, `quality`, `neighbours`). A section whose markers are missing is reported and left
-out; nothing else in the file changes. For each kind the newest full-run JSON is used (by its `date`); `--quick`
+(and likewise `memory`, `sweep`, `dataloader`, `quality`, `neighbours`). A section whose markers are missing is
+reported and left out; nothing else in the file changes. For each kind the newest full-run JSON is used (by its `date`); `--quick`
 smoke runs only with `--include_quick`. `--throughput FILE` etc. pick one file explicitly.
 """
 
