@@ -23,6 +23,8 @@ import torch
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 REPO_ROOT = Path(__file__).resolve().parents[1]
+# The real CIFAR-10 beside the checkout (the local parquet copy of uoft-cs/cifar10): the benchmarks' default data.
+SHARED_CIFAR10 = REPO_ROOT.parent / "shared" / "data" / "cifar10"
 
 
 def cpu_model() -> str:

@@ -38,9 +38,8 @@ import hf_contrastive
 from hf_contrastive import data as data_lib
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import REPO_ROOT, environment, set_threads, usable_cores, write_json
+from common import REPO_ROOT, SHARED_CIFAR10, environment, set_threads, usable_cores, write_json
 
-SHARED_CIFAR10 = REPO_ROOT.parent / "shared" / "data" / "cifar10"
 SAMPLE = REPO_ROOT / "data" / "cifar10_sample"
 
 

@@ -41,9 +41,8 @@ from hf_contrastive import data as data_lib
 from hf_contrastive.evaluation import neighbour_label_agreement
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import REPO_ROOT, environment, write_json
+from common import SHARED_CIFAR10, environment, write_json
 
-SHARED_CIFAR10 = REPO_ROOT.parent / "shared" / "data" / "cifar10"
 
 
 def search_space(model) -> tuple[str, torch.nn.Module, torch.nn.Module]:

@@ -42,9 +42,8 @@ from hf_contrastive.training import parse_args
 from hf_contrastive.training.trainer import Pretrainer
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import REPO_ROOT, RESULTS_DIR, environment, write_json
+from common import REPO_ROOT, RESULTS_DIR, SHARED_CIFAR10, environment, write_json
 
-SHARED_CIFAR10 = REPO_ROOT.parent / "shared" / "data" / "cifar10"
 SAMPLE = REPO_ROOT / "data" / "cifar10_sample"
 RECIPES = REPO_ROOT / "recipes" / "configs"
 RANDOM_INIT = "random_init"
