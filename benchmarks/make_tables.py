@@ -12,8 +12,8 @@ With `--write FILE`, each section is written between the marker comments
     <!-- benchmarks:throughput:end -->
 
 (and likewise `memory`, `sweep`, `dataloader`, `quality`, `neighbours`). A section whose markers are missing is
-reported and left out; nothing else in the file changes. For each kind the newest full-run JSON is used (by its `date`); `--quick`
-smoke runs only with `--include_quick`. `--throughput FILE` etc. pick one file explicitly.
+reported and left out; nothing else in the file changes. For each kind the newest full-run JSON is used (by its
+`date`); `--quick` smoke runs only with `--include_quick`. `--throughput FILE` etc. pick one file explicitly.
 """
 
 from __future__ import annotations
@@ -263,7 +263,7 @@ def quality_section(reports) -> str:
                  f"{protocol.get('schedule')} (warm-up {100 * (protocol.get('warmup_fraction') or 0):.0f}%), each "
                  f"method's CIFAR-10 recipe otherwise; kNN top-1 ({protocol.get('knn')}).")
         if protocol.get("config_overrides"):
-            intro = (f"**Ablation: `{protocol['config_overrides']}` replaces the recipe's value.** " + intro)
+            intro = f"**Ablation: `{protocol['config_overrides']}` replaces the recipe's value.** " + intro
         parts += [intro, table(["method", "seeds", "epochs", "train min", "kNN top-1 (%)", "Δ random init (pp)",
                                 "separation (σ)"], rows)]
         if report.get("plot"):

@@ -44,7 +44,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import SHARED_CIFAR10, environment, write_json
 
 
-
 def search_space(model) -> tuple[str, torch.nn.Module, torch.nn.Module]:
     """(name, encoder, projector) of the space the method's neighbour search uses."""
     if hasattr(model, "teacher_projector") and hasattr(model, "teacher_encoder"):
