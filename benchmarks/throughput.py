@@ -18,6 +18,11 @@ Peak memory of one step of each variant: `torch.cuda.max_memory_allocated` on CU
 timeline (`torch.profiler`, profile_memory=True) of one step, i.e. the largest total of live tensors during the
 step (parameters, gradients, optimiser state, activations, queue), not the process RSS.
 
+`--precision bf16` runs every variant's whole step under `torch.autocast(bfloat16)` (what `accelerate launch
+--mixed_precision bf16` does to the forward; backward, optimiser and EMA kernels are not autocast ops, so wrapping the
+step changes nothing else) and `--channels_last` puts every variant's models and inputs in channels-last layout (the
+trainer's `--channels_last`): the GPU setting. Both apply to ours, the limit and lightly alike.
+
 `--sweep` measures our step time against the queue size K (4096, 16384, 65536) and the batch size (64, 128, 256)
 for every method with a queue, with the time spent in `nearest_neighbors` and `FeatureQueue.enqueue` per step.
 """
@@ -155,13 +160,15 @@ def view_side(kind: str, image_size: int) -> int:
     return max(1, image_size // 2) if kind == "local" else image_size
 
 
-def make_inputs(config, batch: int, device: torch.device, seed: int = 0) -> tuple[list, list]:
+def make_inputs(config, batch: int, device: torch.device, seed: int = 0,
+                channels_last: bool = False) -> tuple[list, list]:
     """Random normalised-image tensors for every view (and SPPS neighbour view), each at its training size."""
     generator = torch.Generator().manual_seed(seed)
+    layout = torch.channels_last if channels_last else torch.contiguous_format
 
     def tensor(kind: str) -> torch.Tensor:
         side = view_side(kind, config.image_size)
-        return torch.randn(batch, config.num_channels, side, side, generator=generator).to(device)
+        return torch.randn(batch, config.num_channels, side, side, generator=generator).to(device, memory_format=layout)
 
     views = [tensor(kind) for kind in config.views]
     neighbour_views = [tensor(kind) for kind in (getattr(config, "neighbour_views", None) or [])]
@@ -369,6 +376,27 @@ def build_lightly(method: str, config, views, device):
     raise ValueError(f"lightly has no {method}")
 
 
+def apply_setting(variants: dict, device: torch.device, precision: str, channels_last: bool) -> dict:
+    """The same precision and memory layout for every variant: models to channels-last (the inputs were made so by
+    `make_inputs`), each step under autocast. Returns ``variants`` with wrapped steps."""
+    if channels_last:
+        for _, modules, _ in variants.values():
+            for module in modules:
+                # Module.to swaps .data, so the optimisers built before keep the same Parameter objects.
+                module.to(memory_format=torch.channels_last)
+    if precision == "fp32":
+        return variants
+    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}[precision]
+
+    def autocast(step):
+        def wrapped() -> None:
+            with torch.autocast(device.type, dtype=dtype):
+                step()
+        return wrapped
+
+    return {name: (autocast(step), *rest) for name, (step, *rest) in variants.items()}
+
+
 # ----------------------------------------------------------------------------- memory
 
 
@@ -419,10 +447,10 @@ def peak_memory(step: Callable[[], None], device: torch.device, modules: list[nn
 
 def measure(method: str, batch: int, image_size: int, small_stem: bool, repeats: int, warmup: int,
             device: torch.device, patchmix_backbone: str = "tiny", with_lightly: bool = True,
-            with_memory: bool = True) -> dict:
+            with_memory: bool = True, precision: str = "fp32", channels_last: bool = False) -> dict:
     spec, config = build_config(method, image_size, small_stem, patchmix_backbone=patchmix_backbone)
     route = route_for(method, config)
-    views, neighbour_views = make_inputs(config, batch, device)
+    views, neighbour_views = make_inputs(config, batch, device, channels_last=channels_last)
     inputs = views + neighbour_views
     variants = {"ours": build_ours(spec, config, views, neighbour_views, device),
                 "limit": build_limit(spec, config, inputs, route, device)}
@@ -433,6 +461,7 @@ def measure(method: str, batch: int, image_size: int, small_stem: bool, repeats:
         if ok:
             step, modules, optimizer, lightly_note = build_lightly(method, config, views, device)
             variants["lightly"] = (step, modules, optimizer)
+    variants = apply_setting(variants, device, precision, channels_last)
     timings = time_interleaved({name: v[0] for name, v in variants.items()}, repeats, warmup, device)
     row = {
         "method": method, "backbone": config.backbone, "backbone_kwargs": config.backbone_kwargs,
@@ -502,11 +531,13 @@ class QueueOpTimer(contextlib.AbstractContextManager):
 
 
 def sweep_point(method: str, batch: int, queue_size: int, image_size: int, small_stem: bool, repeats: int,
-                warmup: int, device: torch.device, patchmix_backbone: str) -> dict:
+                warmup: int, device: torch.device, patchmix_backbone: str, precision: str = "fp32",
+                channels_last: bool = False) -> dict:
     spec, config = build_config(method, image_size, small_stem, queue_size=queue_size,
                                 patchmix_backbone=patchmix_backbone)
-    views, neighbour_views = make_inputs(config, batch, device)
-    step, _, _ = build_ours(spec, config, views, neighbour_views, device)
+    views, neighbour_views = make_inputs(config, batch, device, channels_last=channels_last)
+    variants = {"ours": build_ours(spec, config, views, neighbour_views, device)}
+    step = apply_setting(variants, device, precision, channels_last)["ours"][0]
     for _ in range(warmup):
         step()
     records = []
@@ -550,7 +581,8 @@ def run_sweep(args, setting: dict, device: torch.device) -> dict:
         print(f"no queue, not swept: {', '.join(skipped)}")
     common_kwargs = {"image_size": setting["image_size"], "small_stem": setting["small_stem"],
                      "repeats": setting["repeats"], "warmup": setting["warmup"], "device": device,
-                     "patchmix_backbone": args.patchmix_backbone}
+                     "patchmix_backbone": args.patchmix_backbone, "precision": setting["precision"],
+                     "channels_last": setting["channels_last"]}
     queue_rows, batch_rows = [], []
     for method in methods:
         for queue_size in setting["queue_sizes"]:
@@ -591,6 +623,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--patchmix_backbone", choices=sorted(PATCHMIX_BACKBONES), default=None,
                         help="tiny (default): ViT-Ti/4 at 32 px, affordable on CPU; tiny_quick (--quick default): "
                              "ViT-Ti/8; official: PatchMix's own ViT-S/2.")
+    parser.add_argument("--precision", choices=("fp32", "bf16", "fp16"), default="fp32",
+                        help="bf16/fp16: every variant's step under torch.autocast (the GPU setting; fp16 without a "
+                             "loss scaler, for timing only).")
+    parser.add_argument("--channels_last", action="store_true",
+                        help="Every variant's models and inputs in channels-last layout (the trainer's flag).")
     parser.add_argument("--no_lightly", action="store_true", help="Skip the lightly comparison.")
     parser.add_argument("--no_memory", action="store_true", help="Skip the peak-memory measurement.")
     args = parser.parse_args(argv)
@@ -613,6 +650,7 @@ def main(argv: list[str] | None = None) -> None:
     for name in ("batch", "repeats", "warmup"):
         if getattr(args, name) is not None:
             setting[name] = getattr(args, name)
+    setting.update(precision=args.precision, channels_last=args.channels_last)
     backbone, kwargs = PATCHMIX_BACKBONES[args.patchmix_backbone]
     setting["patchmix_backbone"] = {"name": args.patchmix_backbone, "backbone": backbone or "method default",
                                     "backbone_kwargs": kwargs}
@@ -633,7 +671,8 @@ def main(argv: list[str] | None = None) -> None:
         for method in args.methods:
             row = measure(method, setting["batch"], setting["image_size"], setting["small_stem"], setting["repeats"],
                           setting["warmup"], device, args.patchmix_backbone, with_lightly=not args.no_lightly,
-                          with_memory=not args.no_memory)
+                          with_memory=not args.no_memory, precision=args.precision,
+                          channels_last=args.channels_last)
             results.append(row)
             extra = ""
             if "ours_over_lightly" in row:

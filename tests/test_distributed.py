@@ -18,6 +18,7 @@ import torch.multiprocessing as mp
 from hf_contrastive.distributed import GlobalBatchNorm
 from hf_contrastive.losses import nnclr_loss, simclr_loss
 from hf_contrastive.models import FeatureQueue, all_gather_with_grad
+from hf_contrastive.models.modeling_contrastive import SplitBatchNorm2d
 
 WORLD = 2
 LOCAL_BATCH = 4
@@ -155,6 +156,39 @@ def test_global_batchnorm_equals_batchnorm_over_the_global_batch():
             torch.testing.assert_close(got["running_var"], norm.running_var)
             for grad, expected in zip(got["grads"], (theta.grad, norm.weight.grad, norm.bias.grad)):
                 torch.testing.assert_close(grad, expected, atol=1e-6, rtol=1e-5)
+
+
+@pytest.mark.parametrize("layout", [torch.contiguous_format, torch.channels_last])
+def test_split_batchnorm_normalises_each_split_as_numpy_does(layout, sample_views):
+    """SplitBatchNorm2d (MoCo's one-GPU stand-in for per-GPU BN, in every CIFAR recipe) on 16 real views in 4
+    splits, also in channels-last layout (--channels_last): split s holds rows s, s+4, s+8, s+12 (the reference
+    code's view); each is normalised with its own biased statistics, and the running statistics move towards the
+    mean over splits of the unbiased ones. Computed in numpy here."""
+    import numpy as np
+
+    (x,) = sample_views(["weak"], count=16)
+    splits, momentum, eps = 4, 0.1, 1e-5
+    norm = SplitBatchNorm2d(3, splits, momentum=momentum, eps=eps).train()
+    with torch.no_grad():
+        norm.weight.copy_(torch.tensor([0.5, 1.0, 2.0])), norm.bias.copy_(torch.tensor([-1.0, 0.0, 1.0]))
+    out = norm(x.contiguous(memory_format=layout))
+
+    data = x.double().numpy()
+    expected = np.empty_like(data)
+    means, unbiased_vars = [], []
+    for s in range(splits):
+        rows = data[s::splits]
+        mean, var = rows.mean(axis=(0, 2, 3)), rows.var(axis=(0, 2, 3))
+        normalised = (rows - mean[None, :, None, None]) / np.sqrt(var[None, :, None, None] + eps)
+        expected[s::splits] = normalised * np.array([0.5, 1.0, 2.0])[None, :, None, None] + np.array(
+            [-1.0, 0.0, 1.0])[None, :, None, None]
+        count = rows.shape[0] * rows.shape[2] * rows.shape[3]
+        means.append(mean), unbiased_vars.append(var * count / (count - 1))
+    np.testing.assert_allclose(out.detach().double().numpy(), expected, atol=1e-4)
+    assert out.is_contiguous(memory_format=layout)  # the layout survives the split
+    np.testing.assert_allclose(norm.running_mean.double().numpy(), momentum * np.mean(means, axis=0), atol=1e-6)
+    np.testing.assert_allclose(norm.running_var.double().numpy(),
+                               (1 - momentum) + momentum * np.mean(unbiased_vars, axis=0), atol=1e-6)
 
 
 def _method_model(method: str, sync: bool):

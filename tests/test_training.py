@@ -353,8 +353,9 @@ def test_adamw_leaves_biases_norms_and_vit_tokens_without_weight_decay(tmp_path)
 
 def test_channels_last_trains_the_same_model(tmp_path):
     """--channels_last changes the memory layout only: same loss and weights as the default layout (up to float
-    summation order in the convolutions)."""
-    common = SMALL_RUN + ["--max_train_steps", "2", "--knn_every_n_epochs", "0"]
+    summation order in the convolutions), with the recipes' split BatchNorm too."""
+    common = SMALL_RUN[:-1] + ["queue_size=128,projection_hidden_size=256,bn_splits=4", "--max_train_steps", "2",
+                               "--knn_every_n_epochs", "0"]
     default = train(parse_args(common + ["--output_dir", str(tmp_path / "default")]))
     channels_last = train(parse_args(common + ["--output_dir", str(tmp_path / "cl"), "--channels_last"]))
     assert channels_last["final_loss"] == pytest.approx(default["final_loss"], abs=1e-3)

@@ -45,10 +45,13 @@ class SplitBatchNorm2d(nn.BatchNorm2d):
                 f"bn_splits={self.num_splits} needs a per-device batch divisible by it, got {batch}. "
                 "Change --per_device_train_batch_size or bn_splits."
             )
+        # Splits become channel groups of one (batch / splits, channels x splits) batch. That merge is a view of a
+        # contiguous tensor but needs a copy of a channels-last one (--channels_last), whose layout is restored after.
+        channels_last = not x.is_contiguous() and x.is_contiguous(memory_format=torch.channels_last)
         running_mean = self.running_mean.repeat(self.num_splits)
         running_var = self.running_var.repeat(self.num_splits)
         out = F.batch_norm(
-            x.view(-1, channels * self.num_splits, height, width),
+            x.reshape(-1, channels * self.num_splits, height, width),
             running_mean,
             running_var,
             self.weight.repeat(self.num_splits),
@@ -57,6 +60,8 @@ class SplitBatchNorm2d(nn.BatchNorm2d):
             self.momentum,
             self.eps,
         ).view(batch, channels, height, width)
+        if channels_last:
+            out = out.contiguous(memory_format=torch.channels_last)
         # The running statistics are the mean over the splits.
         self.running_mean.copy_(running_mean.view(self.num_splits, channels).mean(dim=0))
         self.running_var.copy_(running_var.view(self.num_splits, channels).mean(dim=0))
