@@ -247,10 +247,12 @@ def main(argv: list[str] | None = None) -> None:
         rates.append(row)
         print(f"workers {workers:2d}: {row['images_per_s']:8.1f} img/s   (first batch after {row['first_batch_s']:.2f} s)",
               flush=True)
+    # The model trains on the GPU when there is one: compare with its throughput there (same device kind).
+    device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     throughput_json = args.throughput or f"benchmarks/results/throughput{'_quick' if args.quick else ''}.json"
-    consumption = model_consumption(throughput_json, args.method, "cpu")
+    consumption = model_consumption(throughput_json, args.method, device.type)
     report = {
-        "benchmark": "dataloader", **environment("cpu"), "quick": args.quick,
+        "benchmark": "dataloader", **environment(device), "quick": args.quick,
         "setting": {"dataset_name": dataset_name, "train_images": len(dataset), "method": args.method,
                     "views": kinds, "image_size": args.image_size, "batch": batch, "timed_batches": batches,
                     "pin_memory": False},
@@ -270,7 +272,6 @@ def main(argv: list[str] | None = None) -> None:
     # --augment_on_device: the loader crops and flips only; the photometric half runs per batch on the device.
     _, uint8_dataset, _, uint8_transforms = build_dataset(dataset_name, args.method, args.image_size, max_samples=None,
                                                           photometric_on_device=True)
-    device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     device_stages = stage_costs(splits, uint8_dataset, kinds, uint8_transforms, 200 if args.quick else 2000)
     device_rates = [loader_rate(uint8_dataset, batch, workers, batches) for workers in workers_list]
     stats = data_lib.DATASET_STATS[data_lib.detect_dataset_stats(dataset_name)]

@@ -4,14 +4,15 @@
     python benchmarks/make_tables.py --write README.md     # rewrite the marked sections of README.md
 
 Sections: throughput (ours / limit, ours / lightly), memory, sweep (queue size, batch size), dataloader, quality,
-neighbours (label agreement of queue neighbours, `neighbours.py`).
+neighbours (label agreement of queue neighbours, `neighbours.py`) from CPU runs; throughput_gpu (bf16 with fp32
+beside it) and dataloader_gpu from CUDA runs; recipe (recipe runs summarised by `recipe_run.py`).
 With `--write FILE`, each section is written between the marker comments
 
     <!-- benchmarks:throughput:start -->
     ...generated...
     <!-- benchmarks:throughput:end -->
 
-(and likewise `memory`, `sweep`, `dataloader`, `quality`, `neighbours`). A section whose markers are missing is
+(and likewise for every section). A section whose markers are missing is
 reported and left out; nothing else in the file changes. For each kind the newest full-run JSON is used (by its
 `date`); `--quick` smoke runs only with `--include_quick`. `--throughput FILE` etc. pick one file explicitly.
 """
@@ -25,7 +26,8 @@ import sys
 from pathlib import Path
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
-SECTIONS = ("throughput", "memory", "sweep", "dataloader", "quality", "neighbours")
+SECTIONS = ("throughput", "memory", "sweep", "dataloader", "quality", "neighbours", "throughput_gpu", "dataloader_gpu",
+            "recipe")
 
 
 # ----------------------------------------------------------------------------- loading
@@ -60,12 +62,21 @@ def is_quick(report: dict, path: Path) -> bool:
     return bool(report.get("quick")) or "quick" in path.stem or report.get("tag") == "quick"
 
 
-def pick(found: dict, kind: str, include_quick: bool, explicit: str | None) -> list[tuple[Path, dict]]:
-    """The newest report of ``kind`` (full runs first), or the explicit file."""
+def device_kind(report: dict) -> str:
+    """cpu or cuda: where a result was measured (results older than the GPU runs carry no device: CPU)."""
+    return str(report.get("device") or "cpu").split(":")[0]
+
+
+def pick(found: dict, kind: str, include_quick: bool, explicit: str | None, device: str = "cpu",
+         precision: str | None = None) -> list[tuple[Path, dict]]:
+    """The newest report of ``kind`` measured on ``device`` (and at ``precision``; full runs first), or the
+    explicit file."""
     if explicit:
         path = Path(explicit)
         return [(path, json.loads(path.read_text()))]
-    candidates = [(p, r) for p, r in found.get(kind, []) if include_quick or not is_quick(r, p)]
+    candidates = [(p, r) for p, r in found.get(kind, [])
+                  if (include_quick or not is_quick(r, p)) and device_kind(r) == device
+                  and (precision is None or r.get("setting", {}).get("precision", "fp32") == precision)]
     if not candidates:
         return []
     candidates.sort(key=lambda pr: (not is_quick(pr[1], pr[0]), pr[1].get("date", "")), reverse=True)
@@ -244,6 +255,59 @@ def dataloader_section(reports) -> str:
     return "\n\n".join(parts + [provenance(report, path)])
 
 
+def throughput_gpu_section(reports, fp32_reports) -> str:
+    if not reports:
+        return "_No GPU throughput results yet: run `bash benchmarks/gpu.sh` on a CUDA machine._"
+    path, report = reports[0]
+    setting = report.get("setting", {})
+    fp32 = {r["method"]: r for r in (fp32_reports[0][1]["results"] if fp32_reports else [])}
+    rows = []
+    for r in report["results"]:
+        base = fp32.get(r["method"], {}).get("ours_images_per_s")
+        rows.append([r["method"], fmt(r.get("ours_images_per_s"), 0), fmt(r.get("limit_images_per_s"), 0),
+                     fmt(r.get("ours_over_limit"), 2), fmt(r.get("lightly_images_per_s"), 0),
+                     fmt(r.get("ours_over_lightly"), 2), fmt(base, 0),
+                     fmt(r["ours_images_per_s"] / base if base else None, 2, "x"),
+                     fmt(r.get("memory", {}).get("ours", {}).get("peak_mib"), 0)])
+    layout = "channels-last" if setting.get("channels_last") else "default layout"
+    intro = (f"Batch {setting.get('batch')}, {setting.get('image_size')} px, CIFAR-stem ResNet-18 (PatchMix: ViT-Ti/4), "
+             f"{setting.get('precision')} autocast and {layout} for ours, the limit and lightly alike; median of "
+             f"{setting.get('repeats')} steps after {setting.get('warmup')} warm-up steps. \"fp32\" = our step in fp32 "
+             "with the default layout (same machine, next run); \"peak\" = our step's peak GPU memory (MiB).")
+    parts = [intro, table(["method", "ours (img/s)", "limit (img/s)", "ours / limit", "lightly (img/s)",
+                           "ours / lightly", "ours fp32 (img/s)", "bf16 gain", "peak"], rows),
+             provenance(report, path)]
+    if fp32_reports:
+        parts.append("fp32 " + provenance(*reversed(fp32_reports[0])))
+    return "\n\n".join(parts)
+
+
+def recipe_section(reports) -> str:
+    if not reports:
+        return "_No recipe runs summarised yet: run a recipe, then `python benchmarks/recipe_run.py`._"
+    parts = []
+    for path, report in reports:
+        setting, progress, history = report["setting"], report["progress"], report.get("knn_history", [])
+        intro = (f"`{setting['method']}` recipe on {report['device_name']} ({setting['processes_device_precision']}): "
+                 f"{progress['epochs_done']:.1f} of {setting['epochs']} epochs ({setting['total_steps']} steps of "
+                 f"global batch {setting['global_batch']}, lr {setting['learning_rate']:g}, schedule over all "
+                 f"{setting['epochs']} epochs). Training {progress['train_images_per_s']:.0f} img/s "
+                 f"({progress['seconds_per_epoch_training']:.1f} s per epoch); {progress['seconds_per_epoch_overall']:.1f} "
+                 f"s per epoch with the kNN monitor and checkpoints, so the full run takes about "
+                 f"{progress['full_run_hours_estimate']:.1f} h. {report.get('machine_note', '')}")
+        parts.append(intro.strip())
+        if history:
+            parts.append(table(["epoch", *(f"{h['epoch']:g}" for h in history)],
+                               [["kNN top-1 (%)", *(f"{100 * h['knn_top1']:.1f}" for h in history)]]))
+        if report.get("plot"):
+            parts.append(f"![kNN top-1 against epochs, {report['name']}]({report['plot']})")
+        versions = ", ".join(f"{k} {v}" for k, v in report.get("versions", {}).items())
+        parts.append(f"Source: `{path.relative_to(path.parents[2]) if len(path.parents) > 2 else path}` "
+                     f"(from `{report['sources']['log']}` and `{report['sources']['state']}`), {versions}. "
+                     f"Command: `{report['command']}`.")
+    return "\n\n".join(parts)
+
+
 def quality_section(reports) -> str:
     if not reports:
         return "_No fixed-budget results yet: run `python benchmarks/quality.py --budget_minutes M`._"
@@ -323,6 +387,13 @@ def main(argv: list[str] | None = None) -> int:
         "quality": lambda: quality_section(quality),
         "neighbours": lambda: neighbours_section(
             sorted(found.get("neighbour_agreement", []), key=lambda pr: pr[1].get("date", ""), reverse=True)),
+        "throughput_gpu": lambda: throughput_gpu_section(
+            pick(found, "throughput", args.include_quick, None, device="cuda", precision="bf16"),
+            pick(found, "throughput", args.include_quick, None, device="cuda", precision="fp32")),
+        "dataloader_gpu": lambda: dataloader_section(pick(found, "dataloader", args.include_quick, None,
+                                                          device="cuda")),
+        "recipe": lambda: recipe_section(
+            sorted(found.get("recipe_run", []), key=lambda pr: pr[1].get("date", ""), reverse=True)),
     }
     generated = {name: builders[name]() for name in args.sections}
     if not args.write:
