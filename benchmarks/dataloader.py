@@ -216,8 +216,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--throughput", default=None,
                         help="Throughput JSON with the model's images/s, same method and device kind (default "
                              "benchmarks/results/throughput.json; quick: throughput_quick.json).")
-    parser.add_argument("--device", default=None, help="Where the --augment_on_device half runs (default cuda if "
-                        "available, else cpu).")
+    parser.add_argument("--device", default=None, help="Where the --augment_on_device half runs and the model "
+                        "trains: the loader/model ratio reads the throughput JSON of this device kind (default cuda "
+                        "if available, else cpu).")
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--output", default=None)
     args = parser.parse_args(argv)
