@@ -13,11 +13,12 @@ data=${1:?usage: bash benchmarks/gpu.sh CIFAR10_FOLDER RESULTS_FOLDER}
 results=${2:?usage: bash benchmarks/gpu.sh CIFAR10_FOLDER RESULTS_FOLDER}
 mkdir -p "$results"
 cores=$(python3 -c "import os; print(len(os.sched_getaffinity(0)))")
+workers=$(printf '%s\n' 0 4 8 $(( cores * 3 / 4 )) "$cores" | sort -nu | tr '\n' ' ')
 
 python3 benchmarks/throughput.py --device cuda --precision bf16 --channels_last --batch 256 --repeats 20 --warmup 5 \
     --output "$results/throughput_gpu.json"
 python3 benchmarks/throughput.py --device cuda --batch 256 --repeats 20 --warmup 5 --no_memory \
     --output "$results/throughput_gpu_fp32.json"
 python3 benchmarks/dataloader.py --dataset_name "$data" --device cuda --batch 256 --batches 20 --train_steps 0 \
-    --workers 0 4 8 $(( cores * 3 / 4 )) "$cores" --throughput "$results/throughput_gpu.json" \
+    --workers $workers --throughput "$results/throughput_gpu.json" \
     --output "$results/dataloader_gpu.json"

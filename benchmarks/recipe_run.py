@@ -74,7 +74,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
 
     log_text = Path(args.log).read_text(errors="replace")
-    header = next((HEADER.match(line) for line in log_text.splitlines() if HEADER.match(line)), None)
+    header = next(filter(None, map(HEADER.match, log_text.splitlines())), None)
     if header is None:
         raise SystemExit(f"{args.log}: no trainer header line ('<method> | <backbone> | N train images | ...').")
     method, backbone, images, batch, lr, total_steps, epochs, where = header.groups()
