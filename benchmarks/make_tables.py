@@ -12,9 +12,9 @@ With `--write FILE`, each section is written between the marker comments
     ...generated...
     <!-- benchmarks:throughput:end -->
 
-(and likewise for every section). A section whose markers are missing is
-reported and left out; nothing else in the file changes. For each kind the newest full-run JSON is used (by its
-`date`); `--quick` smoke runs only with `--include_quick`. `--throughput FILE` etc. pick one file explicitly.
+(and likewise for every section). A section whose markers are missing is reported and left out; nothing else in
+the file changes. For each kind the newest full-run JSON is used (by its `date`); `--quick` smoke runs only with
+`--include_quick`. `--throughput FILE` etc. pick one file explicitly.
 """
 
 from __future__ import annotations
@@ -270,7 +270,11 @@ def throughput_gpu_section(reports, fp32_reports) -> str:
                      fmt(r["ours_images_per_s"] / base if base else None, 2, "x"),
                      fmt(r.get("memory", {}).get("ours", {}).get("peak_mib"), 0)])
     layout = "channels-last" if setting.get("channels_last") else "default layout"
-    intro = (f"Batch {setting.get('batch')}, {setting.get('image_size')} px, CIFAR-stem ResNet-18 (PatchMix: ViT-Ti/4), "
+    stem = "CIFAR" if setting.get("small_stem") else "standard"
+    patchmix = setting.get("patchmix_backbone", {})
+    patchmix_label = backbone_label(patchmix) if patchmix.get("backbone", "").startswith("vit") else "its default"
+    intro = (f"Batch {setting.get('batch')}, {setting.get('image_size')} px, ResNet-18 with the {stem} stem (PatchMix: "
+             f"{patchmix_label}), "
              f"{setting.get('precision')} autocast and {layout} for ours, the limit and lightly alike; median of "
              f"{setting.get('repeats')} steps after {setting.get('warmup')} warm-up steps. \"fp32\" = our step in fp32 "
              "with the default layout (same machine, next run); \"peak\" = our step's peak GPU memory (MiB).")
