@@ -46,8 +46,9 @@ from common import SHARED_CIFAR10, environment, write_json
 
 def search_space(model) -> tuple[str, torch.nn.Module, torch.nn.Module]:
     """(name, encoder, projector) of the space the method's neighbour search uses."""
-    if hasattr(model, "teacher_projector") and hasattr(model, "teacher_encoder"):
-        return "teacher projection", model.teacher_encoder, model.teacher_projector
+    if hasattr(model, "teacher_projector"):
+        # PatchMix keeps its momentum (teacher) encoder at ``encoder`` and has no ``teacher_encoder``.
+        return "teacher projection", getattr(model, "teacher_encoder", model.encoder), model.teacher_projector
     if hasattr(model, "projector"):
         return "student projection", model.encoder, model.projector
     raise ValueError(f"{type(model).__name__} has no projector: only the backbone space can be measured.")
@@ -60,7 +61,8 @@ def embed(model, loader: DataLoader, description: str) -> dict[str, torch.Tensor
     backbone, projection, labels = [], [], []
     for batch in tqdm(loader, desc=description, leave=False):
         pixels = batch["pixel_values"]
-        backbone.append(F.normalize(model.encoder(pixels).pooler_output.float(), dim=1))
+        student = getattr(model, "student_encoder", model.encoder)  # PatchMix's student is not its ``encoder``
+        backbone.append(F.normalize(student(pixels).pooler_output.float(), dim=1))
         projection.append(F.normalize(projector(encoder(pixels).pooler_output).float(), dim=1))
         labels.append(batch["labels"])
     return {"student backbone": torch.cat(backbone), space: torch.cat(projection), "labels": torch.cat(labels)}

@@ -123,13 +123,15 @@ def route_for(method: str, config) -> tuple[tuple[int, ...], tuple[int, ...]]:
 
 def observed_route(model: nn.Module, views: list, neighbour_views: list) -> dict[str, list]:
     """The input sides each encoder of ``model`` is called with in one forward: ``encoder`` is the student, the
-    ``teacher_*`` encoders the teachers (forward pre-hooks on every `ContrastiveModel` inside the model)."""
+    encoders on the teacher side of ``teacher_pairs()`` the teachers (forward pre-hooks on every `ContrastiveModel`
+    inside the model). PatchMix's ``encoder`` is its momentum teacher, its student ``student_encoder``."""
     calls: dict[str, list] = {"student": [], "teacher": []}
+    teachers = {id(part) for teacher, _, _ in model.teacher_pairs() for part in teacher.modules()}
     hooks = []
     for name, module in model.named_modules():
         if not isinstance(module, ContrastiveModel):
             continue
-        role = "student" if name == "encoder" else "teacher" if name.startswith("teacher") else name
+        role = "teacher" if id(module) in teachers else "student" if name in ("encoder", "student_encoder") else name
         calls.setdefault(role, [])
         hooks.append(module.register_forward_pre_hook(
             lambda _module, args, role=role: calls[role].append(int(args[0].shape[-1]))))

@@ -110,7 +110,9 @@ def describe_pretraining_parts(model: PreTrainedModel) -> str:
     for name, module in model.named_children():
         if name == "encoder":
             continue
-        if name.startswith("teacher_"):
+        if name == "student_encoder":  # PatchMix: the published encoder is the EMA of this one
+            parts.append("student encoder (the published encoder is its EMA)")
+        elif name.startswith("teacher_"):
             teachers.append(name)
         elif isinstance(module, FeatureQueue):
             parts.append(f"{name.replace('_', ' ')} ({module.size} x {module.dim})")

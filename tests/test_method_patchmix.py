@@ -1,6 +1,6 @@
 """PatchMix-specific behaviour: the loss against numpy loops with the official targets, the patch mixing, forward ==
-the loss of independently recomputed outputs on real CIFAR-10 images, teacher EMA (no queue), the official ViT init,
-config checks, and the native timm export of the ViT encoder.
+the loss of independently recomputed outputs on real CIFAR-10 images, teacher EMA (no queue), the momentum encoder as
+the published one, the official ViT init, config checks, and the native timm export of the ViT encoder.
 
 A tiny ViT (vit_tiny_patch16_224 at 32 px, 8 px patches: a 4 x 4 grid, 2 blocks) keeps the file fast.
 """
@@ -15,7 +15,7 @@ import pytest
 import timm
 import torch
 from safetensors.torch import load_file
-from transformers import AutoModel
+from transformers import AutoModel, AutoModelForImageClassification, AutoModelForPreTraining
 
 import hf_contrastive
 from hf_contrastive import cli
@@ -168,11 +168,11 @@ def test_patch_mix_takes_every_cell_from_the_assigned_image_at_the_same_place():
 
 
 def _student(model, x):
-    return model.predictor(model.projector(model.encoder(x).pooler_output))
+    return model.predictor(model.projector(model.student_encoder(x).pooler_output))
 
 
-def _teacher(model, x):
-    return model.teacher_projector(model.teacher_encoder(x).pooler_output)
+def _teacher(model, x):  # the momentum encoder is ``encoder``: the one PatchMix publishes
+    return model.teacher_projector(model.encoder(x).pooler_output)
 
 
 def _mix_by_hand(x: torch.Tensor, order: torch.Tensor) -> torch.Tensor:
@@ -221,16 +221,18 @@ def test_forward_is_the_loss_of_recomputed_outputs_on_mixed_real_images(views, s
 def test_teacher_starts_as_student_is_frozen_and_follows_by_ema(views):
     model = _model(backbone_kwargs={**TINY["backbone_kwargs"], "drop_path_rate": 0.1}).train()
     assert not any(isinstance(m, hf_contrastive.FeatureQueue) for m in model.modules())  # in-batch keys only
-    student = dict(model.encoder.named_parameters()) | {f"p.{k}": v for k, v in model.projector.named_parameters()}
-    teacher = dict(model.teacher_encoder.named_parameters()) | {
+    student = dict(model.student_encoder.named_parameters()) | {
+        f"p.{k}": v for k, v in model.projector.named_parameters()
+    }
+    teacher = dict(model.encoder.named_parameters()) | {
         f"p.{k}": v for k, v in model.teacher_projector.named_parameters()
     }
     assert student.keys() == teacher.keys()
     assert all(torch.equal(student[name], teacher[name]) for name in student)
     assert not any(p.requires_grad for p in teacher.values())
     # stochastic depth in the student only, as the official base/momentum encoders
-    student_drop = [m.drop_prob for m in model.encoder.modules() if isinstance(m, timm.layers.DropPath)]
-    teacher_drop = [m.drop_prob for m in model.teacher_encoder.modules() if isinstance(m, timm.layers.DropPath)]
+    student_drop = [m.drop_prob for m in model.student_encoder.modules() if isinstance(m, timm.layers.DropPath)]
+    teacher_drop = [m.drop_prob for m in model.encoder.modules() if isinstance(m, timm.layers.DropPath)]
     assert student_drop and max(student_drop) > 0 and teacher_drop == [0.0] * len(student_drop)
 
     optimizer = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=0.5)
@@ -246,6 +248,41 @@ def test_teacher_starts_as_student_is_frozen_and_follows_by_ema(views):
         torch.testing.assert_close(teacher[name].detach(), expected)
         moved += not torch.equal(teacher[name], old_teacher[name])
     assert moved > 0
+
+
+def test_the_published_encoder_is_the_momentum_encoder(tmp_path, views):
+    """As the official evaluation (config/knn/knn.py: encoder = 'momentum_encoder'), the Hub folder's encoder, and so
+    AutoModel's and the classifier's, is the EMA encoder, not the gradient-trained student."""
+    model = _model().train()
+    optimizer = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=0.5)
+    model(views=views).loss.backward()
+    optimizer.step()
+    model.momentum_update()
+    momentum = {k: v.detach().clone() for k, v in model.encoder.state_dict().items()}
+    student = {k: v.detach().clone() for k, v in model.student_encoder.state_dict().items()}
+    assert any(not torch.equal(momentum[k], student[k]) for k in momentum)  # one step apart
+
+    mean, std = DATASET_STATS["cifar10"]
+    context = CardContext(dataset_name="cifar10_sample", dataset_stats="cifar10", train_samples=16, epochs=0.0,
+                          global_batch_size=16, command="pytest", knn_top1=None, eval_split="test")
+    folder = save_hub_folder(model.eval(), hf_contrastive.get_method("patchmix"), tmp_path / "model",
+                             image_mean=mean, image_std=std, context=context)
+    assert "student encoder (the published encoder is its EMA)" in (folder / "README.md").read_text()
+
+    encoder = AutoModel.from_pretrained(folder, trust_remote_code=True).eval()
+    for name, tensor in encoder.state_dict().items():
+        assert torch.equal(tensor, momentum[name]), name
+    with torch.no_grad():
+        torch.testing.assert_close(encoder(pixel_values=views[0]).pooler_output,
+                                   model.encoder(pixel_values=views[0]).pooler_output)
+    classifier = AutoModelForImageClassification.from_pretrained(folder, trust_remote_code=True, num_labels=10)
+    assert all(torch.equal(t, momentum[k]) for k, t in classifier.encoder.state_dict().items())
+    assert all(p.requires_grad for p in classifier.encoder.parameters())  # fine-tuned, not frozen as a teacher
+
+    restored = AutoModelForPreTraining.from_pretrained(folder, trust_remote_code=True)
+    assert all(torch.equal(t, student[k]) for k, t in restored.student_encoder.state_dict().items())
+    assert not any(p.requires_grad for p in restored.encoder.parameters())  # still the EMA teacher
+    assert all(p.requires_grad for p in restored.student_encoder.parameters())
 
 
 # ---------------------------------------------------------------------------- defaults, init, config

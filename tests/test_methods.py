@@ -125,7 +125,9 @@ def test_method_loss_is_finite_and_falls(name, real_images):
             model.enqueue(outputs.queue_keys)
     after = measured_loss()
     assert after < before, (before, after)
+    # teacher_* attributes and the EMA side of teacher_pairs (PatchMix's momentum encoder is its ``encoder``)
     teachers = [p for n, p in model.named_parameters() if n.startswith("teacher_")]
+    teachers += [p for teacher, _, _ in model.teacher_pairs() for p in teacher.parameters()]
     assert not any(p.requires_grad for p in teachers)
 
 

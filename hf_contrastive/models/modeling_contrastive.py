@@ -263,7 +263,7 @@ class ContrastivePreTrainingOutput(ModelOutput):
 class ContrastivePreTrainedModel(PreTrainedModel):
     """Weight initialisation and loading conventions shared by every method.
 
-    ``base_model_prefix = "encoder"``: every pretraining and classification model keeps its encoder at
+    ``base_model_prefix = "encoder"``: every pretraining and classification model keeps the encoder it publishes at
     ``self.encoder``, so one checkpoint loads into each class of the family.
     """
 
@@ -273,7 +273,7 @@ class ContrastivePreTrainedModel(PreTrainedModel):
     input_modalities = ("image",)
     supports_gradient_checkpointing = False
     # Pretraining state (teachers, heads, queues) is expected to be unused when loading the encoder alone.
-    _keys_to_ignore_on_load_unexpected = [r"^teacher_", r"^projector\.", r"^predictor\.", r"^queue"]
+    _keys_to_ignore_on_load_unexpected = [r"^teacher_", r"^student_", r"^projector\.", r"^predictor\.", r"^queue"]
 
     @classmethod
     def from_pretrained(cls, *args, **kwargs):
@@ -331,7 +331,17 @@ class ContrastiveForPreTraining(ContrastivePreTrainedModel):
     Subclasses build their modules (the student encoder at ``self.encoder``, teachers as ``teacher_*`` attributes,
     queues as `FeatureQueue` attributes), call ``self.post_init()`` and then ``self.init_teachers()``, implement
     ``forward(views) -> ContrastivePreTrainingOutput`` and, if they have teachers, ``teacher_pairs()``.
+    ``self.encoder`` is what is evaluated and published; a method that publishes its EMA encoder instead (PatchMix,
+    as MoCo v3) keeps that one at ``self.encoder``, names its student ``student_encoder`` and lists ``encoder`` as a
+    teacher in ``teacher_pairs()``, which freezes it.
     """
+
+    def freeze_teachers(self) -> None:
+        """Teachers are updated by EMA, never by gradients: the ``teacher_*`` attributes and every module on the
+        teacher side of ``teacher_pairs()``."""
+        super().freeze_teachers()
+        for teacher, _, _ in self.teacher_pairs():
+            teacher.requires_grad_(False)
 
     # Keys each training image adds to each queue per step (MoCo's symmetric loss enqueues both views: 2).
     queue_keys_per_sample: int = 1

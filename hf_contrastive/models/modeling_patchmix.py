@@ -164,9 +164,9 @@ class PatchMixForPreTraining(ContrastiveForPreTraining):
     ``forward(views=[x_1, x_2])``:
     ```
     mix_v, P_v = patch_mix(x_v, draw_mix_groups(cells, m), patch)   # one random cell split per view
-    q_1  = predictor(projector(encoder(x_1)))                         # student, with grad
-    mq_2 = predictor(projector(encoder(mix_2)))
-    k_1, k_2, mk_1 = teacher_projector(teacher_encoder(.)) of x_1, x_2, mix_1   # EMA teacher, no grad
+    q_1  = predictor(projector(student_encoder(x_1)))                 # student, with grad
+    mq_2 = predictor(projector(student_encoder(mix_2)))
+    k_1, k_2, mk_1 = teacher_projector(encoder(.)) of x_1, x_2, mix_1   # EMA (momentum) teacher, no grad
     loss = patchmix_loss(q_1, k_2, mq_2, k_1, mk_1, P_2, P_1, tau)   # all gathered across processes
     ```
     (formula in `hf_contrastive.losses.patchmix_loss`). Mixed image ``i`` takes about ``1/m`` of its cells from each
@@ -176,20 +176,26 @@ class PatchMixForPreTraining(ContrastiveForPreTraining):
     ``symmetric=True`` averages this with the same loss with the views swapped. Every student/teacher call is a
     separate forward, so the heads' BatchNorm sees one batch of images per call, as officially (the global batch with
     ``distributed_batchnorm='sync'``, the default, as the official SyncBN). No queue: ``queue_keys`` is None.
+
+    Unlike the rest of the family, ``encoder`` is the EMA (momentum) encoder, frozen, and the student is
+    ``student_encoder``: PatchMix evaluates and publishes the momentum encoder, as MoCo v3.
     """
 
     config_class = PatchMixConfig
 
     def __init__(self, config: PatchMixConfig):
         super().__init__(config)
-        self.encoder = PatchMixModel(config)
+        self.student_encoder = PatchMixModel(config)
         self.projector = _moco_mlp(config.projection_layers, config.hidden_size, config.projection_hidden_size,
                                    config.projection_dim)
         self.predictor = _moco_mlp(config.prediction_layers, config.projection_dim, config.projection_hidden_size,
                                    config.projection_dim)
-        self.teacher_encoder = copy.deepcopy(self.encoder)
+        # The momentum encoder sits at ``encoder``, the family's published slot, because it is the one PatchMix
+        # evaluates and releases (official config/knn/knn.py: encoder = 'momentum_encoder'). So kNN, the Hub folder,
+        # AutoModel and AutoModelForImageClassification all get it; the gradient-trained one is ``student_encoder``.
+        self.encoder = copy.deepcopy(self.student_encoder)
         self.teacher_projector = copy.deepcopy(self.projector)
-        _disable_drop_path_(self.teacher_encoder)
+        _disable_drop_path_(self.encoder)
         self.mix_patch_size = self._resolve_mix_patch_size(config)
         self.post_init()
         self.init_teachers()
@@ -213,16 +219,16 @@ class PatchMixForPreTraining(ContrastiveForPreTraining):
         return patch
 
     def teacher_pairs(self) -> list[tuple[nn.Module, nn.Module, float]]:
-        teacher = nn.ModuleList([self.teacher_encoder, self.teacher_projector])
-        student = nn.ModuleList([self.encoder, self.projector])
+        teacher = nn.ModuleList([self.encoder, self.teacher_projector])
+        student = nn.ModuleList([self.student_encoder, self.projector])
         return [(teacher, student, self.config.ema_momentum)]
 
     def _student(self, pixel_values: torch.Tensor) -> torch.Tensor:
-        return self.predictor(self.projector(self.encoder(pixel_values).pooler_output))
+        return self.predictor(self.projector(self.student_encoder(pixel_values).pooler_output))
 
     @torch.no_grad()
     def _teacher(self, pixel_values: torch.Tensor) -> torch.Tensor:
-        return self.teacher_projector(self.teacher_encoder(pixel_values).pooler_output)
+        return self.teacher_projector(self.encoder(pixel_values).pooler_output)
 
     def _mix(self, pixel_values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         height, width = pixel_values.shape[-2:]

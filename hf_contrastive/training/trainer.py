@@ -414,7 +414,8 @@ class Pretrainer:
         self._neighbour_table_tag = tag
 
     def evaluate_knn(self) -> tuple[float, torch.Tensor, torch.Tensor] | None:
-        """kNN top-1 of the student encoder, with the test features and labels it used (None without labels)."""
+        """kNN top-1 of the published encoder (``model.encoder``: the student, PatchMix's momentum encoder), with
+        the test features and labels it used (None without labels)."""
         if self.knn_dataloaders is None:
             return None
         encoder = self.accelerator.unwrap_model(self.model).encoder
