@@ -58,10 +58,10 @@ def search_space(model) -> tuple[str, torch.nn.Module, torch.nn.Module]:
 def embed(model, loader: DataLoader, description: str) -> dict[str, torch.Tensor]:
     """Normalised features of both spaces and the labels of every image of ``loader`` (one pass)."""
     space, encoder, projector = search_space(model)
+    student = getattr(model, "student_encoder", model.encoder)  # PatchMix's student is not its ``encoder``
     backbone, projection, labels = [], [], []
     for batch in tqdm(loader, desc=description, leave=False):
         pixels = batch["pixel_values"]
-        student = getattr(model, "student_encoder", model.encoder)  # PatchMix's student is not its ``encoder``
         backbone.append(F.normalize(student(pixels).pooler_output.float(), dim=1))
         projection.append(F.normalize(projector(encoder(pixels).pooler_output).float(), dim=1))
         labels.append(batch["labels"])
