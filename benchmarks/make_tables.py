@@ -323,17 +323,22 @@ def quality_section(reports) -> str:
             accuracy = f"{100 * r['knn_top1_mean']:.2f}" + (f" ± {100 * r['knn_top1_std']:.2f}" if len(r["seeds"]) > 1 else "")
             flag = " (stopped early)" if r.get("runs_stopped_early") else ""
             rows.append([r["method"].replace("random_init", "**random init**"), str(len(r["seeds"])),
-                         fmt(r.get("epochs_mean"), 1), fmt(r.get("train_minutes_mean"), 1) + flag, accuracy,
+                         fmt(r.get("epochs_mean"), 1), fmt(r.get("train_minutes_mean"), 1) + flag,
+                         ", ".join(f"{f:g}" for f in r["speed_factors"]) if r.get("speed_factors") else
+                         ("–" if r["method"] == "random_init" else "1"), accuracy,
                          fmt(r.get("minus_random_init_pp"), 2) if "minus_random_init_pp" in r else "–",
                          fmt(r.get("separation_sigma"), 1) if r.get("separation_sigma") is not None else "–"])
         intro = (f"Budget {protocol.get('budget_minutes')} min of training per run on `{protocol.get('dataset_name')}`: "
                  f"{protocol.get('backbone')}, batch {protocol.get('batch')}, lr {protocol.get('learning_rate')}, "
                  f"{protocol.get('schedule')} (warm-up {100 * (protocol.get('warmup_fraction') or 0):.0f}%), each "
-                 f"method's CIFAR-10 recipe otherwise; kNN top-1 ({protocol.get('knn')}).")
+                 f"method's CIFAR-10 recipe otherwise; kNN top-1 ({protocol.get('knn')}). Minutes are the "
+                 "reference machine's (the CPU of the table's first runs); a run on another CPU trained for budget x "
+                 "speed factor of its own minutes, where speed factor = MNN's seconds per step on that CPU / on the "
+                 "reference CPU (`--calibrate_with`, benchmarks/README.md).")
         if protocol.get("config_overrides"):
             intro = f"**Ablation: `{protocol['config_overrides']}` replaces the recipe's value.** " + intro
-        parts += [intro, table(["method", "seeds", "epochs", "train min", "kNN top-1 (%)", "Δ random init (pp)",
-                                "separation (σ)"], rows)]
+        parts += [intro, table(["method", "seeds", "epochs", "train min", "speed factor", "kNN top-1 (%)",
+                                "Δ random init (pp)", "separation (σ)"], rows)]
         if report.get("plot"):
             parts.append(f"![kNN top-1 against training time, {report.get('tag')}]({report['plot']})")
         parts.append(provenance(report, path))

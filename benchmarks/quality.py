@@ -9,7 +9,9 @@ its hyper-parameters, views, EMA, queue, SplitBatchNorm) with ResNet-18 and the 
 SGD lr 0.06 x 128 / 256, run by the real training loop (hf_contrastive.training). The budget becomes a step count:
 a short probe of the real loop (data loading included) measures seconds per step on this machine, then the run
 gets `--max_train_steps = budget / (s/step)`, so the cosine schedule (after a warm-up of `--warmup_fraction` of the
-steps) ends exactly at the budget. kNN top-1 (k=200, T=0.1, bank = the 50k train images, queries = the full 10k
+steps) ends exactly at the budget. The budget is in minutes of the reference machine (the CPU of the first runs):
+on another CPU a probe of `--calibrate_with` (MNN) here and its recorded probe there give the speed factor that
+scales it, so a faster machine trains as much, not more. kNN top-1 (k=200, T=0.1, bank = the 50k train images, queries = the full 10k
 test split) is measured `--knn_points` times during training and at the end; its time is not part of the budget.
 The same ResNet-18 at random initialisation (one per seed) is always measured too.
 
@@ -179,8 +181,46 @@ def probe_seconds_per_step(method: str, run: dict, work_dir: Path, steps: int, s
             "min_s": round(min(gaps), 4), "max_s": round(max(gaps), 4)}
 
 
+def reference_probe(results_dir: Path, method: str, batch: int) -> dict | None:
+    """Seconds per step of `method` on the reference machine: the machine of the earliest uncalibrated run of
+    `method` (full data, batch `batch`, no config overrides) in `results_dir/quality/`, averaged over that machine's
+    runs. None when no such run exists (this machine becomes the reference)."""
+    records = []
+    for path in sorted((results_dir / "quality").glob("*/*.json")):
+        record = json.loads(path.read_text())
+        protocol = record.get("protocol") or {}
+        if (record.get("method") != method or "probe" not in record or record.get("tag") == "quick"
+                or protocol.get("batch") != batch or protocol.get("config_overrides")
+                or (record.get("calibration") or {}).get("role", "reference") != "reference"):
+            continue
+        records.append(record)
+    if not records:
+        return None
+    first = min(records, key=lambda r: r["date"])
+    machine = (first.get("cpu_model"), first.get("cpu_cores"), first.get("torch_threads"))
+    same = [r for r in records if (r.get("cpu_model"), r.get("cpu_cores"), r.get("torch_threads")) == machine]
+    return {"method": method, "seconds_per_step": round(statistics.fmean(r["probe"]["seconds_per_step"] for r in same), 4),
+            "runs": len(same), "cpu_model": machine[0], "cpu_cores": machine[1], "torch_threads": machine[2],
+            "first_date": first["date"]}
+
+
+def calibrate(results_dir: Path, method: str, run: dict, work_dir: Path, steps: int, skip: int) -> dict:
+    """How fast this machine is against the reference machine, from one method's probe on both.
+
+    The budget is defined on the reference machine: a run here gets `budget x speed_factor` seconds, where
+    speed_factor = (s/step here) / (s/step there) of `method`, so that every run of a tag gets the same amount of
+    training whatever CPU a session is given (it assumes the methods' relative costs are the same on both CPUs)."""
+    reference = reference_probe(results_dir, method, run["batch"])
+    plain_run = {**run, "config_overrides": ""}  # the reference runs used the method's recipe as it is
+    here = probe_seconds_per_step(method, plain_run, work_dir, steps, skip)
+    if reference is None:
+        return {"role": "reference", "method": method, "probe_here": here, "speed_factor": 1.0}
+    return {"role": "calibrated", "method": method, "probe_here": here, "reference": reference,
+            "speed_factor": round(here["seconds_per_step"] / reference["seconds_per_step"], 4)}
+
+
 def run_method(method: str, run: dict, budget_s: float, probe: dict, steps_per_epoch: int, work_dir: Path,
-               keep_outputs: bool, hard_stop_factor: float) -> dict:
+               keep_outputs: bool, hard_stop_factor: float, calibration: dict | None = None) -> dict:
     max_train_steps = max(1, int(budget_s / probe["seconds_per_step"]))
     epochs = max_train_steps / steps_per_epoch
     warmup_epochs = run["warmup_fraction"] * epochs
@@ -188,7 +228,7 @@ def run_method(method: str, run: dict, budget_s: float, probe: dict, steps_per_e
     output_dir = work_dir / f"{method}_seed{run['seed']}"
     argv = training_argv(method, run, output_dir, max_train_steps, warmup_epochs, knn_every)
     print(f"\n== {method} seed {run['seed']}: {max_train_steps} steps ({epochs:.2f} epochs) for "
-          f"{budget_s / 60:.1f} min at {probe['seconds_per_step']:.3f} s/step; kNN every {knn_every or '-'} epoch(s)",
+          f"{budget_s / 60:.1f} min here at {probe['seconds_per_step']:.3f} s/step; kNN every {knn_every or '-'} epoch(s)",
           flush=True)
     trainer = BudgetPretrainer(make_args(argv), stop_after_s=budget_s * hard_stop_factor if hard_stop_factor else None)
     results = trainer.train()
@@ -197,9 +237,10 @@ def run_method(method: str, run: dict, budget_s: float, probe: dict, steps_per_e
         history.append({**entry, "train_time_s": round(train_s, 1), "eval_time_s": round(eval_s, 1)})
     train_time_s = history[-1]["train_time_s"] if history else round(trainer.training_seconds(), 1)
     record = {
-        "method": method, "seed": run["seed"], "budget_minutes": budget_s / 60,
+        "method": method, "seed": run["seed"], "budget_minutes": run["budget_minutes"],
         "backbone": trainer.model_config.backbone, "small_image_stem": trainer.model_config.small_image_stem,
-        "probe": probe, "max_train_steps": max_train_steps, "epochs": round(epochs, 3),
+        "probe": probe, "calibration": calibration, "budget_s_here": round(budget_s, 1),
+        "max_train_steps": max_train_steps, "epochs": round(epochs, 3),
         "warmup_epochs": round(warmup_epochs, 3), "knn_every_n_epochs": knn_every,
         "learning_rate": trainer.learning_rate, "train_time_s": train_time_s,
         "eval_time_total_s": round(sum(e for _, e in trainer.eval_marks), 1),
@@ -244,6 +285,11 @@ def load_runs(folder: Path) -> list[dict]:
     return [json.loads(p.read_text()) for p in sorted(folder.glob("*.json"))]
 
 
+def reference_seconds(run: dict, seconds_here: float) -> float:
+    """Training seconds of a run expressed on the reference machine (calibrated runs ran on another CPU)."""
+    return seconds_here / ((run.get("calibration") or {}).get("speed_factor") or 1.0)
+
+
 def mean_std(values: list[float]) -> tuple[float, float]:
     return statistics.fmean(values), (statistics.stdev(values) if len(values) > 1 else 0.0)
 
@@ -265,9 +311,12 @@ def summarize(runs: list[dict]) -> dict:
         if method != RANDOM_INIT:
             row.update(epochs_mean=round(statistics.fmean(r["epochs"] for r in method_runs), 2),
                        steps_mean=round(statistics.fmean(r["max_train_steps"] for r in method_runs)),
-                       train_minutes_mean=round(statistics.fmean(r["train_time_s"] for r in method_runs) / 60, 2),
+                       train_minutes_mean=round(statistics.fmean(reference_seconds(r, r["train_time_s"])
+                                                                 for r in method_runs) / 60, 2),
                        seconds_per_step=round(statistics.fmean(r["probe"]["seconds_per_step"] for r in method_runs), 4),
                        budget_ratio_max=max(r.get("budget_ratio", 1.0) for r in method_runs),
+                       speed_factors=sorted({(r.get("calibration") or {}).get("speed_factor") or 1.0
+                                             for r in method_runs}),
                        runs_stopped_early=sum(1 for r in method_runs if r.get("stopped_early_at_step")))
             if random_mean is not None:
                 row["minus_random_init_pp"] = round(100 * (mean - random_mean), 2)
@@ -293,7 +342,8 @@ def plot(runs: list[dict], summary: dict, path: Path, title: str) -> Path | None
     for index, method in enumerate(methods):
         color = colors[index % 20]
         for n, run in enumerate(r for r in runs if r["method"] == method):
-            points = [(h["train_time_s"] / 60, 100 * h["knn_top1"]) for h in run.get("knn_history", [])]
+            points = [(reference_seconds(run, h["train_time_s"]) / 60, 100 * h["knn_top1"])
+                      for h in run.get("knn_history", [])]
             if not points:
                 continue
             xs, ys = zip(*points)
@@ -308,7 +358,7 @@ def plot(runs: list[dict], summary: dict, path: Path, title: str) -> Path | None
     if budget:
         ax.axvline(budget, color="grey", linestyle=":", linewidth=1, label="budget")
     ax.set_xlim(left=0)
-    ax.set_xlabel("training time (minutes, kNN evaluations excluded)")
+    ax.set_xlabel("training time (reference-machine minutes, kNN evaluations excluded)")
     ax.set_ylabel("kNN top-1 (%)  k=200, T=0.1")
     ax.set_title(title, fontsize=10)
     ax.grid(alpha=0.3)
@@ -386,6 +436,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--keep_outputs", action="store_true")
     parser.add_argument("--overwrite", action="store_true", help="Redo runs whose JSON exists.")
     parser.add_argument("--no_random_init", action="store_true")
+    parser.add_argument("--calibrate_with", default="mnn", help="Method whose probe here and on the reference "
+                        "machine (the one the tag's first runs used) gives the speed factor that scales the budget: "
+                        "equal training, not equal minutes, on a faster or slower CPU.")
+    parser.add_argument("--no_calibration", action="store_true", help="Budget in this machine's own minutes.")
     parser.add_argument("--summarize_only", action="store_true", help="Only rebuild the summary JSON and plot.")
     args = parser.parse_args(argv)
     if args.budget_minutes is None and not args.quick:
@@ -426,9 +480,11 @@ def main(argv: list[str] | None = None) -> None:
 
     steps_per_epoch = None
     probes: dict[str, dict] = {}
+    calibration: dict | None = None
     started = time.perf_counter()
     for seed in args.seeds:
-        run = {"dataset_name": dataset_name, "batch": args.batch, "base_learning_rate": args.base_learning_rate,
+        run = {"dataset_name": dataset_name, "budget_minutes": budget_minutes, "batch": args.batch,
+               "base_learning_rate": args.base_learning_rate,
                "seed": seed, "warmup_fraction": args.warmup_fraction, "knn_points": args.knn_points,
                "workers": args.workers, "patchmix_backbone": args.patchmix_backbone,
                "config_overrides": args.config_overrides}
@@ -445,11 +501,17 @@ def main(argv: list[str] | None = None) -> None:
                 if steps_per_epoch is None:
                     from hf_contrastive.data import load_image_dataset
                     steps_per_epoch = len(load_image_dataset(dataset_name).train) // args.batch
+                if calibration is None and not (args.quick or args.no_calibration):
+                    calibration = calibrate(results_dir, args.calibrate_with, run, work_dir, 2 * probe_steps,
+                                            probe_skip)
+                    print(f"calibration ({calibration['role']}): speed factor {calibration['speed_factor']:.3f} "
+                          f"from {args.calibrate_with}'s probe", flush=True)
                 if method not in probes:
                     probes[method] = probe_seconds_per_step(method, run, work_dir, probe_steps, probe_skip)
                     print(f"probe {method}: {probes[method]['seconds_per_step']:.3f} s/step", flush=True)
-                record = run_method(method, run, budget_minutes * 60, probes[method], steps_per_epoch, work_dir,
-                                    args.keep_outputs, args.hard_stop_factor)
+                speed_factor = calibration["speed_factor"] if calibration else 1.0
+                record = run_method(method, run, budget_minutes * 60 * speed_factor, probes[method], steps_per_epoch,
+                                    work_dir, args.keep_outputs, args.hard_stop_factor, calibration)
             write_json(path, {"benchmark": "quality_run", **environment(TRAINING_DEVICE), "tag": tag, "protocol": protocol,
                               **record})
             print(f"{method} seed {seed}: kNN top-1 {100 * record['knn_top1']:.2f}%", flush=True)

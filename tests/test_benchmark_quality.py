@@ -1,0 +1,62 @@
+"""benchmarks/quality.py's machine calibration: which runs define the reference machine's speed, and how training
+time is expressed on it. The records are written as quality.py writes them (only the fields these functions read)."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+import quality  # noqa: E402
+
+XEON = {"cpu_model": "Intel(R) Xeon(R) Processor", "cpu_cores": 2, "torch_threads": 2}
+EPYC = {"cpu_model": "AMD EPYC", "cpu_cores": 2, "torch_threads": 2}
+
+
+def write_run(results: Path, tag: str, name: str, method: str, seconds_per_step: float, date: str, machine: dict,
+              batch: int = 128, overrides: str | None = None, calibration: dict | None = None) -> None:
+    record = {"benchmark": "quality_run", "tag": tag, "method": method, "date": date, **machine,
+              "protocol": {"batch": batch, "config_overrides": overrides},
+              "probe": {"seconds_per_step": seconds_per_step}, "calibration": calibration}
+    path = results / "quality" / tag / f"{name}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(record))
+
+
+def test_reference_is_the_first_machine_averaged_over_its_plain_runs(tmp_path):
+    write_run(tmp_path, "15min", "mnn_seed0", "mnn", 0.74, "2026-11-22T10:00:00+00:00", XEON)
+    write_run(tmp_path, "60min", "mnn_seed0", "mnn", 0.70, "2026-11-23T10:00:00+00:00", XEON)
+    # Not reference evidence: another batch, an ablation (other views cost more), a quick run, a calibrated run,
+    # another method, and a later run on another CPU.
+    write_run(tmp_path, "60min_lr0.06_b256", "mnn_seed0", "mnn", 1.40, "2026-11-21T10:00:00+00:00", XEON, batch=256)
+    write_run(tmp_path, "60min_views", "mnn_seed0", "mnn", 0.90, "2026-11-21T10:00:00+00:00", XEON,
+              overrides="views=[strong, strong]")
+    write_run(tmp_path, "quick", "mnn_seed0", "mnn", 0.30, "2026-11-20T10:00:00+00:00", XEON)
+    write_run(tmp_path, "60min", "mnn_seed1", "mnn", 0.48, "2026-11-28T10:00:00+00:00", EPYC,
+              calibration={"role": "calibrated", "speed_factor": 0.667})
+    write_run(tmp_path, "60min", "byol_seed0", "byol", 0.78, "2026-11-22T09:00:00+00:00", XEON)
+    write_run(tmp_path, "30min", "mnn_seed0", "mnn", 0.50, "2026-11-27T10:00:00+00:00", EPYC)
+
+    reference = quality.reference_probe(tmp_path, "mnn", batch=128)
+
+    assert reference["cpu_model"] == XEON["cpu_model"]
+    assert reference["runs"] == 2
+    assert reference["seconds_per_step"] == pytest.approx((0.74 + 0.70) / 2)
+    assert reference["first_date"].startswith("2026-11-22")
+
+
+def test_no_reference_without_a_plain_run_of_the_method(tmp_path):
+    write_run(tmp_path, "60min", "byol_seed0", "byol", 0.78, "2026-11-22T09:00:00+00:00", XEON)
+    assert quality.reference_probe(tmp_path, "mnn", batch=128) is None
+    assert quality.reference_probe(tmp_path / "missing", "mnn", batch=128) is None
+
+
+def test_training_time_is_expressed_in_reference_seconds():
+    # 40 minutes on a CPU whose steps take 2/3 of the reference's time are 60 reference minutes.
+    calibrated = {"calibration": {"role": "calibrated", "speed_factor": 2 / 3}}
+    assert quality.reference_seconds(calibrated, 2400.0) == pytest.approx(3600.0)
+    for uncalibrated in ({}, {"calibration": None}, {"calibration": {"role": "reference", "speed_factor": 1.0}}):
+        assert quality.reference_seconds(uncalibrated, 2400.0) == 2400.0
