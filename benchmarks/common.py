@@ -27,6 +27,12 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 SHARED_CIFAR10 = REPO_ROOT.parent / "shared" / "data" / "cifar10"
 
 
+def display_path(path: Path | str) -> str:
+    """Relative to the working directory when below its parent (commands and JSON stay portable)."""
+    relative = os.path.relpath(path)
+    return relative if not relative.startswith("../..") else str(path)
+
+
 def cpu_model() -> str:
     """The CPU's marketing name (``/proc/cpuinfo`` model name), else what ``platform`` knows."""
     try:

@@ -38,7 +38,7 @@ import hf_contrastive
 from hf_contrastive import data as data_lib
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import REPO_ROOT, SHARED_CIFAR10, environment, set_threads, usable_cores, write_json
+from common import REPO_ROOT, SHARED_CIFAR10, display_path, environment, set_threads, usable_cores, write_json
 
 SAMPLE = REPO_ROOT / "data" / "cifar10_sample"
 
@@ -68,7 +68,7 @@ def stage_costs(splits, dataset, kinds, transforms, count: int) -> dict:
     images = [data_lib.decode_image(v) for v in values]
     decode_us = (time.perf_counter() - start) / len(images) * 1e6
     costs = {"row_fetch_us": round(row_us, 1), "decode_us": round(decode_us, 1)}
-    for index, (kind, transform) in enumerate(zip(kinds, transforms)):
+    for index, (kind, transform) in enumerate(zip(kinds, transforms, strict=True)):
         torch.manual_seed(index)
         start = time.perf_counter()
         for image in images:
@@ -114,7 +114,7 @@ def loader_rate(dataset, batch: int, workers: int, batches: int) -> dict:
 
 def load_next(iterator, inputs: list[torch.Tensor]) -> None:
     item = next(iterator)
-    for target, source in zip(inputs, item["views"] + item.get("neighbour_views", [])):
+    for target, source in zip(inputs, item["views"] + item.get("neighbour_views", []), strict=True):
         target.copy_(source)
 
 
@@ -224,8 +224,8 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     set_threads(args.threads)
     cores = usable_cores()
-    dataset_name = args.dataset_name or os.path.relpath(SAMPLE if args.quick or not SHARED_CIFAR10.is_dir()
-                                                        else SHARED_CIFAR10)
+    dataset_name = args.dataset_name or display_path(SAMPLE if args.quick or not SHARED_CIFAR10.is_dir()
+                                                     else SHARED_CIFAR10)
     batch = args.batch or (64 if args.quick else 128)
     batches = args.batches or (5 if args.quick else 40)
     workers_list = args.workers if args.workers is not None else (

@@ -41,7 +41,7 @@ from hf_contrastive import data as data_lib
 from hf_contrastive.evaluation import neighbour_label_agreement
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import SHARED_CIFAR10, environment, write_json
+from common import SHARED_CIFAR10, display_path, environment, write_json
 
 
 def search_space(model) -> tuple[str, torch.nn.Module, torch.nn.Module]:
@@ -96,7 +96,7 @@ def main(argv: list[str] | None = None) -> int:
                                      formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
     parser.add_argument("--model", nargs="+", required=True, help="Pretraining folder(s): a run's output_dir/model.")
     parser.add_argument("--label", nargs="*", default=None, help="A name per --model for the table.")
-    parser.add_argument("--dataset_name", default=str(SHARED_CIFAR10))
+    parser.add_argument("--dataset_name", default=display_path(SHARED_CIFAR10))
     parser.add_argument("--queue_size", type=int, default=4096)
     parser.add_argument("--queries", type=int, default=10000)
     parser.add_argument("--k", type=int, nargs="+", default=[1, 5], help="Neighbour counts (MNN and MSF use 5).")

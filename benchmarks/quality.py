@@ -29,7 +29,6 @@ import argparse
 import gc
 import json
 import math
-import os
 import re
 import shutil
 import statistics
@@ -44,7 +43,7 @@ from hf_contrastive.training import parse_args
 from hf_contrastive.training.trainer import Pretrainer
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import REPO_ROOT, RESULTS_DIR, SHARED_CIFAR10, environment, write_json
+from common import REPO_ROOT, RESULTS_DIR, SHARED_CIFAR10, display_path, environment, write_json
 
 SAMPLE = REPO_ROOT / "data" / "cifar10_sample"
 RECIPES = REPO_ROOT / "recipes" / "configs"
@@ -58,12 +57,6 @@ PATCHMIX_OVERRIDES = {
     "vit_tiny": {"backbone": "vit_tiny_patch16_224", "backbone_kwargs": {"img_size": 32, "patch_size": 4},
                  "mix_patch_size": None},
 }
-
-
-def display_path(path: Path | str) -> str:
-    """Relative to the working directory when below its parent (commands and JSON stay portable)."""
-    relative = os.path.relpath(path)
-    return relative if not relative.startswith("../..") else str(path)
 
 
 def overrides_text(overrides: dict) -> str:
@@ -171,7 +164,7 @@ def probe_seconds_per_step(method: str, run: dict, work_dir: Path, steps: int, s
     trainer = BudgetPretrainer(make_args(argv), skip_knn=True)
     trainer.train()
     stamps = trainer.step_times
-    gaps = [b - a for a, b in zip(stamps[skip:], stamps[skip + 1:])]
+    gaps = [b - a for a, b in zip(stamps[skip:], stamps[skip + 1:], strict=False)]
     del trainer
     gc.collect()
     shutil.rmtree(output_dir, ignore_errors=True)
@@ -233,7 +226,7 @@ def run_method(method: str, run: dict, budget_s: float, probe: dict, steps_per_e
     trainer = BudgetPretrainer(make_args(argv), stop_after_s=budget_s * hard_stop_factor if hard_stop_factor else None)
     results = trainer.train()
     history = []
-    for entry, (train_s, eval_s) in zip(trainer.knn_history, trainer.eval_marks):
+    for entry, (train_s, eval_s) in zip(trainer.knn_history, trainer.eval_marks, strict=False):
         history.append({**entry, "train_time_s": round(train_s, 1), "eval_time_s": round(eval_s, 1)})
     train_time_s = history[-1]["train_time_s"] if history else round(trainer.training_seconds(), 1)
     record = {
@@ -346,7 +339,7 @@ def plot(runs: list[dict], summary: dict, path: Path, title: str) -> Path | None
                       for h in run.get("knn_history", [])]
             if not points:
                 continue
-            xs, ys = zip(*points)
+            xs, ys = zip(*points, strict=True)
             ax.plot(xs, ys, marker="o", markersize=3, linewidth=1.2, color=color, alpha=0.9,
                     label=method if n == 0 else None)
     if summary.get("random_init_mean") is not None:

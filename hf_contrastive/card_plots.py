@@ -46,7 +46,7 @@ def plot_knn_history(
                     if entry.get("knn_top1") is not None)
     if not points:
         raise ValueError("knn_history holds no kNN measurement to plot.")
-    epochs, accuracies = zip(*points)
+    epochs, accuracies = zip(*points, strict=True)
     figure = _figure(6.0, 4.0)
     axes = figure.add_subplot()
     axes.plot(epochs, accuracies, marker="o", markersize=4, linewidth=1.8, color="tab:blue")
@@ -116,7 +116,7 @@ def plot_embedding_map(
     import matplotlib
 
     colormap = matplotlib.colormaps["tab10" if len(classes) <= 10 else "tab20"]
-    for i, (label, name) in enumerate(zip(classes, names)):
+    for i, (label, name) in enumerate(zip(classes, names, strict=True)):
         mask = labels == label
         axes.scatter(embedding[mask, 0], embedding[mask, 1], s=9, alpha=0.8, color=colormap(i % colormap.N),
                      label=name, linewidths=0)

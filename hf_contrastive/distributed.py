@@ -81,7 +81,7 @@ def _replace_batchnorm(module: nn.Module) -> nn.Module:
                                       module.track_running_stats, device=reference.device, dtype=reference.dtype)
         replacement.load_state_dict(module.state_dict())
         replacement.train(module.training)
-        for parameter, original in zip(replacement.parameters(), module.parameters()):
+        for parameter, original in zip(replacement.parameters(), module.parameters(), strict=True):
             parameter.requires_grad_(original.requires_grad)
         return replacement
     for name, child in module.named_children():

@@ -101,9 +101,9 @@ class _Collate:
         self.processor, self.column = processor, column
 
     def __call__(self, batch):
-        ids, values, indices, labels = zip(*batch)
+        ids, values, indices, labels = zip(*batch, strict=True)
         images = []
-        for value, index in zip(values, indices):
+        for value, index in zip(values, indices, strict=True):
             if isinstance(value, Path):
                 images.append(_open_image_file(value))
             else:

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
-import quality  # noqa: E402
+import quality
 
 XEON = {"cpu_model": "Intel(R) Xeon(R) Processor", "cpu_cores": 2, "torch_threads": 2}
 EPYC = {"cpu_model": "AMD EPYC", "cpu_cores": 2, "torch_threads": 2}

@@ -264,7 +264,7 @@ def _two_view_dataset(splits, seed: int = 3) -> MultiViewDataset:
 
 def _assert_same_views(a: dict, b: dict) -> None:
     assert len(a["views"]) == len(b["views"])
-    for x, y in zip(a["views"], b["views"]):
+    for x, y in zip(a["views"], b["views"], strict=True):
         assert torch.equal(x, y)
 
 

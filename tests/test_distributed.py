@@ -154,7 +154,7 @@ def test_global_batchnorm_equals_batchnorm_over_the_global_batch():
             torch.testing.assert_close(got["out"], out.detach()[rank * 4:(rank + 1) * 4], atol=1e-5, rtol=1e-5)
             torch.testing.assert_close(got["running_mean"], norm.running_mean)
             torch.testing.assert_close(got["running_var"], norm.running_var)
-            for grad, expected in zip(got["grads"], (theta.grad, norm.weight.grad, norm.bias.grad)):
+            for grad, expected in zip(got["grads"], (theta.grad, norm.weight.grad, norm.bias.grad), strict=True):
                 torch.testing.assert_close(grad, expected, atol=1e-6, rtol=1e-5)
 
 

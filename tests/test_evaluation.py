@@ -386,7 +386,7 @@ def test_card_plots_from_real_features(tmp_path):
 
     tsne = plot_embedding_map(features, labels, splits.class_names, tmp_path / "embedding_tsne.png", max_points=250)
     history = [{"step": 15 * e, "epoch": float(e), "knn_top1": value}
-               for e, value in zip(range(1, 6), (0.25, 0.21, 0.24, 0.3, 0.33))]
+               for e, value in zip(range(1, 6), (0.25, 0.21, 0.24, 0.3, 0.33), strict=True)]
     knn = plot_knn_history(history, tmp_path / "knn_history.png", subtitle="k=200, T=0.1, CIFAR-10 test")
     for path in (tsne, knn):
         assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and path.stat().st_size > 10_000

@@ -82,7 +82,7 @@ def test_teacher_starts_as_the_student_and_follows_it_by_ema():
     model = BYOLForPreTraining(small_config(ema_momentum=0.9))
     pairs = ((model.encoder, model.teacher_encoder), (model.projector, model.teacher_projector))
     for student_module, teacher_module in pairs:
-        for (name, s), t in zip(student_module.state_dict().items(), teacher_module.state_dict().values()):
+        for (name, s), t in zip(student_module.state_dict().items(), teacher_module.state_dict().values(), strict=True):
             assert torch.equal(s, t), name
     assert not hasattr(model, "teacher_predictor")  # the predictor has no EMA copy
     with torch.no_grad():
@@ -90,7 +90,7 @@ def test_teacher_starts_as_the_student_and_follows_it_by_ema():
             parameter.add_(1.0)
     before = [p.clone() for p in model.teacher_projector.parameters()]
     model.momentum_update()
-    for old, new, s in zip(before, model.teacher_projector.parameters(), model.projector.parameters()):
+    for old, new, s in zip(before, model.teacher_projector.parameters(), model.projector.parameters(), strict=True):
         torch.testing.assert_close(new, 0.9 * old + 0.1 * s)
 
 

@@ -109,7 +109,7 @@ def test_teacher_keys_use_shuffle_bn_when_batch_norm_is_split(views):
     torch.manual_seed(123)
     orders = [torch.randperm(BATCH), torch.randperm(BATCH)]
     with torch.no_grad():
-        expected = [_teacher(model, x[order])[torch.argsort(order)] for x, order in zip(views, orders)]
+        expected = [_teacher(model, x[order])[torch.argsort(order)] for x, order in zip(views, orders, strict=True)]
         unshuffled = _teacher(model, views[0])
     torch.testing.assert_close(output.queue_keys["queue"], torch.cat(expected))
     # with split BN the batch order matters, so the shuffle is really applied

@@ -148,9 +148,9 @@ def test_momentum_update_moves_each_teacher_with_its_own_momentum():
     before_1 = [p.detach().clone() for p in model.teacher_projector_1.parameters()]
     before_2 = [p.detach().clone() for p in model.teacher_projector_2.parameters()]
     model.momentum_update()
-    for s, t0, t in zip(student, before_1, model.teacher_projector_1.parameters()):
+    for s, t0, t in zip(student, before_1, model.teacher_projector_1.parameters(), strict=True):
         torch.testing.assert_close(t, 0.9 * t0 + 0.1 * s)
-    for s, t0, t in zip(student, before_2, model.teacher_projector_2.parameters()):
+    for s, t0, t in zip(student, before_2, model.teacher_projector_2.parameters(), strict=True):
         torch.testing.assert_close(t, 0.5 * t0 + 0.5 * s)
 
 
@@ -194,7 +194,7 @@ def test_forward_matches_the_formula_enqueues_the_right_keys_and_leaves_queues_a
         model.teacher_encoder_1, model.teacher_projector_1, x4), atol=1e-3)
 
     # Forward left both queues untouched.
-    for queue, (features, pointer) in zip((model.queue_1, model.queue_2), queues_before):
+    for queue, (features, pointer) in zip((model.queue_1, model.queue_2), queues_before, strict=True):
         torch.testing.assert_close(queue.features, features, atol=0, rtol=0)
         assert queue.pointer.item() == pointer.item() == 0
 

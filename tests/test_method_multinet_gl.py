@@ -175,7 +175,7 @@ def test_forward_loss_is_the_loss_of_recomputed_outputs(views, overrides):
     queues_before = None if model.queues is None else [q.features.clone() for q in model.queues]
     output = model(views=views)
     if queues_before is not None:  # forward reads the queues but never writes them
-        assert all(torch.equal(q.features, before) for q, before in zip(model.queues, queues_before))
+        assert all(torch.equal(q.features, before) for q, before in zip(model.queues, queues_before, strict=True))
 
     with torch.no_grad():  # train-mode BN with bn_splits=1: per-view batch statistics, as forward
         queries = [_student(model, x) for x in views]
@@ -237,7 +237,7 @@ def test_teachers_start_as_student_frozen_and_follow_by_their_own_ema(views):
     old = [{name: p.detach().clone() for name, p in teacher.items()} for teacher in teachers]
     optimizer.step()
     model.momentum_update()
-    for teacher, previous, momentum in zip(teachers, old, (0.99, 0.9)):
+    for teacher, previous, momentum in zip(teachers, old, (0.99, 0.9), strict=True):
         moved = 0
         for name in student:
             expected = momentum * previous[name] + (1 - momentum) * student[name].detach()
@@ -254,7 +254,8 @@ def test_teacher_keys_use_shuffle_bn_when_batch_norm_is_split(views):
     torch.manual_seed(123)
     orders = [torch.randperm(BATCH), torch.randperm(BATCH)]
     with torch.no_grad():
-        expected = [_teacher(model, 0, x[order])[torch.argsort(order)] for x, order in zip(views[:2], orders)]
+        expected = [_teacher(model, 0, x[order])[torch.argsort(order)]
+                    for x, order in zip(views[:2], orders, strict=True)]
         unshuffled = _teacher(model, 0, views[0])
     torch.testing.assert_close(output.queue_keys["queues.0"], torch.cat(expected))
     assert not torch.allclose(output.queue_keys["queues.0"][:BATCH], unshuffled)

@@ -90,7 +90,7 @@ def test_gradients_flow_through_predictions_only(views):
         assert module.weight.grad is not None and module.weight.grad.abs().sum() > 0
     before = [p.detach().clone() for p in model.parameters()]
     model.momentum_update()  # no teacher: a no-op
-    assert all(torch.equal(a, b) for a, b in zip(before, model.parameters()))
+    assert all(torch.equal(a, b) for a, b in zip(before, model.parameters(), strict=True))
 
 
 @pytest.mark.parametrize(

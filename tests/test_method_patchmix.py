@@ -327,7 +327,7 @@ def test_loading_keeps_the_weights_and_the_mixing_patch_size_is_resolved(tmp_pat
     model = _model()
     model.save_pretrained(tmp_path)
     loaded = PatchMixForPreTraining.from_pretrained(tmp_path)  # the ViT init must not overwrite loaded weights
-    for (name, tensor), other in zip(model.state_dict().items(), loaded.state_dict().values()):
+    for (name, tensor), other in zip(model.state_dict().items(), loaded.state_dict().values(), strict=True):
         assert torch.equal(tensor, other), name
     assert _model(mix_patch_size=4).mix_patch_size == (4, 4)
     with pytest.raises(ValueError, match="set mix_patch_size"):

@@ -36,7 +36,7 @@ def _reference_loss(queries, keys, queue, tau, nn_topk, band, mined_weight, soft
     queue = [unit(row) for row in queue.astype(np.float64)]
     size = len(queue)
     total = 0.0
-    for query, key in zip(queries.astype(np.float64), keys.astype(np.float64)):
+    for query, key in zip(queries.astype(np.float64), keys.astype(np.float64), strict=True):
         query, key = unit(query), unit(key)
         similarity = [float(key @ entry) for entry in queue]
         ranked = sorted(range(size), key=lambda j: (-similarity[j], j))  # ties by queue index
@@ -280,7 +280,7 @@ def test_teacher_keys_use_shuffle_bn_when_batch_norm_is_split(views):
     torch.manual_seed(123)  # the student forwards and the loss draw no random numbers
     orders = [torch.randperm(BATCH), torch.randperm(BATCH)]
     with torch.no_grad():
-        expected = [_teacher(model, x[order])[torch.argsort(order)] for x, order in zip(views, orders)]
+        expected = [_teacher(model, x[order])[torch.argsort(order)] for x, order in zip(views, orders, strict=True)]
     torch.testing.assert_close(output.queue_keys["queue"], torch.cat(expected))
 
 

@@ -119,14 +119,14 @@ def test_teacher_starts_as_the_student_and_follows_it_by_ema():
     model = ReSSLForPreTraining(small_config(ema_momentum=0.9))
     pairs = ((model.encoder, model.teacher_encoder), (model.projector, model.teacher_projector))
     for student_module, teacher_module in pairs:
-        for (name, s), t in zip(student_module.state_dict().items(), teacher_module.state_dict().values()):
+        for (name, s), t in zip(student_module.state_dict().items(), teacher_module.state_dict().values(), strict=True):
             assert torch.equal(s, t), name
     with torch.no_grad():
         for parameter in model.projector.parameters():
             parameter.add_(1.0)
     before = [p.clone() for p in model.teacher_projector.parameters()]
     model.momentum_update()
-    for old, new, s in zip(before, model.teacher_projector.parameters(), model.projector.parameters()):
+    for old, new, s in zip(before, model.teacher_projector.parameters(), model.projector.parameters(), strict=True):
         torch.testing.assert_close(new, 0.9 * old + 0.1 * s)
 
 

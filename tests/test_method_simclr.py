@@ -72,7 +72,7 @@ def test_no_teacher_no_queue_and_gradients_reach_encoder_and_projector(views):
     assert model.projector[0].weight.grad.abs().sum() > 0
     before = [p.detach().clone() for p in model.parameters()]
     model.momentum_update()  # no-op
-    assert all(torch.equal(a, b) for a, b in zip(before, model.parameters()))
+    assert all(torch.equal(a, b) for a, b in zip(before, model.parameters(), strict=True))
 
 
 def test_wrong_number_of_views_is_rejected(views):

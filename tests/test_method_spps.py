@@ -202,7 +202,8 @@ def test_mocov2_frame_forward_keys_queue_and_teacher(views):
     model = _model(base="mocov2", neighbours_as_negatives=False).train()
     teacher = [p for name, p in model.named_parameters() if name.startswith("teacher_")]
     assert teacher and not any(p.requires_grad for p in teacher)
-    assert all(torch.equal(a, b) for a, b in zip(model.teacher_encoder.parameters(), model.encoder.parameters()))
+    assert all(torch.equal(a, b)
+               for a, b in zip(model.teacher_encoder.parameters(), model.encoder.parameters(), strict=True))
     queue_before, pointer_before = model.queue.features.clone(), model.queue.pointer.clone()
     output = model(views=pair, neighbour_views=neighbour)
     # forward reads the queue, never writes it
@@ -228,7 +229,7 @@ def test_mocov2_frame_forward_keys_queue_and_teacher(views):
     optimizer.step()
     model.momentum_update()
     students = list(model.encoder.parameters()) + list(model.projector.parameters())
-    for new, old, student in zip(teacher, old_teacher, students):
+    for new, old, student in zip(teacher, old_teacher, students, strict=True):
         torch.testing.assert_close(new.detach(), 0.99 * old + 0.01 * student.detach())
     model.enqueue(output.queue_keys)
     assert model.queue.pointer.item() == 2 * BATCH

@@ -59,7 +59,7 @@ def _numpy_sscl_loss(q, k, queue, tau, num_hard, mix_indices, mix_alpha, beta, t
         weights = np.exp(beta * similarities)
         weights /= weights.sum()
         positive = math.exp(qi @ _unit(k[i]) / tau)
-        weighted_mean = sum(w * math.exp(s / tau) for w, s in zip(weights, similarities))
+        weighted_mean = sum(w * math.exp(s / tau) for w, s in zip(weights, similarities, strict=True))
         negative_term = max((weighted_mean - tau_plus * positive) / (1 - tau_plus), math.exp(-1 / tau))
         total += -math.log(positive / (positive + len(negatives) * negative_term))
     return total / q.shape[0]

@@ -90,9 +90,10 @@ def test_lookup_sees_the_queue_before_this_steps_enqueue():
 
 def test_ema_update_matches_formula():
     student, teacher = torch.nn.Linear(3, 2), torch.nn.Linear(3, 2)
-    expected = [0.9 * t.detach() + 0.1 * s.detach() for t, s in zip(teacher.parameters(), student.parameters())]
+    expected = [0.9 * t.detach() + 0.1 * s.detach()
+                for t, s in zip(teacher.parameters(), student.parameters(), strict=True)]
     ema_update_(teacher, student, 0.9)
-    for got, want in zip(teacher.parameters(), expected):
+    for got, want in zip(teacher.parameters(), expected, strict=True):
         assert torch.allclose(got, want)
 
 

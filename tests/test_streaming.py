@@ -49,7 +49,7 @@ def test_each_process_reads_its_own_rows():
     dataset = data_lib.StreamingViewDataset(
         split_dataset_by_node(splits.train_stream, rank=1, world_size=2), "img", "label",
         [data_lib.build_view_transform("strong", 32, mean, std)], shuffle_buffer_size=16, process_index=1)
-    items = [item for _, item in zip(range(32), dataset)]
+    items = [item for _, item in zip(range(32), dataset, strict=False)]
     assert sorted(item["index"] for item in items) == list(range(32))
     assert items[0]["views"][0].shape == (3, 32, 32)
 

@@ -91,7 +91,7 @@ class MultiNetGLForPreTraining(ContrastiveForPreTraining):
         return [
             (nn.ModuleList([encoder, projector]), student, momentum)
             for encoder, projector, momentum in zip(
-                self.teacher_encoders, self.teacher_projectors, self.config.ema_momenta
+                self.teacher_encoders, self.teacher_projectors, self.config.ema_momenta, strict=True
             )
         ]
 
