@@ -383,3 +383,50 @@ def test_training_with_augment_on_device_resumes_exactly(tmp_path):
     default = train(parse_args(SMALL_RUN + ["--max_train_steps", "4", "--knn_every_n_epochs", "0",
                                             "--output_dir", str(tmp_path / "default")]))
     assert default["final_loss"] != straight["final_loss"]
+
+
+def test_cosine_weight_decay_matches_the_per_iteration_schedule():
+    """DINO's / PatchMix's wd schedule, computed independently with numpy: start at step 0, halfway at T/2."""
+    import numpy as np
+
+    from hf_contrastive.training.trainer import cosine_weight_decay
+
+    total = 10
+    expected = 0.4 + 0.5 * (0.04 - 0.4) * (1 + np.cos(np.pi * np.arange(total) / total))
+    got = [cosine_weight_decay(0.04, 0.4, step, total) for step in range(total)]
+    np.testing.assert_allclose(got, expected, rtol=0, atol=1e-12)
+    assert got[0] == pytest.approx(0.04) and got[5] == pytest.approx(0.22)
+    with pytest.raises(ValueError, match="--weight_decay_end must be >= 0 and needs --weight_decay > 0"):
+        parse_args(["--weight_decay_end", "0.4", "--weight_decay", "0"])
+    with pytest.raises(ValueError, match="--weight_decay_end must be >= 0"):
+        parse_args(["--weight_decay_end", "-1"])
+
+
+def test_weight_decay_end_anneals_the_decayed_group_and_resumes_exactly(tmp_path):
+    """--weight_decay_end changes the decay of AdamW's decayed group step by step (its no-decay group stays at 0),
+    changes the trained weights, and a run resumed mid-schedule ends with the uninterrupted run's weights."""
+    common = SMALL_RUN + ["--optimizer", "adamw", "--weight_decay", "0.04", "--max_train_steps", "5",
+                          "--knn_every_n_epochs", "0", "--checkpointing_steps", "2", "--checkpoints_total_limit", "5"]
+    AcceleratorState._reset_state(reset_partial_state=True)
+    trainer = Pretrainer(parse_args(common + ["--weight_decay_end", "0.4", "--output_dir", str(tmp_path / "cosine")]))
+    trainer.train()
+    decays = sorted({group["weight_decay"] for group in trainer.optimizer.param_groups})
+    from hf_contrastive.training.trainer import cosine_weight_decay
+
+    assert decays == [0.0, pytest.approx(cosine_weight_decay(0.04, 0.4, 4, 5))]  # set before the 5th (last) step
+
+    constant = tmp_path / "constant"
+    train(parse_args(common + ["--output_dir", str(constant)]))
+    resumed = tmp_path / "resumed"
+    (resumed / "checkpoints").mkdir(parents=True)
+    shutil.copytree(tmp_path / "cosine" / "checkpoints" / "step_2", resumed / "checkpoints" / "step_2")
+    train(parse_args(common + ["--weight_decay_end", "0.4", "--output_dir", str(resumed),
+                               "--resume_from_checkpoint", "latest"]))
+
+    cosine_weights = load_file(tmp_path / "cosine" / "model" / "model.safetensors")
+    constant_weights = load_file(constant / "model" / "model.safetensors")
+    resumed_weights = load_file(resumed / "model" / "model.safetensors")
+    name = "encoder.backbone.conv1.weight"
+    assert not torch.equal(cosine_weights[name], constant_weights[name])
+    for key, value in cosine_weights.items():
+        assert torch.equal(value, resumed_weights[key]), key

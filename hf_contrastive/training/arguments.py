@@ -55,6 +55,7 @@ class TrainingArguments:
     optimizer: str = "sgd"
     momentum: float = 0.9
     weight_decay: float = 5e-4
+    weight_decay_end: float | None = None
     warmup_epochs: float = 5.0
     seed: int = 42
     max_train_samples: int | None = None
@@ -102,6 +103,11 @@ class TrainingArguments:
         for name in positive:
             if getattr(self, name) <= 0:
                 raise ValueError(f"--{name} must be positive, got {getattr(self, name)}.")
+        if self.weight_decay < 0:
+            raise ValueError(f"--weight_decay must be >= 0, got {self.weight_decay}.")
+        if self.weight_decay_end is not None and (self.weight_decay_end < 0 or self.weight_decay <= 0):
+            raise ValueError(f"--weight_decay_end must be >= 0 and needs --weight_decay > 0 (where its cosine starts), "
+                             f"got --weight_decay {self.weight_decay}, --weight_decay_end {self.weight_decay_end}.")
         if self.push_to_hub and not self.hub_model_id:
             raise ValueError("--push_to_hub needs --hub_model_id (e.g. your-username/mnn-resnet18).")
 
@@ -130,6 +136,8 @@ HELP = {
     "warmup_epochs": "Linear warm-up epochs before the cosine decay.",
     "optimizer": "sgd (momentum, weight decay on every parameter: the CNN protocol) or adamw (ViTs, MoCo v3 / "
     "PatchMix: no weight decay on biases and normalisation weights).",
+    "weight_decay_end": "Anneal the weight decay of the decayed parameters from --weight_decay to this value "
+    "along a per-step cosine (DINO / PatchMix); default: constant.",
     "max_train_samples": "Keep the first N training images.",
     "max_eval_samples": "Keep the first N eval images.",
     "skip_bad_images": "Check every image once before training and drop the undecodable ones (counted and "

@@ -65,6 +65,13 @@ def build_model_config(args: TrainingArguments):
     return spec, spec.config_class(**fields)
 
 
+def cosine_weight_decay(start: float, end: float, step: int, total_steps: int) -> float:
+    """Weight decay for optimiser step ``step`` (0-based) of ``total_steps``, DINO's per-iteration cosine as
+    PatchMix's official code uses it: ``end + (start - end) (1 + cos(pi step / total_steps)) / 2``, ``start`` at step 0
+    and close to ``end`` at the last step."""
+    return end + (start - end) * (1.0 + math.cos(math.pi * step / total_steps)) / 2.0
+
+
 def list_checkpoints(output_dir: Path) -> list[Path]:
     """Complete checkpoints ``output_dir/checkpoints/step_N``, oldest first."""
     folders = [
@@ -301,6 +308,9 @@ class Pretrainer:
             self.optimizer = torch.optim.AdamW([g for g in groups if g["params"]], lr=self.learning_rate)
         else:
             raise ValueError(f"--optimizer must be 'sgd' or 'adamw', got {args.optimizer!r}.")
+        # The groups --weight_decay_end anneals (AdamW's no-decay group of biases, norms and ViT tokens stays at 0),
+        # by index: prepare() and load_state() load state dicts, which replace the group dicts themselves.
+        self.decayed_groups = [i for i, group in enumerate(self.optimizer.param_groups) if group["weight_decay"] > 0]
         # Steps per epoch are counted on the prepared (sharded) loader: each process sees 1/N of the batches.
         if args.streaming:
             self.model, self.optimizer = self.accelerator.prepare(self.model, self.optimizer)
@@ -470,6 +480,10 @@ class Pretrainer:
                         inputs = self._augment_on_device(inputs, epoch, batches_done)
                     if args.channels_last:
                         inputs["views"] = [view.contiguous(memory_format=torch.channels_last) for view in inputs["views"]]
+                    if args.weight_decay_end is not None:  # from the step count, so a resumed run is exact
+                        for index in self.decayed_groups:
+                            self.optimizer.param_groups[index]["weight_decay"] = cosine_weight_decay(
+                                args.weight_decay, args.weight_decay_end, global_step, self.max_train_steps)
                     outputs = self.model(**inputs)
                     accelerator.backward(outputs.loss)
                     self.optimizer.step()
@@ -495,10 +509,10 @@ class Pretrainer:
                 progress.update(1)
                 progress.set_postfix(loss=f"{loss:.4f}", epoch=epoch)
                 if global_step % args.logging_steps == 0 or global_step == self.max_train_steps:
-                    accelerator.log(
-                        {"train/loss": loss, "train/lr": self.lr_scheduler.get_last_lr()[0], "train/epoch": epoch},
-                        step=global_step,
-                    )
+                    logs = {"train/loss": loss, "train/lr": self.lr_scheduler.get_last_lr()[0], "train/epoch": epoch}
+                    if self.decayed_groups:
+                        logs["train/weight_decay"] = self.optimizer.param_groups[self.decayed_groups[0]]["weight_decay"]
+                    accelerator.log(logs, step=global_step)
                 if checkpoint_every and global_step % checkpoint_every == 0:
                     self.save_checkpoint(global_step, epoch, batches_done)
                 if global_step >= self.max_train_steps:
