@@ -57,6 +57,14 @@ PATCHMIX_OVERRIDES = {
     "vit_tiny": {"backbone": "vit_tiny_patch16_224", "backbone_kwargs": {"img_size": 32, "patch_size": 4},
                  "mix_patch_size": None},
 }
+# PatchMix's recipe trains a ViT with AdamW (lr 5e-4 x B/256, weight decay 0.04 -> 0.4, min lr 1e-6). On the ResNet-18
+# it takes the protocol's optimiser like every other method (SGD, lr 0.06 x B/256, constant weight decay 5e-4, cosine
+# to 0: the cosine from 5e-4 to 5e-4 is constant); on ViT-Ti it keeps its recipe's optimiser, learning rate included.
+PATCHMIX_OPTIMISER = {
+    "resnet18": ["--optimizer", "sgd", "--weight_decay", "5e-4", "--weight_decay_end", "5e-4",
+                 "--min_learning_rate", "0"],
+    "vit_tiny": [],
+}
 
 
 def overrides_text(overrides: dict) -> str:
@@ -97,6 +105,11 @@ def training_argv(method: str, run: dict, output_dir: Path, max_train_steps: int
     recipe = RECIPES / f"{method}_cifar10.yaml"
     if recipe.is_file():
         argv = ["--config", display_path(recipe)] + argv
+    if method == "patchmix":
+        argv += PATCHMIX_OPTIMISER[run["patchmix_backbone"]]
+        if run["patchmix_backbone"] == "vit_tiny":  # the recipe's AdamW learning rate, not the SGD protocol's
+            at = argv.index("--base_learning_rate")
+            del argv[at:at + 2]
     if max_train_samples:
         argv += ["--max_train_samples", str(max_train_samples)]
     return argv

@@ -60,3 +60,18 @@ def test_training_time_is_expressed_in_reference_seconds():
     assert quality.reference_seconds(calibrated, 2400.0) == pytest.approx(3600.0)
     for uncalibrated in ({}, {"calibration": None}, {"calibration": {"role": "reference", "speed_factor": 1.0}}):
         assert quality.reference_seconds(uncalibrated, 2400.0) == 2400.0
+
+
+@pytest.mark.parametrize(("backbone", "optimizer", "base_lr", "decay", "decay_end", "min_lr"), [
+    ("resnet18", "sgd", 0.06, 5e-4, 5e-4, 0.0),  # the protocol's optimiser, as every other method
+    ("vit_tiny", "adamw", 5e-4, 0.04, 0.4, 1e-6),  # the recipe's ViT optimiser
+])
+def test_patchmix_run_takes_the_optimiser_of_its_backbone(tmp_path, backbone, optimizer, base_lr, decay, decay_end,
+                                                          min_lr):
+    """The command a PatchMix run trains with, read back through the real parser and recipe file."""
+    run = {"dataset_name": "data/cifar10_sample", "batch": 128, "base_learning_rate": 0.06, "seed": 0, "workers": 0,
+           "patchmix_backbone": backbone, "config_overrides": ""}
+    args = quality.make_args(quality.training_argv("patchmix", run, tmp_path, 100, 5.0, 0))
+    assert (args.optimizer, args.base_learning_rate, args.weight_decay, args.weight_decay_end,
+            args.min_learning_rate) == (optimizer, base_lr, decay, decay_end, min_lr)
+    assert args.config_overrides["backbone"] == quality.PATCHMIX_OVERRIDES[backbone]["backbone"]

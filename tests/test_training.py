@@ -430,3 +430,27 @@ def test_weight_decay_end_anneals_the_decayed_group_and_resumes_exactly(tmp_path
     assert not torch.equal(cosine_weights[name], constant_weights[name])
     for key, value in cosine_weights.items():
         assert torch.equal(value, resumed_weights[key]), key
+
+
+def test_min_learning_rate_ends_the_cosine_there(tmp_path):
+    """The schedule by hand: linear warm-up over w steps, then min + (peak - min)(1 + cos(pi (t - w) / (T - w))) / 2."""
+    import math
+
+    AcceleratorState._reset_state(reset_partial_state=True)
+    args = parse_args(SMALL_RUN + ["--output_dir", str(tmp_path), "--max_train_steps", "9", "--learning_rate", "0.1",
+                                   "--min_learning_rate", "0.01"])
+    trainer = Pretrainer(args)
+    warmup, total = trainer.steps_per_epoch, 9  # --warmup_epochs 1 of 3 steps
+    seen = []
+    for _ in range(total):
+        seen.append(trainer.lr_scheduler.get_last_lr()[0])
+        trainer.optimizer.step()  # no gradients: only keeps torch's step-order check quiet
+        trainer.lr_scheduler.step()
+    expected = [0.1 * t / warmup if t < warmup else
+                0.01 + 0.09 * (1 + math.cos(math.pi * (t - warmup) / (total - warmup))) / 2 for t in range(total)]
+    assert seen == pytest.approx(expected, abs=1e-12)
+    with pytest.raises(ValueError, match=r"--min_learning_rate \(0.2\) must be below the peak learning rate \(0.1\)"):
+        Pretrainer(parse_args(SMALL_RUN + ["--output_dir", str(tmp_path / "x"), "--learning_rate", "0.1",
+                                           "--min_learning_rate", "0.2"]))
+    with pytest.raises(ValueError, match="--min_learning_rate must be >= 0"):
+        parse_args(["--min_learning_rate", "-1"])

@@ -52,6 +52,7 @@ class TrainingArguments:
     gradient_accumulation_steps: int = 1
     learning_rate: float | None = None
     base_learning_rate: float = 0.06
+    min_learning_rate: float = 0.0
     optimizer: str = "sgd"
     momentum: float = 0.9
     weight_decay: float = 5e-4
@@ -103,6 +104,8 @@ class TrainingArguments:
         for name in positive:
             if getattr(self, name) <= 0:
                 raise ValueError(f"--{name} must be positive, got {getattr(self, name)}.")
+        if self.min_learning_rate < 0:
+            raise ValueError(f"--min_learning_rate must be >= 0, got {self.min_learning_rate}.")
         if self.weight_decay < 0:
             raise ValueError(f"--weight_decay must be >= 0, got {self.weight_decay}.")
         if self.weight_decay_end is not None and (self.weight_decay_end < 0 or self.weight_decay <= 0):
@@ -134,6 +137,7 @@ HELP = {
     "per_device_train_batch_size": "Batch per process; the global batch is this x processes x accumulation.",
     "learning_rate": "Peak learning rate (default: base_learning_rate x global batch / 256).",
     "warmup_epochs": "Linear warm-up epochs before the cosine decay.",
+    "min_learning_rate": "Where the cosine decay ends (default 0; PatchMix's official 1e-6).",
     "optimizer": "sgd (momentum, weight decay on every parameter: the CNN protocol) or adamw (ViTs, MoCo v3 / "
     "PatchMix: no weight decay on biases and normalisation weights).",
     "weight_decay_end": "Anneal the weight decay of the decayed parameters from --weight_decay to this value "

@@ -29,7 +29,7 @@ from accelerate.utils import DataLoaderConfiguration, ProjectConfiguration, send
 from datasets.distributed import split_dataset_by_node
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
-from transformers import AutoConfig, get_cosine_schedule_with_warmup
+from transformers import AutoConfig, get_cosine_with_min_lr_schedule_with_warmup
 
 from .. import data as data_lib
 from .. import mining
@@ -327,10 +327,14 @@ class Pretrainer:
         self.num_epochs = math.ceil(self.max_train_steps / self.steps_per_epoch)
         # The prepared scheduler steps once per process per optimiser step, hence the factor.
         processes = self.accelerator.num_processes
-        self.lr_scheduler = self.accelerator.prepare(get_cosine_schedule_with_warmup(
+        if args.min_learning_rate >= self.learning_rate:
+            raise ValueError(f"--min_learning_rate ({args.min_learning_rate:g}) must be below the peak learning rate "
+                             f"({self.learning_rate:g}): lower it, or raise --learning_rate / --base_learning_rate.")
+        self.lr_scheduler = self.accelerator.prepare(get_cosine_with_min_lr_schedule_with_warmup(
             self.optimizer,
             num_warmup_steps=int(args.warmup_epochs * self.steps_per_epoch) * processes,
             num_training_steps=self.max_train_steps * processes,
+            min_lr=args.min_learning_rate,  # 0: transformers' plain cosine to 0
         ))
 
     # ------------------------------------------------------------------ checkpoints
