@@ -11,9 +11,9 @@ a short probe of the real loop (data loading included) measures seconds per step
 gets `--max_train_steps = budget / (s/step)`, so the cosine schedule (after a warm-up of `--warmup_fraction` of the
 steps) ends exactly at the budget. The budget is in minutes of the reference machine (the CPU of the first runs):
 on another CPU a probe of `--calibrate_with` (MNN) here and its recorded probe there give the speed factor that
-scales it, so a faster machine trains as much, not more. kNN top-1 (k=200, T=0.1, bank = the 50k train images, queries = the full 10k
-test split) is measured `--knn_points` times during training and at the end; its time is not part of the budget.
-The same ResNet-18 at random initialisation (one per seed) is always measured too.
+scales it, so a faster machine trains as much, not more. kNN top-1 (k=200, T=0.1, bank = the 50k train images,
+queries = the full 10k test split) is measured `--knn_points` times during training and at the end; its time is
+not part of the budget. The same ResNet-18 at random initialisation (one per seed) is always measured too.
 
 Writes one JSON per run in `--results_dir/quality/<tag>/` (`<method>_seed<S>.json`, `random_init_seed<S>.json`; an existing
 one is skipped, so an interrupted campaign continues where it stopped), and `--results_dir/quality_<tag>.json`
@@ -205,8 +205,8 @@ def reference_probe(results_dir: Path, method: str, batch: int) -> dict | None:
     first = min(records, key=lambda r: r["date"])
     machine = (first.get("cpu_model"), first.get("cpu_cores"), first.get("torch_threads"))
     same = [r for r in records if (r.get("cpu_model"), r.get("cpu_cores"), r.get("torch_threads")) == machine]
-    return {"method": method, "seconds_per_step": round(statistics.fmean(r["probe"]["seconds_per_step"] for r in same), 4),
-            "runs": len(same), "cpu_model": machine[0], "cpu_cores": machine[1], "torch_threads": machine[2],
+    seconds_per_step = statistics.fmean(r["probe"]["seconds_per_step"] for r in same)
+    return {"method": method, "seconds_per_step": round(seconds_per_step, 4), "runs": len(same), "cpu_model": machine[0], "cpu_cores": machine[1], "torch_threads": machine[2],
             "first_date": first["date"]}
 
 
@@ -234,7 +234,8 @@ def run_method(method: str, run: dict, budget_s: float, probe: dict, steps_per_e
     output_dir = work_dir / f"{method}_seed{run['seed']}"
     argv = training_argv(method, run, output_dir, max_train_steps, warmup_epochs, knn_every)
     print(f"\n== {method} seed {run['seed']}: {max_train_steps} steps ({epochs:.2f} epochs) for "
-          f"{budget_s / 60:.1f} min here at {probe['seconds_per_step']:.3f} s/step; kNN every {knn_every or '-'} epoch(s)",
+          f"{budget_s / 60:.1f} min here at {probe['seconds_per_step']:.3f} s/step; "
+          f"kNN every {knn_every or '-'} epoch(s)",
           flush=True)
     trainer = BudgetPretrainer(make_args(argv), stop_after_s=budget_s * hard_stop_factor if hard_stop_factor else None)
     results = trainer.train()
