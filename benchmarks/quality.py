@@ -92,7 +92,8 @@ def training_argv(method: str, run: dict, output_dir: Path, max_train_steps: int
         "--dataset_name", run["dataset_name"], "--dataset_stats", "cifar10",
         "--output_dir", str(output_dir),
         "--per_device_train_batch_size", str(run["batch"]),
-        "--base_learning_rate", str(run["base_learning_rate"]),
+        *([] if method == "patchmix" and run["patchmix_backbone"] == "vit_tiny"  # the recipe's AdamW lr
+          else ["--base_learning_rate", str(run["base_learning_rate"])]),
         "--seed", str(run["seed"]),
         "--max_train_steps", str(max_train_steps),
         "--warmup_epochs", f"{warmup_epochs:.4f}",
@@ -107,9 +108,6 @@ def training_argv(method: str, run: dict, output_dir: Path, max_train_steps: int
         argv = ["--config", display_path(recipe)] + argv
     if method == "patchmix":
         argv += PATCHMIX_OPTIMISER[run["patchmix_backbone"]]
-        if run["patchmix_backbone"] == "vit_tiny":  # the recipe's AdamW learning rate, not the SGD protocol's
-            at = argv.index("--base_learning_rate")
-            del argv[at:at + 2]
     if max_train_samples:
         argv += ["--max_train_samples", str(max_train_samples)]
     return argv

@@ -292,6 +292,9 @@ class Pretrainer:
         )
         # Linear scaling rule of the protocol: lr = 0.06 x global batch / 256, unless --learning_rate is given.
         self.learning_rate = args.learning_rate or args.base_learning_rate * self.global_batch_size / 256
+        if args.min_learning_rate >= self.learning_rate:  # before anything is prepared
+            raise ValueError(f"--min_learning_rate ({args.min_learning_rate:g}) must be below the peak learning rate "
+                             f"({self.learning_rate:g}): lower it, or raise --learning_rate / --base_learning_rate.")
         if args.optimizer == "sgd":
             self.optimizer = torch.optim.SGD(
                 [p for p in self.model.parameters() if p.requires_grad], lr=self.learning_rate, momentum=args.momentum,
@@ -327,9 +330,6 @@ class Pretrainer:
         self.num_epochs = math.ceil(self.max_train_steps / self.steps_per_epoch)
         # The prepared scheduler steps once per process per optimiser step, hence the factor.
         processes = self.accelerator.num_processes
-        if args.min_learning_rate >= self.learning_rate:
-            raise ValueError(f"--min_learning_rate ({args.min_learning_rate:g}) must be below the peak learning rate "
-                             f"({self.learning_rate:g}): lower it, or raise --learning_rate / --base_learning_rate.")
         self.lr_scheduler = self.accelerator.prepare(get_cosine_with_min_lr_schedule_with_warmup(
             self.optimizer,
             num_warmup_steps=int(args.warmup_epochs * self.steps_per_epoch) * processes,
