@@ -329,7 +329,10 @@ def summarize(runs: list[dict]) -> dict:
                 spread = math.sqrt(std ** 2 + random_std ** 2)
                 row["separation_sigma"] = round((mean - random_mean) / spread, 1) if spread > 0 else None
         rows.append(row)
-    return {"rows": rows, "random_init_mean": random_mean, "random_init_std": random_std}
+    calibrated_with = sorted({r["calibration"]["method"] for r in runs
+                              if (r.get("calibration") or {}).get("role") == "calibrated"})
+    return {"rows": rows, "random_init_mean": random_mean, "random_init_std": random_std,
+            "calibrated_with": calibrated_with}
 
 
 def plot(runs: list[dict], summary: dict, path: Path, title: str) -> Path | None:

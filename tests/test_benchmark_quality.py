@@ -75,3 +75,27 @@ def test_patchmix_run_takes_the_optimiser_of_its_backbone(tmp_path, backbone, op
     assert (args.optimizer, args.base_learning_rate, args.weight_decay, args.weight_decay_end,
             args.min_learning_rate) == (optimizer, base_lr, decay, decay_end, min_lr)
     assert args.config_overrides["backbone"] == quality.PATCHMIX_OVERRIDES[backbone]["backbone"]
+
+
+def test_summary_and_table_name_the_calibration_method():
+    import make_tables
+
+    def run(method, seed, accuracy, calibration):
+        return {"method": method, "seed": seed, "knn_top1": accuracy, "epochs": 10.0, "max_train_steps": 3900,
+                "train_time_s": 2400.0, "probe": {"seconds_per_step": 0.6}, "calibration": calibration}
+
+    runs = [run("random_init", 0, 0.37, None),
+            run("mnn", 0, 0.42, {"role": "reference", "method": "mnn", "speed_factor": 1.0}),
+            run("simclr", 0, 0.53, {"role": "calibrated", "method": "byol", "speed_factor": 0.5})]
+    summary = quality.summarize(runs)
+    assert summary["calibrated_with"] == ["byol"]
+    simclr = next(r for r in summary["rows"] if r["method"] == "simclr")
+    assert simclr["train_minutes_mean"] == pytest.approx(80.0)  # 40 min here at speed factor 0.5
+    assert simclr["minus_random_init_pp"] == pytest.approx(16.0)
+
+    text = make_tables.quality_section([(Path("quality_60min.json"), {"protocol": {"budget_minutes": 60}, **summary})])
+    assert "speed factor = `byol`'s seconds per step" in text
+    # Summaries written before the field existed were calibrated with the default, MNN.
+    older = {key: value for key, value in summary.items() if key != "calibrated_with"}
+    assert "speed factor = `mnn`'s seconds per step" in make_tables.quality_section(
+        [(Path("quality_60min.json"), {"protocol": {"budget_minutes": 60}, **older})])
