@@ -330,3 +330,23 @@ def test_mining_with_a_pretrained_folder_end_to_end_and_resume_reuses_the_cache(
     assert resumed["final_loss"] == results["final_loss"]
     assert {path: path.stat().st_mtime_ns for path in stamps} == stamps
     assert "Mined" not in capsys.readouterr().out  # the trainer announces every mining it does
+
+
+def test_channels_last_reaches_the_neighbour_views(tmp_path):
+    """--channels_last converts the neighbour views as well as the views: what the model's forward receives, seen by
+    a hook. (Without mining every image is its own neighbour, which is enough here. Equal training in both layouts
+    is tested on MNN in test_training.py; float32 channels-last convolutions on CPU round differently, so short runs
+    of other methods drift apart by more than a tight tolerance.)"""
+    args = parse_args(RUN + ["--method", "spps", "--max_train_steps", "2", "--channels_last", "--output_dir",
+                             str(tmp_path), "--config_overrides", HEADS])
+    trainer = Pretrainer(args)
+    layouts = []
+
+    def record_layouts(module, args, kwargs):
+        layouts.append({name: [view.is_contiguous(memory_format=torch.channels_last) for view in kwargs[name]]
+                        for name in ("views", "neighbour_views") if name in kwargs})
+
+    trainer.model.register_forward_pre_hook(record_layouts, with_kwargs=True)
+    trainer.train()
+    assert [sorted(layout) for layout in layouts] == [["neighbour_views", "views"]] * 2
+    assert all(all(flags) for layout in layouts for flags in layout.values())

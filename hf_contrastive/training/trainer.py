@@ -482,8 +482,9 @@ class Pretrainer:
                         inputs["neighbour_views"] = batch["neighbour_views"]
                     if self.device_view_augments is not None:
                         inputs = self._augment_on_device(inputs, epoch, batches_done)
-                    if args.channels_last:
-                        inputs["views"] = [view.contiguous(memory_format=torch.channels_last) for view in inputs["views"]]
+                    if args.channels_last:  # every image list the model gets: views and SPPS's neighbour_views
+                        inputs = {name: [view.contiguous(memory_format=torch.channels_last) for view in views]
+                                  for name, views in inputs.items()}
                     if args.weight_decay_end is not None:  # from the step count, so a resumed run is exact
                         for index in self.decayed_groups:
                             self.optimizer.param_groups[index]["weight_decay"] = cosine_weight_decay(
