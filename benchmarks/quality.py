@@ -204,8 +204,8 @@ def reference_probe(results_dir: Path, method: str, batch: int) -> dict | None:
     machine = (first.get("cpu_model"), first.get("cpu_cores"), first.get("torch_threads"))
     same = [r for r in records if (r.get("cpu_model"), r.get("cpu_cores"), r.get("torch_threads")) == machine]
     seconds_per_step = statistics.fmean(r["probe"]["seconds_per_step"] for r in same)
-    return {"method": method, "seconds_per_step": round(seconds_per_step, 4), "runs": len(same), "cpu_model": machine[0], "cpu_cores": machine[1], "torch_threads": machine[2],
-            "first_date": first["date"]}
+    return {"method": method, "seconds_per_step": round(seconds_per_step, 4), "runs": len(same),
+            "cpu_model": machine[0], "cpu_cores": machine[1], "torch_threads": machine[2], "first_date": first["date"]}
 
 
 def calibrate(results_dir: Path, method: str, run: dict, work_dir: Path, steps: int, skip: int) -> dict:
