@@ -339,6 +339,8 @@ def quality_section(reports) -> str:
                  "that CPU / on the reference CPU (`--calibrate_with`, benchmarks/README.md).")
         if protocol.get("config_overrides"):
             intro = f"**Ablation: `{protocol['config_overrides']}` replaces the recipe's value.** " + intro
+        if protocol.get("augmentations"):
+            intro = f"**Ablation: view options `{protocol['augmentations']}` replace the recipe's.** " + intro
         parts += [intro, table(["method", "seeds", "epochs", "train min", "speed factor", "kNN top-1 (%)",
                                 "Δ random init (pp)", "separation (σ)"], rows)]
         if report.get("plot"):

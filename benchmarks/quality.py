@@ -19,8 +19,9 @@ Writes one JSON per run in `--results_dir/quality/<tag>/` (`<method>_seed<S>.jso
 one is skipped, so an interrupted campaign continues where it stopped), and `--results_dir/quality_<tag>.json`
 (mean/std per method, random-init row, difference in percentage points) with the plot `quality_<tag>.png` (kNN top-1
 against training minutes). `<tag>` is `<M>min`, or `quick`; `_lr<L>_b<B>` is appended when `--base_learning_rate`
-or `--batch` differ from the protocol's 0.06 and 128, and `_<overrides>` for `--config_overrides` (an ablation such
-as `--config_overrides "views=[strong, strong]"`, applied to every method of the call).
+or `--batch` differ from the protocol's 0.06 and 128, `_<overrides>` for `--config_overrides` (an ablation such
+as `--config_overrides "views=[strong, strong]"`, applied to every method of the call), and `_aug-<augmentations>` for
+`--augmentations` (view options, e.g. `--augmentations "local={crop_scale: [0.14, 1.0]}"`).
 """
 
 from __future__ import annotations
@@ -102,6 +103,7 @@ def training_argv(method: str, run: dict, output_dir: Path, max_train_steps: int
         "--dataloader_num_workers", str(run["workers"]),
         "--report_to", "none",
         "--config_overrides", extra,
+        *(["--augmentations", run["augmentations"]] if run.get("augmentations") else []),
     ]
     recipe = RECIPES / f"{method}_cifar10.yaml"
     if recipe.is_file():
@@ -194,7 +196,7 @@ def reference_probe(results_dir: Path, method: str, batch: int) -> dict | None:
         record = json.loads(path.read_text())
         protocol = record.get("protocol") or {}
         if (record.get("method") != method or "probe" not in record or record.get("tag") == "quick"
-                or protocol.get("batch") != batch or protocol.get("config_overrides")
+                or protocol.get("batch") != batch or protocol.get("config_overrides") or protocol.get("augmentations")
                 or (record.get("calibration") or {}).get("role", "reference") != "reference"):
             continue
         records.append(record)
@@ -215,7 +217,7 @@ def calibrate(results_dir: Path, method: str, run: dict, work_dir: Path, steps: 
     speed_factor = (s/step here) / (s/step there) of `method`, so that every run of a tag gets the same amount of
     training whatever CPU a session is given (it assumes the methods' relative costs are the same on both CPUs)."""
     reference = reference_probe(results_dir, method, run["batch"])
-    plain_run = {**run, "config_overrides": ""}  # the reference runs used the method's recipe as it is
+    plain_run = {**run, "config_overrides": "", "augmentations": ""}  # the reference runs used the recipe as it is
     here = probe_seconds_per_step(method, plain_run, work_dir, steps, skip)
     if reference is None:
         return {"role": "reference", "method": method, "probe_here": here, "speed_factor": 1.0}
@@ -433,6 +435,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--config_overrides", default="", help="Extra model-config overrides for every method of "
                         "the call, as recipes/train.py takes them (e.g. \"views=[strong, strong]\"); the results get "
                         "their own tag.")
+    parser.add_argument("--augmentations", default="", help="View options for every method of the call, as "
+                        "recipes/train.py takes them (e.g. \"local={crop_scale: [0.14, 1.0]}\"); the results get "
+                        "their own tag.")
     parser.add_argument("--patchmix_backbone", choices=sorted(PATCHMIX_OVERRIDES), default="resnet18")
     parser.add_argument("--hard_stop_factor", type=float, default=None,
                         help="Stop a run whose training time passes this x the budget (the probe misjudged the "
@@ -463,6 +468,8 @@ def main(argv: list[str] | None = None) -> None:
         tag += f"_lr{args.base_learning_rate:g}_b{args.batch}"
     if args.config_overrides:  # an ablation: its own folder and summary, named after the overrides
         tag += "_" + re.sub(r"[^A-Za-z0-9.]+", "-", args.config_overrides).strip("-")
+    if args.augmentations:  # likewise for view options
+        tag += "_aug-" + re.sub(r"[^A-Za-z0-9.]+", "-", args.augmentations).strip("-")
     results_dir = Path(args.results_dir)
     run_folder = results_dir / "quality" / tag
     work_dir = Path(args.work_dir) / tag
@@ -478,7 +485,7 @@ def main(argv: list[str] | None = None) -> None:
         "patchmix": PATCHMIX_OVERRIDES[args.patchmix_backbone], "knn": "k=200, T=0.1, bank = train split, "
         "queries = full eval split", "recipes": "recipes/configs/<method>_cifar10.yaml (hyper-parameters, views)",
         "dataloader_num_workers": args.workers, "probe_steps": probe_steps,
-        "config_overrides": args.config_overrides or None,
+        "config_overrides": args.config_overrides or None, "augmentations": args.augmentations or None,
     }
     if args.summarize_only:
         write_summary(results_dir, tag, protocol)
@@ -495,7 +502,7 @@ def main(argv: list[str] | None = None) -> None:
                "base_learning_rate": args.base_learning_rate,
                "seed": seed, "warmup_fraction": args.warmup_fraction, "knn_points": args.knn_points,
                "workers": args.workers, "patchmix_backbone": args.patchmix_backbone,
-               "config_overrides": args.config_overrides}
+               "config_overrides": args.config_overrides, "augmentations": args.augmentations}
         jobs = ([] if args.no_random_init else [RANDOM_INIT]) + list(methods)
         for method in jobs:
             path = run_folder / f"{method}_seed{seed}.json"

@@ -432,7 +432,7 @@ _VIEW_DEFAULTS: dict[str, dict[str, Any]] = {
 }
 
 
-def _view_options(kind: str, overrides: dict[str, Any]) -> dict[str, Any]:
+def view_options(kind: str, overrides: dict[str, Any]) -> dict[str, Any]:
     """The options of a ``kind`` view: :data:`_VIEW_DEFAULTS` updated by ``overrides`` (unknown ones raise)."""
     if kind not in _VIEW_DEFAULTS:
         raise ValueError(f"Unknown view kind {kind!r}; valid kinds: {list(VIEW_KINDS)}.")
@@ -477,7 +477,7 @@ def build_view_transform(
     the uint8 tensor ``[3, side, side]``; :class:`DevicePhotometricAugment` does the rest on a batch on the
     accelerator. ``overrides`` replace the defaults named above; unknown ones raise ``ValueError``.
     """
-    opts = _view_options(kind, overrides)
+    opts = view_options(kind, overrides)
     to_tensor = [v2.ToImage(), v2.ToDtype(torch.float32, scale=True), v2.Normalize(list(mean), list(std))]
 
     if kind == "eval":
@@ -522,7 +522,7 @@ class DevicePhotometricAugment(torch.nn.Module):
         super().__init__()
         if kind == "eval":
             raise ValueError("The eval view has no random augmentation to move to the device.")
-        opts = _view_options(kind, overrides)
+        opts = view_options(kind, overrides)
         self.kind = kind
         self.mean, self.std = tuple(float(m) for m in mean), tuple(float(s) for s in std)
         self.ops = torch.nn.ModuleList()

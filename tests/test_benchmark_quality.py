@@ -99,3 +99,13 @@ def test_summary_and_table_name_the_calibration_method():
     older = {key: value for key, value in summary.items() if key != "calibrated_with"}
     assert "speed factor = `mnn`'s seconds per step" in make_tables.quality_section(
         [(Path("quality_60min.json"), {"protocol": {"budget_minutes": 60}, **older})])
+
+
+def test_augmentations_reach_the_training_command(tmp_path):
+    """A view-option ablation's command, read back through the real parser and multinet_gl's recipe file."""
+    run = {"dataset_name": "data/cifar10_sample", "batch": 128, "base_learning_rate": 0.06, "seed": 0, "workers": 0,
+           "patchmix_backbone": "resnet18", "config_overrides": "", "augmentations": "local={crop_scale: [0.14, 1.0]}"}
+    args = quality.make_args(quality.training_argv("multinet_gl", run, tmp_path, 100, 5.0, 0))
+    assert args.augmentations == {"local": {"crop_scale": [0.14, 1.0]}}
+    plain = quality.make_args(quality.training_argv("multinet_gl", {**run, "augmentations": ""}, tmp_path, 100, 5.0, 0))
+    assert plain.augmentations == {}

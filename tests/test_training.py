@@ -454,3 +454,42 @@ def test_min_learning_rate_ends_the_cosine_there(tmp_path):
                                            "--min_learning_rate", "0.2"]))
     with pytest.raises(ValueError, match="--min_learning_rate must be >= 0"):
         parse_args(["--min_learning_rate", "-1"])
+
+
+def test_augmentations_flag_updates_the_recipe_views_per_kind(tmp_path):
+    """`--augmentations` changes only the named options of the named view kind; the loader then yields views built
+    with them (real CIFAR-10 images: multinet_gl's local crops at 24 px instead of the default 16)."""
+    recipe = tmp_path / "recipe.yaml"
+    recipe.write_text("method: multinet_gl\naugmentations:\n  local:\n    crop_scale: [0.1, 0.5]\n    blur_p: 0.0\n")
+    args = parse_args(["--config", str(recipe), "--augmentations", "local={size: 24, crop_scale: [0.3, 1.0]}"])
+    assert args.augmentations == {"local": {"crop_scale": [0.3, 1.0], "blur_p": 0.0, "size": 24}}
+
+    trainer = Pretrainer(parse_args(SMALL_RUN + [
+        "--method", "multinet_gl", "--output_dir", str(tmp_path / "run"), "--config_overrides",
+        "projection_hidden_size=256", "--augmentations", "local={size: 24}"]))
+    shapes = [tuple(view.shape) for view in trainer.train_dataset[0]["views"]]
+    kinds = list(trainer.model_config.views)
+    assert "local" in kinds and "strong" in kinds
+    assert shapes == [(3, 24, 24) if kind == "local" else (3, 32, 32) for kind in kinds]
+
+
+@pytest.mark.parametrize(("flags", "message"), [
+    (["--augmentations", "locall={size: 24}"], "Unknown view kind 'locall'"),
+    (["--augmentations", "local={crop: [0.1, 1.0]}"], r"Unknown override\(s\) \['crop'\] for the 'local' view"),
+])
+def test_bad_augmentations_name_what_is_valid(flags, message):
+    with pytest.raises(ValueError, match=message):
+        parse_args(flags)
+
+
+def test_augmentations_value_must_be_a_mapping(capsys):
+    with pytest.raises(SystemExit):
+        parse_args(["--augmentations", "local=24"])
+    assert "the value must be a mapping of view options" in capsys.readouterr().err
+
+
+def test_recipe_augmentations_must_be_mappings(tmp_path):
+    recipe = tmp_path / "recipe.yaml"
+    recipe.write_text("method: multinet_gl\naugmentations:\n  local: 24\n")
+    with pytest.raises(ValueError, match="'augmentations:' must map view kinds to mappings of their options"):
+        parse_args(["--config", str(recipe)])

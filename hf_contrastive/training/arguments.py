@@ -15,6 +15,7 @@ from typing import Any
 
 import yaml
 
+from ..data import view_options
 from ..registry import get_method
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -111,6 +112,10 @@ class TrainingArguments:
         if self.weight_decay_end is not None and (self.weight_decay_end < 0 or self.weight_decay <= 0):
             raise ValueError(f"--weight_decay_end must be >= 0 and needs --weight_decay > 0 (where its cosine starts), "
                              f"got --weight_decay {self.weight_decay}, --weight_decay_end {self.weight_decay_end}.")
+        for kind, options in self.augmentations.items():  # unknown kinds or options fail here, not after loading
+            if not isinstance(options, dict):
+                raise TypeError(f"augmentations: the options of the {kind!r} view must be a mapping, got {options!r}.")
+            view_options(kind, options)
         if self.push_to_hub and not self.hub_model_id:
             raise ValueError("--push_to_hub needs --hub_model_id (e.g. your-username/mnn-resnet18).")
 
@@ -170,10 +175,11 @@ HELP = {
 }
 
 
-def _parse_overrides(text: str) -> dict[str, Any]:
+def _parse_overrides(text: str, flag: str = "--config_overrides") -> dict[str, Any]:
     """``"queue_size=1024,nn_topk=3"`` -> ``{"queue_size": 1024, "nn_topk": 3}`` (values parsed as YAML).
 
     Commas inside brackets belong to the value: ``backbone_kwargs={img_size: 32, patch_size: 4},views=[strong, weak]``.
+    Errors are ``argparse.ArgumentTypeError`` so that argparse prints their message, not only "invalid value".
     """
     parts, depth, current = [], 0, ""
     for char in text:
@@ -187,10 +193,25 @@ def _parse_overrides(text: str) -> dict[str, Any]:
     overrides = {}
     for item in filter(None, (part.strip() for part in parts)):
         if "=" not in item:
-            raise ValueError(f"--config_overrides takes key=value pairs separated by commas, got {item!r}.")
+            raise argparse.ArgumentTypeError(f"{flag} takes key=value pairs separated by commas, got {item!r}.")
         key, value = item.split("=", 1)
-        overrides[key.strip()] = yaml.safe_load(value)
+        try:
+            overrides[key.strip()] = yaml.safe_load(value)
+        except yaml.YAMLError as error:
+            raise argparse.ArgumentTypeError(f"{flag}: the value of {key.strip()!r} is not valid YAML ({value!r}): "
+                                             f"{error}") from error
     return overrides
+
+
+def _parse_augmentations(text: str) -> dict[str, dict[str, Any]]:
+    """``"local={crop_scale: [0.14, 1.0], size: 32}"`` -> ``{"local": {"crop_scale": [0.14, 1.0], "size": 32}}``."""
+    augmentations = _parse_overrides(text, "--augmentations")
+    for kind, options in augmentations.items():
+        if not isinstance(options, dict):
+            raise argparse.ArgumentTypeError(
+                f"--augmentations {kind}={options!r}: the value must be a mapping of view options, e.g. "
+                f"'{kind}={{crop_scale: [0.14, 1.0]}}'.")
+    return augmentations
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -212,6 +233,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--config_overrides",
         type=_parse_overrides,
         help="Model config fields, e.g. 'queue_size=1024,nn_topk=3' (overrides the YAML 'model:' section).",
+    )
+    parser.add_argument(
+        "--augmentations",
+        type=_parse_augmentations,
+        help="View options per view kind, e.g. 'local={crop_scale: [0.14, 1.0], size: 32}' (updates that kind's "
+        "options in the YAML 'augmentations:' section; the options are data.build_view_transform's).",
     )
     return parser
 
@@ -246,8 +273,15 @@ def parse_args(argv: list[str] | None = None) -> TrainingArguments:
         method_fields = get_method(cli.get("method", "mnn")).config_class().to_dict()
         values["config_overrides"] = {k: v for k, v in SAMPLE_DEFAULTS["config_overrides"].items() if k in method_fields}
     overrides = {**values.get("config_overrides", {}), **cli.pop("config_overrides", {})}
+    recipe_views, cli_views = values.get("augmentations") or {}, cli.pop("augmentations", {})
+    if not isinstance(recipe_views, dict) or not all(isinstance(o, dict | None) for o in recipe_views.values()):
+        raise ValueError(f"{config_path}: 'augmentations:' must map view kinds to mappings of their options, "
+                         f"e.g. 'strong: {{crop_scale: [0.1, 1.0]}}'.")
+    augmentations = {kind: {**(recipe_views.get(kind) or {}), **(cli_views.get(kind) or {})}
+                     for kind in {**recipe_views, **cli_views}}
     values.update(cli)
     values["config_overrides"] = overrides
+    values["augmentations"] = augmentations
     for spec in dataclasses.fields(TrainingArguments):
         value = values.get(spec.name)
         if value is not None and spec.type.startswith(("int", "float")) and isinstance(value, str):
