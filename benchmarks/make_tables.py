@@ -114,7 +114,7 @@ def provenance(report: dict, path: Path) -> str:
     if command:
         text += f" Command: `{command}`."
     if report.get("load_average"):
-        text += f" Load average at start: {report['load_average'][0]}."
+        text += f" Load average (1 min) when the JSON was written: {report['load_average'][0]}."
     return text
 
 
