@@ -312,6 +312,17 @@ def recipe_section(reports) -> str:
     return "\n\n".join(parts)
 
 
+def sampler_label(row: dict) -> str:
+    """' (sampler: simclr seed 1, 60.0 min)' for SPPS rows mined with a benchmark run's encoder (its cost is extra)."""
+    labels = []
+    for sampler in row.get("spps_samplers", []):
+        if "method" in sampler:
+            labels.append(f"{sampler['method']} seed {sampler['seed']}, {sampler['train_minutes']:.1f} min")
+        else:
+            labels.append(f"`{sampler['encoder']}`")
+    return f" (sampler: {'; '.join(dict.fromkeys(labels))})" if labels else ""
+
+
 def quality_section(reports) -> str:
     if not reports:
         return "_No fixed-budget results yet: run `python benchmarks/quality.py --budget_minutes M`._"
@@ -322,7 +333,7 @@ def quality_section(reports) -> str:
         for r in report.get("rows", []):
             accuracy = f"{100 * r['knn_top1_mean']:.2f}" + (f" ± {100 * r['knn_top1_std']:.2f}" if len(r["seeds"]) > 1 else "")
             flag = " (stopped early)" if r.get("runs_stopped_early") else ""
-            rows.append([r["method"].replace("random_init", "**random init**"), str(len(r["seeds"])),
+            rows.append([r["method"].replace("random_init", "**random init**") + sampler_label(r), str(len(r["seeds"])),
                          fmt(r.get("epochs_mean"), 1), fmt(r.get("train_minutes_mean"), 1) + flag,
                          ", ".join(f"{f:.3g}" for f in r["speed_factors"]) if r.get("speed_factors") else
                          ("–" if r["method"] == "random_init" else "1"), accuracy,

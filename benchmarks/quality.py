@@ -14,6 +14,10 @@ on another CPU a probe of `--calibrate_with` (MNN) here and its recorded probe t
 scales it, so a faster machine trains as much, not more. kNN top-1 (k=200, T=0.1, bank = the 50k train images,
 queries = the full 10k test split) is measured `--knn_points` times during training and at the end; its time is
 not part of the budget. The same ResNet-18 at random initialisation (one per seed) is always measured too.
+SPPS mines its neighbours once with a pretrained sampler, so it runs only with `--spps_sampler` (e.g. the kept
+output of another 60-minute run: `--methods simclr --seeds 1 --keep_outputs`, then `--methods spps --spps_sampler
+outputs/quality/60min/simclr_seed1/model`); the mining counts as SPPS's training time, the sampler's own minutes
+are stated beside its row.
 
 Writes one JSON per run in `--results_dir/quality/<tag>/` (`<method>_seed<S>.json`, `random_init_seed<S>.json`; an existing
 one is skipped, so an interrupted campaign continues where it stopped), and `--results_dir/quality_<tag>.json`
@@ -38,6 +42,7 @@ import time
 from pathlib import Path
 
 import torch
+from huggingface_hub.utils import HFValidationError, validate_repo_id
 
 import hf_contrastive
 from hf_contrastive.training import parse_args
@@ -87,6 +92,8 @@ def training_argv(method: str, run: dict, output_dir: Path, max_train_steps: int
     overrides = {"small_image_stem": False, "image_size": 32}
     if method == "patchmix":
         overrides = {**PATCHMIX_OVERRIDES[run["patchmix_backbone"]], "image_size": 32}
+    if method == "spps" and run.get("spps_sampler"):
+        overrides["mining_encoder"] = run["spps_sampler"]
     extra = overrides_text(overrides) + (f",{run['config_overrides']}" if run["config_overrides"] else "")
     argv = [
         "--method", method,
@@ -132,6 +139,7 @@ class BudgetPretrainer(Pretrainer):
         self.eval_marks: list[tuple[float, float]] = []
         self.step_times: list[float] = []
         self._eval_total = 0.0
+        self.neighbour_mining_s = 0.0
         self._t0 = None
         super().__init__(args)
         scheduler_step = self.lr_scheduler.step
@@ -154,6 +162,13 @@ class BudgetPretrainer(Pretrainer):
 
     def training_seconds(self) -> float:
         return time.perf_counter() - self._t0 - self._eval_total
+
+    def refresh_neighbours(self, *args, **kwargs):
+        # SPPS mines its neighbours with the sampler inside train(): counted as training time, and recorded.
+        start = time.perf_counter()
+        result = super().refresh_neighbours(*args, **kwargs)
+        self.neighbour_mining_s += time.perf_counter() - start
+        return result
 
     def evaluate_knn(self, *args, **kwargs):
         if self.skip_knn:
@@ -256,6 +271,8 @@ def run_method(method: str, run: dict, budget_s: float, probe: dict, steps_per_e
         "knn_top1": results.get("knn_top1"), "knn_history": history,
         "train_samples": results.get("train_samples"), "eval_samples": results.get("eval_samples"),
         "final_loss": results.get("final_loss"),
+        **({"spps_sampler": run["spps_sampler_record"], "neighbour_mining_s": round(trainer.neighbour_mining_s, 1)}
+           if method == "spps" else {}),
         "train_command": "accelerate launch recipes/train.py " + " ".join(
             a if " " not in a and "{" not in a else repr(a) for a in argv),
     }
@@ -263,6 +280,34 @@ def run_method(method: str, run: dict, budget_s: float, probe: dict, steps_per_e
     gc.collect()
     if not keep_outputs:
         shutil.rmtree(output_dir, ignore_errors=True)
+    return record
+
+
+def sampler_record(sampler: str, results_dir: Path) -> dict:
+    """What SPPS mines its neighbours with: the encoder (a folder or Hub id) and, when the folder is the kept output
+    of a run of this benchmark (`<work_dir>/<tag>/<method>_seed<N>/model`, kept with --keep_outputs), that run's
+    method, seed, training minutes (reference machine's) and kNN top-1: the sampler's cost, stated beside SPPS's row.
+    Raises ValueError, saying what to pass, for a folder that is not a model folder or a string that is neither a
+    folder nor a Hub id."""
+    record: dict = {"encoder": sampler}
+    path = Path(sampler)
+    if path.exists():
+        if not (path / "config.json").is_file():
+            raise ValueError(f"--spps_sampler {sampler}: no config.json in that folder. Pass the `model` folder of a "
+                             "training run (e.g. outputs/quality/60min/simclr_seed1/model, kept with --keep_outputs) "
+                             "or a Hub id.")
+        run_json = results_dir / "quality" / path.resolve().parent.parent.name / f"{path.resolve().parent.name}.json"
+        if path.name == "model" and run_json.is_file():
+            sampler_run = json.loads(run_json.read_text())
+            record.update(run=display_path(run_json), method=sampler_run["method"], seed=sampler_run["seed"],
+                          train_minutes=round(reference_seconds(sampler_run, sampler_run["train_time_s"]) / 60, 2),
+                          knn_top1=sampler_run["knn_top1"])
+        return record
+    try:
+        validate_repo_id(sampler)
+    except HFValidationError:
+        raise ValueError(f"--spps_sampler {sampler}: not an existing folder, and not a Hub id (org/name). Pass the "
+                         "`model` folder of a training run or a Hub id.") from None
     return record
 
 
@@ -325,6 +370,9 @@ def summarize(runs: list[dict]) -> dict:
                        speed_factors=sorted({(r.get("calibration") or {}).get("speed_factor") or 1.0
                                              for r in method_runs}),
                        runs_stopped_early=sum(1 for r in method_runs if r.get("stopped_early_at_step")))
+            samplers = [r["spps_sampler"] for r in method_runs if r.get("spps_sampler")]
+            if samplers:
+                row["spps_samplers"] = samplers
             if random_mean is not None:
                 row["minus_random_init_pp"] = round(100 * (mean - random_mean), 2)
                 # Separation in units of the combined seed spread (None with a single seed on either side).
@@ -438,6 +486,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--augmentations", default="", help="View options for every method of the call, as "
                         "recipes/train.py takes them (e.g. \"local={crop_scale: [0.14, 1.0]}\"); the results get "
                         "their own tag.")
+    parser.add_argument("--spps_sampler", default=None,
+                        help="SPPS's pretrained sampler (its recipe's mining_encoder): the `model` folder of a run "
+                             "kept with --keep_outputs (e.g. outputs/quality/60min/simclr_seed1/model; the table then "
+                             "names it and its minutes) or a Hub id. Without it SPPS is not run: each image would be "
+                             "its own neighbour, which is SimCLR with a third view.")
     parser.add_argument("--patchmix_backbone", choices=sorted(PATCHMIX_OVERRIDES), default="resnet18")
     parser.add_argument("--hard_stop_factor", type=float, default=None,
                         help="Stop a run whose training time passes this x the budget (the probe misjudged the "
@@ -462,6 +515,12 @@ def main(argv: list[str] | None = None) -> None:
     unknown = sorted(set(methods) - set(hf_contrastive.available_methods()))
     if unknown:
         parser.error(f"unknown methods {unknown}")
+    if "spps" in methods and not args.spps_sampler:
+        if args.methods:
+            parser.error("spps needs --spps_sampler: the `model` folder of a pretrained run (e.g. a 60-minute SimCLR "
+                         "run kept with --keep_outputs) or a Hub id.")
+        methods = [m for m in methods if m != "spps"]
+        print("spps skipped: it needs --spps_sampler (a pretrained encoder to mine its neighbours with).")
     dataset_name = args.dataset_name or display_path(SAMPLE if args.quick else SHARED_CIFAR10)
     tag = "quick" if args.quick else f"{budget_minutes:g}min"
     if args.base_learning_rate != 0.06 or args.batch != 128:  # another protocol: its own folder and summary
@@ -471,6 +530,10 @@ def main(argv: list[str] | None = None) -> None:
     if args.augmentations:  # likewise for view options
         tag += "_aug-" + re.sub(r"[^A-Za-z0-9.]+", "-", args.augmentations).strip("-")
     results_dir = Path(args.results_dir)
+    try:
+        spps_sampler_record = sampler_record(args.spps_sampler, results_dir) if args.spps_sampler else None
+    except ValueError as error:
+        parser.error(str(error))
     run_folder = results_dir / "quality" / tag
     work_dir = Path(args.work_dir) / tag
     probe_steps = args.probe_steps or (5 if args.quick else 15)
@@ -502,7 +565,8 @@ def main(argv: list[str] | None = None) -> None:
                "base_learning_rate": args.base_learning_rate,
                "seed": seed, "warmup_fraction": args.warmup_fraction, "knn_points": args.knn_points,
                "workers": args.workers, "patchmix_backbone": args.patchmix_backbone,
-               "config_overrides": args.config_overrides, "augmentations": args.augmentations}
+               "config_overrides": args.config_overrides, "augmentations": args.augmentations,
+               "spps_sampler": args.spps_sampler, "spps_sampler_record": spps_sampler_record}
         jobs = ([] if args.no_random_init else [RANDOM_INIT]) + list(methods)
         for method in jobs:
             path = run_folder / f"{method}_seed{seed}.json"

@@ -109,3 +109,49 @@ def test_augmentations_reach_the_training_command(tmp_path):
     assert args.augmentations == {"local": {"crop_scale": [0.14, 1.0]}}
     plain = quality.make_args(quality.training_argv("multinet_gl", {**run, "augmentations": ""}, tmp_path, 100, 5.0, 0))
     assert plain.augmentations == {}
+
+
+def test_spps_mines_with_the_sampler_of_a_kept_run(tmp_path):
+    """SPPS's command names the sampler folder; a kept benchmark run's folder is linked to that run's JSON, whose
+    minutes and accuracy the table prints beside SPPS's row."""
+    import make_tables
+
+    results, model = tmp_path / "results", tmp_path / "outputs" / "60min" / "simclr_seed1" / "model"
+    model.mkdir(parents=True)
+    (model / "config.json").write_text("{}")
+    sampler_run = {"method": "simclr", "seed": 1, "knn_top1": 0.53, "train_time_s": 2400.0,
+                   "calibration": {"role": "calibrated", "method": "mnn", "speed_factor": 2 / 3}}
+    (results / "quality" / "60min").mkdir(parents=True)
+    (results / "quality" / "60min" / "simclr_seed1.json").write_text(json.dumps(sampler_run))
+
+    record = quality.sampler_record(str(model), results)
+    assert (record["encoder"], record["method"], record["seed"], record["knn_top1"]) == (str(model), "simclr", 1, 0.53)
+    assert record["train_minutes"] == pytest.approx(60.0)  # 40 min on a CPU at speed factor 2/3
+
+    run = {"dataset_name": "data/cifar10_sample", "batch": 128, "base_learning_rate": 0.06, "seed": 0, "workers": 0,
+           "patchmix_backbone": "resnet18", "config_overrides": "", "spps_sampler": str(model)}
+    args = quality.make_args(quality.training_argv("spps", run, tmp_path, 100, 5.0, 0))
+    assert args.config_overrides["mining_encoder"] == str(model)
+    other = quality.make_args(quality.training_argv("simclr", run, tmp_path, 100, 5.0, 0))
+    assert "mining_encoder" not in other.config_overrides
+
+    runs = [{"method": "spps", "seed": 0, "knn_top1": 0.5, "epochs": 10.0, "max_train_steps": 3900,
+             "train_time_s": 2400.0, "probe": {"seconds_per_step": 0.6}, "calibration": None, "spps_sampler": record}]
+    summary = quality.summarize(runs)
+    text = make_tables.quality_section([(Path("quality_60min.json"), {"protocol": {"budget_minutes": 60}, **summary})])
+    assert "spps (sampler: simclr seed 1, 60.0 min)" in text
+    # A Hub id (or any folder outside the benchmark) is named as it is.
+    assert quality.sampler_record("org/byol-resnet18", results) == {"encoder": "org/byol-resnet18"}
+
+
+def test_spps_without_a_usable_sampler_fails_before_training(tmp_path, capsys):
+    (tmp_path / "not_a_model").mkdir()
+    with pytest.raises(ValueError, match="no config.json in that folder"):
+        quality.sampler_record(str(tmp_path / "not_a_model"), tmp_path)
+    with pytest.raises(ValueError, match="not an existing folder, and not a Hub id"):
+        quality.sampler_record(str(tmp_path / "missing" / "run" / "model"), tmp_path)
+    for argv in (["--budget_minutes", "60", "--methods", "spps"],
+                 ["--budget_minutes", "60", "--methods", "spps", "--spps_sampler", str(tmp_path / "not_a_model")]):
+        with pytest.raises(SystemExit):
+            quality.main(argv + ["--results_dir", str(tmp_path / "results")])
+        assert "--spps_sampler" in capsys.readouterr().err
