@@ -46,6 +46,7 @@ from huggingface_hub.utils import HFValidationError, validate_repo_id
 
 import hf_contrastive
 from hf_contrastive.training import parse_args
+from hf_contrastive.training.arguments import _parse_overrides
 from hf_contrastive.training.trainer import Pretrainer
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -314,6 +315,12 @@ def sampler_record(sampler: str, results_dir: Path) -> dict:
 def run_random_init(run: dict, work_dir: Path) -> dict:
     """kNN top-1 of the ResNet-18 (standard stem) at random initialisation, seeded, evaluated by the same code."""
     output_dir = work_dir / f"random_init_seed{run['seed']}"
+    # The call's overrides that shape SimCLR's encoder (backbone, image_size, ...) apply to it; another method's
+    # loss fields (e.g. PatchMix's mixed_to_original_weight) do not exist in SimCLR's config: left out, recorded.
+    overrides = _parse_overrides(run["config_overrides"]) if run["config_overrides"] else {}
+    simclr_fields = set(hf_contrastive.get_method("simclr").config_class().to_dict())
+    ignored = sorted(set(overrides) - simclr_fields)
+    run = {**run, "config_overrides": overrides_text({k: v for k, v in overrides.items() if k in simclr_fields})}
     argv = training_argv("simclr", run, output_dir, 1, 0.0, 0)
     trainer = BudgetPretrainer(make_args(argv))
     start = time.perf_counter()
@@ -323,7 +330,7 @@ def run_random_init(run: dict, work_dir: Path) -> dict:
               "eval_time_s": round(time.perf_counter() - start, 1), "train_time_s": 0.0,
               "eval_samples": len(trainer.splits.eval), "train_samples": len(trainer.train_dataset),
               "note": "encoder of a freshly built SimCLRForPreTraining (every method builds the same ResNet-18 and "
-                      "init); no training step"}
+                      "init); no training step", **({"config_overrides_ignored": ignored} if ignored else {})}
     del trainer
     gc.collect()
     shutil.rmtree(output_dir, ignore_errors=True)

@@ -155,3 +155,15 @@ def test_spps_without_a_usable_sampler_fails_before_training(tmp_path, capsys):
         with pytest.raises(SystemExit):
             quality.main(argv + ["--results_dir", str(tmp_path / "results")])
         assert "--spps_sampler" in capsys.readouterr().err
+
+
+def test_random_init_of_an_ablation_keeps_only_simclr_fields(tmp_path):
+    """An ablation of another method's loss field (PatchMix's mixing weights) still measures random init, on real
+    sample images: SimCLR's encoder takes the fields it has (views) and the others are left out and recorded."""
+    run = {"dataset_name": "data/cifar10_sample", "batch": 128, "base_learning_rate": 0.06, "seed": 0, "workers": 0,
+           "patchmix_backbone": "resnet18",
+           "config_overrides": "views=[strong, strong],mixed_to_original_weight=0,mixed_to_mixed_weight=0"}
+    record = quality.run_random_init(run, tmp_path)
+    assert record["config_overrides_ignored"] == ["mixed_to_mixed_weight", "mixed_to_original_weight"]
+    assert 0.1 < record["knn_top1"] < 0.5  # an untrained ResNet-18 on 10 classes: above chance, far from trained
+    assert record["eval_samples"] == 500
