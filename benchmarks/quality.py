@@ -46,7 +46,7 @@ from huggingface_hub.utils import HFValidationError, validate_repo_id
 
 import hf_contrastive
 from hf_contrastive.training import parse_args
-from hf_contrastive.training.arguments import _parse_overrides
+from hf_contrastive.training.arguments import parse_overrides
 from hf_contrastive.training.trainer import Pretrainer
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -297,7 +297,8 @@ def sampler_record(sampler: str, results_dir: Path) -> dict:
             raise ValueError(f"--spps_sampler {sampler}: no config.json in that folder. Pass the `model` folder of a "
                              "training run (e.g. outputs/quality/60min/simclr_seed1/model, kept with --keep_outputs) "
                              "or a Hub id.")
-        run_json = results_dir / "quality" / path.resolve().parent.parent.name / f"{path.resolve().parent.name}.json"
+        run_folder = path.resolve().parent  # <work_dir>/<tag>/<method>_seed<N>
+        run_json = results_dir / "quality" / run_folder.parent.name / f"{run_folder.name}.json"
         if path.name == "model" and run_json.is_file():
             sampler_run = json.loads(run_json.read_text())
             record.update(run=display_path(run_json), method=sampler_run["method"], seed=sampler_run["seed"],
@@ -317,7 +318,7 @@ def run_random_init(run: dict, work_dir: Path) -> dict:
     output_dir = work_dir / f"random_init_seed{run['seed']}"
     # The call's overrides that shape SimCLR's encoder (backbone, image_size, ...) apply to it; another method's
     # loss fields (e.g. PatchMix's mixed_to_original_weight) do not exist in SimCLR's config: left out, recorded.
-    overrides = _parse_overrides(run["config_overrides"]) if run["config_overrides"] else {}
+    overrides = parse_overrides(run["config_overrides"]) if run["config_overrides"] else {}
     simclr_fields = set(hf_contrastive.get_method("simclr").config_class().to_dict())
     ignored = sorted(set(overrides) - simclr_fields)
     run = {**run, "config_overrides": overrides_text({k: v for k, v in overrides.items() if k in simclr_fields})}

@@ -175,7 +175,7 @@ HELP = {
 }
 
 
-def _parse_overrides(text: str, flag: str = "--config_overrides") -> dict[str, Any]:
+def parse_overrides(text: str, flag: str = "--config_overrides") -> dict[str, Any]:
     """``"queue_size=1024,nn_topk=3"`` -> ``{"queue_size": 1024, "nn_topk": 3}`` (values parsed as YAML).
 
     Commas inside brackets belong to the value: ``backbone_kwargs={img_size: 32, patch_size: 4},views=[strong, weak]``.
@@ -205,7 +205,7 @@ def _parse_overrides(text: str, flag: str = "--config_overrides") -> dict[str, A
 
 def _parse_augmentations(text: str) -> dict[str, dict[str, Any]]:
     """``"local={crop_scale: [0.14, 1.0], size: 32}"`` -> ``{"local": {"crop_scale": [0.14, 1.0], "size": 32}}``."""
-    augmentations = _parse_overrides(text, "--augmentations")
+    augmentations = parse_overrides(text, "--augmentations")
     for kind, options in augmentations.items():
         if not isinstance(options, dict):
             raise argparse.ArgumentTypeError(
@@ -231,7 +231,7 @@ def build_parser() -> argparse.ArgumentParser:
         parser.add_argument(flag, type=base_type, help=HELP.get(spec.name))
     parser.add_argument(
         "--config_overrides",
-        type=_parse_overrides,
+        type=parse_overrides,
         help="Model config fields, e.g. 'queue_size=1024,nn_topk=3' (overrides the YAML 'model:' section).",
     )
     parser.add_argument(
