@@ -10,6 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from accelerate.state import AcceleratorState
@@ -239,6 +240,45 @@ def test_non_finite_loss_stops_the_run_and_keeps_the_last_checkpoint(tmp_path):
     assert [p.name for p in (tmp_path / "checkpoints").iterdir()] == ["step_1"]
     state = load_file(tmp_path / "checkpoints" / "step_1" / "model.safetensors")
     assert all(torch.isfinite(t).all() for t in state.values() if t.is_floating_point())
+
+
+def test_non_finite_loss_inside_a_window_names_the_unchecked_steps(tmp_path):
+    # The loss reaches the host only at logging and checkpoint steps: the NaN of step 2 is found at step 3's checkpoint.
+    args = parse_args(SMALL_RUN[:-2] + ["--config_overrides", "queue_size=128,small_image_stem=false",
+                                        "--learning_rate", "1e30", "--warmup_epochs", "0", "--max_train_steps", "6",
+                                        "--checkpointing_steps", "3", "--output_dir", str(tmp_path)])
+    with pytest.raises(FloatingPointError, match=r"The loss became nan within steps 1-3; no checkpoint is untouched"):
+        train(args)
+    assert not list((tmp_path / "checkpoints").glob("step_*"))
+
+
+def _logged_losses(output_dir: Path) -> dict[int, float]:
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    losses = {}
+    for folder in {path.parent for path in (output_dir / "logs").rglob("events.out.tfevents.*")}:
+        accumulator = EventAccumulator(str(folder))
+        accumulator.Reload()
+        if "train/loss" in accumulator.Tags()["scalars"]:
+            losses.update({event.step: event.value for event in accumulator.Scalars("train/loss")})
+    return losses
+
+
+def test_logged_loss_is_the_mean_over_its_logging_window(tmp_path):
+    """Steps 1-6 logged one by one, then the same seeded run logged every 3 steps: each logged value is the mean of
+    its window's step losses, computed here with numpy."""
+    runs = {}
+    for every in (1, 3):
+        output_dir = tmp_path / f"every_{every}"
+        results = train(parse_args(SMALL_RUN + ["--max_train_steps", "6", "--logging_steps", str(every),
+                                                "--knn_every_n_epochs", "0", "--report_to", "tensorboard",
+                                                "--output_dir", str(output_dir)]))
+        runs[every] = (_logged_losses(output_dir), results["final_loss"])
+    (per_step, final_loss), (windowed, _) = runs[1], runs[3]
+    assert sorted(per_step) == [1, 2, 3, 4, 5, 6] and sorted(windowed) == [3, 6]
+    for step in (3, 6):
+        assert windowed[step] == pytest.approx(np.mean([per_step[s] for s in range(step - 2, step + 1)]), rel=1e-5)
+    assert final_loss == pytest.approx(per_step[6], rel=1e-6)  # final_loss is still the last step's loss
 
 
 def test_a_killed_run_resumes_from_its_last_checkpoint(tmp_path):

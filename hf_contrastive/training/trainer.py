@@ -461,7 +461,11 @@ class Pretrainer:
         )
         progress = tqdm(total=self.max_train_steps, initial=global_step, desc="pretraining",
                         disable=not accelerator.is_local_main_process, dynamic_ncols=True)
-        start_time, samples_seen, loss = time.perf_counter(), 0, None
+        start_time, samples_seen, last_step_loss = time.perf_counter(), 0, None
+        # The loss stays on the device and reaches the host once per logging window or checkpoint, not per
+        # step: .item() makes the host wait for the device, so a per-step read keeps it from queueing ahead.
+        window_loss_sum = torch.zeros((), device=accelerator.device)
+        window_steps, unchecked_from = 0, global_step + 1
         self.model.train()
         for epoch in range(starting_epoch, self.num_epochs):
             self.train_dataset.set_epoch(epoch)
@@ -503,28 +507,34 @@ class Pretrainer:
                 unwrapped.momentum_update(progress=global_step / self.max_train_steps)
                 global_step += 1
                 # The loss of the global batch: per-process losses are means over equal per-device batches.
-                loss = accelerator.reduce(outputs.loss.detach(), "mean").item()
-                if not math.isfinite(loss):
-                    checkpoints = list_checkpoints(self.output_dir)
-                    last = f"the last checkpoint, {checkpoints[-1]}," if checkpoints else "no checkpoint"
-                    raise FloatingPointError(
-                        f"The loss became {loss} at step {global_step}; {last} is untouched. Lower --learning_rate, "
-                        "or use bf16 instead of fp16, then continue with --resume_from_checkpoint latest."
-                    )
+                last_step_loss = outputs.loss.detach().float()
+                window_loss_sum += last_step_loss
+                window_steps += 1
                 progress.update(1)
-                progress.set_postfix(loss=f"{loss:.4f}", epoch=epoch)
-                if global_step % args.logging_steps == 0 or global_step == self.max_train_steps:
-                    logs = {"train/loss": loss, "train/lr": self.lr_scheduler.get_last_lr()[0], "train/epoch": epoch}
+                log_now = global_step % args.logging_steps == 0 or global_step >= self.max_train_steps
+                save_now = bool(checkpoint_every) and global_step % checkpoint_every == 0
+                if log_now or save_now:  # a checkpoint is only written after its steps' losses were checked
+                    window_loss = self._checked_mean_loss(window_loss_sum, window_steps, unchecked_from, global_step)
+                    unchecked_from = global_step + 1
+                if log_now:
+                    progress.set_postfix(loss=f"{window_loss:.4f}", epoch=epoch)
+                    logs = {"train/loss": window_loss, "train/lr": self.lr_scheduler.get_last_lr()[0],
+                            "train/epoch": epoch}
                     if self.decayed_groups:
                         logs["train/weight_decay"] = self.optimizer.param_groups[self.decayed_groups[0]]["weight_decay"]
                     accelerator.log(logs, step=global_step)
-                if checkpoint_every and global_step % checkpoint_every == 0:
+                    window_loss_sum.zero_()
+                    window_steps = 0
+                if save_now:
                     self.save_checkpoint(global_step, epoch, batches_done)
                 if global_step >= self.max_train_steps:
                     break
             epochs_done = epoch + 1
             is_last = global_step >= self.max_train_steps
             if args.checkpointing_steps == "epoch" and not is_last:
+                if unchecked_from <= global_step:
+                    self._checked_mean_loss(window_loss_sum, window_steps, unchecked_from, global_step)
+                    unchecked_from = global_step + 1
                 self.save_checkpoint(global_step, epochs_done, 0)
             if args.knn_every_n_epochs > 0 and epochs_done % args.knn_every_n_epochs == 0 and not is_last:
                 self._record_knn(global_step, epochs_done, progress)
@@ -534,7 +544,24 @@ class Pretrainer:
         train_runtime = time.perf_counter() - start_time
         self.check_queues_in_sync()
         knn_top1 = self._record_knn(global_step, global_step / self.steps_per_epoch, None)
-        return self._finish(global_step, knn_top1, train_runtime, samples_seen, loss)
+        final_loss = None if last_step_loss is None else accelerator.reduce(last_step_loss, "mean").item()
+        return self._finish(global_step, knn_top1, train_runtime, samples_seen, final_loss)
+
+    def _checked_mean_loss(self, window_loss_sum: torch.Tensor, window_steps: int, first_step: int,
+                           last_step: int) -> float:
+        """The global batch's mean loss over the window's ``window_steps`` steps (one host sync). Raises before
+        anything else is saved when it is not finite: a non-finite step among first_step..last_step, the steps
+        not yet checked, makes the sum non-finite."""
+        window_loss = self.accelerator.reduce(window_loss_sum, "mean").item() / window_steps
+        if math.isfinite(window_loss):
+            return window_loss
+        checkpoints = list_checkpoints(self.output_dir)
+        last = f"the last checkpoint, {checkpoints[-1]}," if checkpoints else "no checkpoint"
+        steps = f"at step {last_step}" if first_step == last_step else f"within steps {first_step}-{last_step}"
+        raise FloatingPointError(
+            f"The loss became {window_loss} {steps}; {last} is untouched. Lower --learning_rate, "
+            "or use bf16 instead of fp16, then continue with --resume_from_checkpoint latest."
+        )
 
     def _augment_on_device(self, inputs: dict[str, list[torch.Tensor]], epoch: int, batch_in_epoch: int) -> dict:
         """``--augment_on_device``: the photometric half of every view of this batch, where the batch is.
