@@ -230,26 +230,22 @@ def test_push_to_hub_pushes_native_timm_when_the_backbone_allows(tmp_path, offli
         assert "pretrained_cfg" in config and not list(remote.glob("*.py"))
 
 
-def test_non_finite_loss_stops_the_run_and_keeps_the_last_checkpoint(tmp_path):
+@pytest.mark.parametrize(("checkpointing_steps", "message", "kept"), [
+    ("1", r"The loss became nan at step 2; the last checkpoint, .*step_1, is untouched", ["step_1"]),
+    # The loss reaches the host only at logging and checkpoint steps: step 2's NaN is found at step 3's checkpoint.
+    ("3", r"The loss became nan within steps 1-3; no checkpoint is untouched", []),
+])
+def test_non_finite_loss_stops_the_run_and_keeps_the_last_checkpoint(tmp_path, checkpointing_steps, message, kept):
     # A learning rate of 1e30 makes the weights, then the loss, non-finite within two steps.
     args = parse_args(SMALL_RUN[:-2] + ["--config_overrides", "queue_size=128,small_image_stem=false",
                                         "--learning_rate", "1e30", "--warmup_epochs", "0", "--max_train_steps", "6",
-                                        "--checkpointing_steps", "1", "--output_dir", str(tmp_path)])
-    with pytest.raises(FloatingPointError, match=r"The loss became nan at step 2; the last checkpoint, .*step_1, is untouched"):
+                                        "--checkpointing_steps", checkpointing_steps, "--output_dir", str(tmp_path)])
+    with pytest.raises(FloatingPointError, match=message):
         train(args)
-    assert [p.name for p in (tmp_path / "checkpoints").iterdir()] == ["step_1"]
-    state = load_file(tmp_path / "checkpoints" / "step_1" / "model.safetensors")
-    assert all(torch.isfinite(t).all() for t in state.values() if t.is_floating_point())
-
-
-def test_non_finite_loss_inside_a_window_names_the_unchecked_steps(tmp_path):
-    # The loss reaches the host only at logging and checkpoint steps: the NaN of step 2 is found at step 3's checkpoint.
-    args = parse_args(SMALL_RUN[:-2] + ["--config_overrides", "queue_size=128,small_image_stem=false",
-                                        "--learning_rate", "1e30", "--warmup_epochs", "0", "--max_train_steps", "6",
-                                        "--checkpointing_steps", "3", "--output_dir", str(tmp_path)])
-    with pytest.raises(FloatingPointError, match=r"The loss became nan within steps 1-3; no checkpoint is untouched"):
-        train(args)
-    assert not list((tmp_path / "checkpoints").glob("step_*"))
+    assert sorted(p.name for p in (tmp_path / "checkpoints").glob("*")) == kept
+    for name in kept:
+        state = load_file(tmp_path / "checkpoints" / name / "model.safetensors")
+        assert all(torch.isfinite(t).all() for t in state.values() if t.is_floating_point())
 
 
 def _logged_losses(output_dir: Path) -> dict[int, float]:
