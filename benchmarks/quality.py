@@ -50,7 +50,7 @@ from hf_contrastive.training.arguments import parse_overrides
 from hf_contrastive.training.trainer import Pretrainer
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import REPO_ROOT, RESULTS_DIR, SHARED_CIFAR10, display_path, environment, write_json
+from common import REPO_ROOT, RESULTS_DIR, SHARED_CIFAR10, display_path, environment, synchronize, write_json
 
 SAMPLE = REPO_ROOT / "data" / "cifar10_sample"
 RECIPES = REPO_ROOT / "recipes" / "configs"
@@ -146,6 +146,9 @@ class BudgetPretrainer(Pretrainer):
         scheduler_step = self.lr_scheduler.step
 
         def timed_scheduler_step(*a, **k):  # called once per optimiser step by the loop
+            # The loop reads the loss only once per logging window, so on a GPU the host runs ahead of the device:
+            # wait for the step to finish, or the probe's median gap would be the launch time, not the step's.
+            synchronize(self.accelerator.device)
             self.step_times.append(time.perf_counter())
             if (self.stop_after_s and self._t0 is not None and self.stopped_early_at_step is None
                     and self.training_seconds() > self.stop_after_s):
