@@ -557,11 +557,12 @@ class Pretrainer:
             return window_loss
         checkpoints = list_checkpoints(self.output_dir)
         steps = f"at step {last_step}" if first_step == last_step else f"within steps {first_step}-{last_step}"
-        # Without a checkpoint there is nothing to resume: say so instead of pointing at --resume_from_checkpoint.
-        where = (f"the last checkpoint, {checkpoints[-1]}, is untouched. Lower --learning_rate, or use bf16 instead "
-                 "of fp16, then continue with --resume_from_checkpoint latest." if checkpoints else
-                 "no checkpoint has been written yet. Lower --learning_rate, or use bf16 instead of fp16, then start "
-                 "the run again.")
+        advice = "Lower --learning_rate, or use bf16 instead of fp16, then"
+        if checkpoints:
+            where = (f"the last checkpoint, {checkpoints[-1]}, is untouched. "
+                     f"{advice} continue with --resume_from_checkpoint latest.")
+        else:  # nothing to resume: pointing at --resume_from_checkpoint would fail
+            where = f"no checkpoint has been written yet. {advice} start the run again."
         raise FloatingPointError(f"The loss became {window_loss} {steps}; {where}")
 
     def _augment_on_device(self, inputs: dict[str, list[torch.Tensor]], epoch: int, batch_in_epoch: int) -> dict:
