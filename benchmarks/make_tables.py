@@ -335,8 +335,8 @@ def quality_section(reports) -> str:
             flag = " (stopped early)" if r.get("runs_stopped_early") else ""
             rows.append([r["method"].replace("random_init", "**random init**") + sampler_label(r), str(len(r["seeds"])),
                          fmt(r.get("epochs_mean"), 1), fmt(r.get("train_minutes_mean"), 1) + flag,
-                         ", ".join(f"{f:.3g}" for f in r["speed_factors"]) if r.get("speed_factors") else
-                         ("–" if r["method"] == "random_init" else "1"), accuracy,
+                         ", ".join(f"{f:.3f}" for f in r["speed_factors"]) if r.get("speed_factors") else
+                         ("–" if r["method"] == "random_init" else "1.000"), accuracy,
                          fmt(r.get("minus_random_init_pp"), 2) if "minus_random_init_pp" in r else "–",
                          fmt(r.get("separation_sigma"), 1) if r.get("separation_sigma") is not None else "–"])
         # Summaries written before the field existed were all calibrated with MNN, the default.
