@@ -42,6 +42,7 @@ import time
 from pathlib import Path
 
 import torch
+import yaml
 from huggingface_hub.utils import HFValidationError, validate_repo_id
 
 import hf_contrastive
@@ -317,15 +318,18 @@ def sampler_record(sampler: str, results_dir: Path) -> dict:
 
 
 def run_random_init(run: dict, work_dir: Path) -> dict:
-    """kNN top-1 of the ResNet-18 (standard stem) at random initialisation, seeded, evaluated by the same code."""
+    """kNN top-1 of the call's backbone at random initialisation, seeded, evaluated by the same code: the ResNet-18
+    (standard stem) of a fresh SimCLR model, or with `--patchmix_backbone vit_tiny` the ViT-Ti/4 of a fresh PatchMix
+    model (its recipe's ViT init)."""
     output_dir = work_dir / f"random_init_seed{run['seed']}"
-    # The call's overrides that shape SimCLR's encoder (backbone, image_size, ...) apply to it; another method's
-    # loss fields (e.g. PatchMix's mixed_to_original_weight) do not exist in SimCLR's config: left out, recorded.
+    method = "simclr" if run["patchmix_backbone"] == "resnet18" else "patchmix"
+    # The call's overrides that shape the encoder (backbone, image_size, ...) apply to it; another method's loss
+    # fields (e.g. PatchMix's mixed_to_original_weight in SimCLR) do not exist in its config: left out, recorded.
     overrides = parse_overrides(run["config_overrides"]) if run["config_overrides"] else {}
-    simclr_fields = set(hf_contrastive.get_method("simclr").config_class().to_dict())
-    ignored = sorted(set(overrides) - simclr_fields)
-    run = {**run, "config_overrides": overrides_text({k: v for k, v in overrides.items() if k in simclr_fields})}
-    argv = training_argv("simclr", run, output_dir, 1, 0.0, 0)
+    config_fields = set(hf_contrastive.get_method(method).config_class().to_dict())
+    ignored = sorted(set(overrides) - config_fields)
+    run = {**run, "config_overrides": overrides_text({k: v for k, v in overrides.items() if k in config_fields})}
+    argv = training_argv(method, run, output_dir, 1, 0.0, 0)
     trainer = BudgetPretrainer(make_args(argv))
     start = time.perf_counter()
     knn_top1 = trainer.evaluate_knn()[0]
@@ -333,8 +337,10 @@ def run_random_init(run: dict, work_dir: Path) -> dict:
               "small_image_stem": trainer.model_config.small_image_stem, "knn_top1": knn_top1,
               "eval_time_s": round(time.perf_counter() - start, 1), "train_time_s": 0.0,
               "eval_samples": len(trainer.splits.eval), "train_samples": len(trainer.train_dataset),
-              "note": "encoder of a freshly built SimCLRForPreTraining (every method builds the same ResNet-18 and "
-                      "init); no training step", **({"config_overrides_ignored": ignored} if ignored else {})}
+              "note": ("encoder of a freshly built SimCLRForPreTraining (every method builds the same ResNet-18 and "
+                       "init); no training step") if method == "simclr" else
+                      "encoder of a freshly built PatchMixForPreTraining (its ViT and init); no training step",
+              **({"config_overrides_ignored": ignored} if ignored else {})}
     del trainer
     gc.collect()
     shutil.rmtree(output_dir, ignore_errors=True)
@@ -536,6 +542,11 @@ def main(argv: list[str] | None = None) -> None:
     tag = "quick" if args.quick else f"{budget_minutes:g}min"
     if args.base_learning_rate != 0.06 or args.batch != 128:  # another protocol: its own folder and summary
         tag += f"_lr{args.base_learning_rate:g}_b{args.batch}"
+    if args.patchmix_backbone != "resnet18":  # another backbone: its own folder, with its own random init
+        if methods != ["patchmix"]:
+            parser.error(f"--patchmix_backbone {args.patchmix_backbone} trains PatchMix only: pass --methods patchmix "
+                         "(the other methods keep the ResNet-18, in the call without it).")
+        tag += f"_patchmix-{args.patchmix_backbone.replace('_', '-')}"
     if args.config_overrides:  # an ablation: its own folder and summary, named after the overrides
         tag += "_" + re.sub(r"[^A-Za-z0-9.]+", "-", args.config_overrides).strip("-")
     if args.augmentations:  # likewise for view options
@@ -551,11 +562,16 @@ def main(argv: list[str] | None = None) -> None:
     if args.hard_stop_factor is None:
         args.hard_stop_factor = 0.0 if args.quick else 1.5
     probe_skip = 2 if args.quick else 3
+    base_learning_rate = args.base_learning_rate
+    if args.patchmix_backbone == "vit_tiny":  # PatchMix's ViT keeps its recipe's AdamW learning rate
+        base_learning_rate = yaml.safe_load((RECIPES / "patchmix_cifar10.yaml").read_text())["base_learning_rate"]
     protocol = {
         "dataset_name": dataset_name, "budget_minutes": budget_minutes, "batch": args.batch,
-        "base_learning_rate": args.base_learning_rate, "learning_rate": args.base_learning_rate * args.batch / 256,
+        "base_learning_rate": base_learning_rate, "learning_rate": base_learning_rate * args.batch / 256,
         "schedule": "linear warm-up then cosine to 0 over the budget's steps", "warmup_fraction": args.warmup_fraction,
-        "backbone": "resnet18, standard stem (7x7 stride-2 conv + max-pool), 32 px",
+        "backbone": "resnet18, standard stem (7x7 stride-2 conv + max-pool), 32 px" if args.patchmix_backbone ==
+        "resnet18" else "ViT-Ti/4 (vit_tiny_patch16_224 at img_size 32, patch_size 4) with PatchMix's recipe "
+        "optimiser (AdamW, weight decay 0.04 to 0.4)",
         "patchmix": PATCHMIX_OVERRIDES[args.patchmix_backbone], "knn": "k=200, T=0.1, bank = train split, "
         "queries = full eval split", "recipes": "recipes/configs/<method>_cifar10.yaml (hyper-parameters, views)",
         "dataloader_num_workers": args.workers, "probe_steps": probe_steps,

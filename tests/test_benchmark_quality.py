@@ -167,3 +167,18 @@ def test_random_init_of_an_ablation_keeps_only_simclr_fields(tmp_path):
     assert record["config_overrides_ignored"] == ["mixed_to_mixed_weight", "mixed_to_original_weight"]
     assert 0.1 < record["knn_top1"] < 0.5  # an untrained ResNet-18 on 10 classes: above chance, far from trained
     assert record["eval_samples"] == 500
+
+
+def test_patchmix_on_vit_has_its_own_folder_and_random_init(tmp_path, capsys):
+    """`--patchmix_backbone vit_tiny` measures random init on the ViT-Ti/4 of a fresh PatchMix model (real sample
+    images), and refuses other methods, which would otherwise land in the ViT's folder with their ResNet-18."""
+    run = {"dataset_name": "data/cifar10_sample", "batch": 128, "base_learning_rate": 0.06, "seed": 0, "workers": 0,
+           "patchmix_backbone": "vit_tiny", "config_overrides": ""}
+    record = quality.run_random_init(run, tmp_path)
+    assert record["backbone"] == "vit_tiny_patch16_224"
+    assert "PatchMixForPreTraining" in record["note"]
+    assert 0.1 < record["knn_top1"] < 0.5
+    with pytest.raises(SystemExit):
+        quality.main(["--budget_minutes", "60", "--methods", "simclr", "patchmix", "--patchmix_backbone", "vit_tiny",
+                      "--results_dir", str(tmp_path / "results")])
+    assert "trains PatchMix only" in capsys.readouterr().err
