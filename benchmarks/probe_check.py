@@ -5,9 +5,10 @@ loop on the first `batch x 16` training images. A run's training time is the sum
 split. Some runs trained about 20% longer than their probe predicted (their `budget_ratio`), others did not. This
 script times, for each method, the probe as `quality.py` runs it and then the same loop on the full train split for
 `--steps` steps (more than one epoch by default, so an epoch boundary is inside), and compares the probe's median
-with the full loop's mean, median and late steps.
+with the full loop's mean, median and late steps. It also reports how far the median of 11 (the probe's) or 41
+consecutive steps of the full loop strays from the loop's median: the probe's own noise at either length.
 
-    python benchmarks/probe_check.py --methods msvq mocov2 simclr --steps 420
+    python benchmarks/probe_check.py --methods msvq mocov2 simclr mnn byol msf --steps 420
 
 Writes `benchmarks/results/probe_check.json` (`--output`): per method the probe, the full loop's summary, its gaps
 per step, and the ratio mean(full) / median(probe), which is the budget ratio a run would have had.
@@ -52,10 +53,20 @@ def summary(gaps: list[float], skip: int) -> dict:
             "seconds_in_slow_steps": round(sum(g for g in timed if g > 1.5 * median), 2)}
 
 
+def window_spread(gaps: list[float], skip: int, window: int) -> dict:
+    """How far the median of `window` consecutive steps strays from the median of all of them: what a probe of
+    `window` timed steps at a random point of the loop would be off by (consecutive, non-overlapping windows)."""
+    timed = gaps[skip:]
+    median = statistics.median(timed)
+    ratios = [statistics.median(timed[i:i + window]) / median for i in range(0, len(timed) - window + 1, window)]
+    return {"window": window, "windows": len(ratios), "std_pct": round(100 * statistics.pstdev(ratios), 2),
+            "lowest_pct": round(100 * (min(ratios) - 1), 2), "highest_pct": round(100 * (max(ratios) - 1), 2)}
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], epilog=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--methods", nargs="+", default=["msvq", "mocov2", "simclr"])
+    parser.add_argument("--methods", nargs="+", default=["msvq", "mocov2", "simclr", "mnn", "byol", "msf"])
     parser.add_argument("--steps", type=int, default=420, help="Steps of the full-split loop (an epoch is 390).")
     parser.add_argument("--probe_steps", type=int, default=15, help="Steps of the probe, as quality.py's default.")
     parser.add_argument("--dataset_name", default=display_path(SHARED_CIFAR10))
@@ -78,12 +89,16 @@ def main(argv: list[str] | None = None) -> None:
         late = summary(full_gaps[len(full_gaps) // 2:], 0)
         row = {"method": method, "probe": probe, "full_split": full, "full_split_second_half": late,
                "predicted_budget_ratio": round(full["mean_s"] / probe["median_s"], 3),
+               "probe_vs_full_split_median_pct": round(100 * (probe["median_s"] / full["median_s"] - 1), 2),
+               "window_spread": [window_spread(full_gaps, skip, w) for w in (11, 41) if len(full_gaps) - skip >= w],
                "full_split_gaps_s": [round(g, 4) for g in full_gaps], "wall_s": round(time.perf_counter() - started)}
         results.append(row)
         print(f"{method}: probe median {probe['median_s']:.3f} s; full split mean {full['mean_s']:.3f} s, median "
               f"{full['median_s']:.3f} s, second half mean {late['mean_s']:.3f} s, slow steps "
               f"{100 * full['slow_steps_share']:.1f}% ({full['seconds_in_slow_steps']:.0f} s); "
-              f"mean / probe {row['predicted_budget_ratio']:.3f}", flush=True)
+              f"mean / probe {row['predicted_budget_ratio']:.3f}; window medians: " + ", ".join(
+                  f"{w['window']} steps sd {w['std_pct']:.1f}% ({w['lowest_pct']:+.1f} to {w['highest_pct']:+.1f}%)"
+                  for w in row["window_spread"]), flush=True)
     if work_dir.is_dir() and not any(work_dir.iterdir()):
         work_dir.rmdir()
     write_json(Path(args.output), {"benchmark": "probe_check", **environment(quality.TRAINING_DEVICE),

@@ -28,4 +28,12 @@ def test_probe_and_full_split_loop_are_timed_step_by_step(tmp_path):
     assert len(gaps) == 19 and all(g > 0 for g in gaps)
     assert row["full_split"]["mean_s"] == pytest.approx(statistics.fmean(gaps[3:]), abs=1e-3)
     assert row["predicted_budget_ratio"] == round(row["full_split"]["mean_s"] / row["probe"]["median_s"], 3)
+    (eleven,) = row["window_spread"]  # 16 timed steps hold one 11-step window and no 41-step one
+    assert eleven["window"] == 11 and eleven["windows"] == 1
     assert not (tmp_path / "work").exists()  # training folders removed
+
+
+def test_window_spread_by_hand():
+    # Timed steps [1, 1, 1, 2, 2, 2] (the first 3 skipped): median 1.5; two 3-step windows, medians 1 and 2.
+    spread = probe_check.window_spread([9.0, 9.0, 9.0, 1.0, 1.0, 1.0, 2.0, 2.0, 2.0], skip=3, window=3)
+    assert spread == {"window": 3, "windows": 2, "std_pct": 33.33, "lowest_pct": -33.33, "highest_pct": 33.33}
