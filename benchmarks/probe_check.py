@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import gc
+import itertools
 import shutil
 import statistics
 import sys
@@ -41,7 +42,7 @@ def loop_gaps(method: str, run: dict, work_dir: Path, steps: int, subset: bool) 
     del trainer
     gc.collect()
     shutil.rmtree(output_dir, ignore_errors=True)
-    return [b - a for a, b in zip(stamps, stamps[1:], strict=False)]
+    return [b - a for a, b in itertools.pairwise(stamps)]
 
 
 def summary(gaps: list[float], skip: int) -> dict:

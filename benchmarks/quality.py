@@ -56,6 +56,12 @@ from common import REPO_ROOT, RESULTS_DIR, SHARED_CIFAR10, display_path, environ
 SAMPLE = REPO_ROOT / "data" / "cifar10_sample"
 RECIPES = REPO_ROOT / "recipes" / "configs"
 RANDOM_INIT = "random_init"
+# Each method's probe: 45 steps, 41 timed. Until 2026-11-29 it was 15 (11 timed); benchmarks/probe_check.py measured
+# that the median of 11 steps strays from the full loop's by 1.2-2.8% (sd; up to 9.8%), of 41 steps by 0.8-2.4%.
+PROBE_STEPS = 45
+# The calibration probe keeps the 30 steps (26 timed) of every calibrated call so far: its speed factor divides by
+# MNN's probe on the reference machine, and a different length would shift it.
+CALIBRATION_STEPS = 30
 # Where the trainer runs (Accelerate picks CUDA when present): recorded in every JSON.
 TRAINING_DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
 # PatchMix is a ViT method; the benchmark keeps one backbone for every method. "resnet18": PatchMix's mixing of
@@ -495,8 +501,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--warmup_fraction", type=float, default=0.05, help="Linear warm-up share of the steps.")
     parser.add_argument("--knn_points", type=int, default=4, help="kNN evaluations during training (plus the end).")
     parser.add_argument("--workers", type=int, default=2, help="--dataloader_num_workers of the runs.")
-    parser.add_argument("--probe_steps", type=int, default=None, help="Steps of the timing probe (default 15, "
-                        "quick 6); the first 3 (quick 2) are not timed.")
+    parser.add_argument("--probe_steps", type=int, default=None, help="Steps of each method's timing probe "
+                        f"(default {PROBE_STEPS}, quick 5); the first 3 (quick 2) are not timed. The calibration "
+                        f"probe always takes {CALIBRATION_STEPS}, as on the reference machine.")
     parser.add_argument("--config_overrides", default="", help="Extra model-config overrides for every method of "
                         "the call, as recipes/train.py takes them (e.g. \"views=[strong, strong]\"); the results get "
                         "their own tag.")
@@ -558,7 +565,7 @@ def main(argv: list[str] | None = None) -> None:
         parser.error(str(error))
     run_folder = results_dir / "quality" / tag
     work_dir = Path(args.work_dir) / tag
-    probe_steps = args.probe_steps or (5 if args.quick else 15)
+    probe_steps = args.probe_steps or (5 if args.quick else PROBE_STEPS)
     if args.hard_stop_factor is None:
         args.hard_stop_factor = 0.0 if args.quick else 1.5
     probe_skip = 2 if args.quick else 3
@@ -574,7 +581,7 @@ def main(argv: list[str] | None = None) -> None:
         "optimiser (AdamW, weight decay 0.04 to 0.4)",
         "patchmix": PATCHMIX_OVERRIDES[args.patchmix_backbone], "knn": "k=200, T=0.1, bank = train split, "
         "queries = full eval split", "recipes": "recipes/configs/<method>_cifar10.yaml (hyper-parameters, views)",
-        "dataloader_num_workers": args.workers, "probe_steps": probe_steps,
+        "dataloader_num_workers": args.workers, "probe_steps": probe_steps, "calibration_steps": CALIBRATION_STEPS,
         "config_overrides": args.config_overrides or None, "augmentations": args.augmentations or None,
     }
     if args.summarize_only:
@@ -608,7 +615,7 @@ def main(argv: list[str] | None = None) -> None:
                     from hf_contrastive.data import load_image_dataset
                     steps_per_epoch = len(load_image_dataset(dataset_name).train) // args.batch
                 if calibration is None and not (args.quick or args.no_calibration):
-                    calibration = calibrate(results_dir, args.calibrate_with, run, work_dir, 2 * probe_steps,
+                    calibration = calibrate(results_dir, args.calibrate_with, run, work_dir, CALIBRATION_STEPS,
                                             probe_skip)
                     print(f"calibration ({calibration['role']}): speed factor {calibration['speed_factor']:.3f} "
                           f"from {args.calibrate_with}'s probe", flush=True)
