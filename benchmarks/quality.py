@@ -57,7 +57,7 @@ SAMPLE = REPO_ROOT / "data" / "cifar10_sample"
 RECIPES = REPO_ROOT / "recipes" / "configs"
 RANDOM_INIT = "random_init"
 # Each method's probe: 45 steps, 41 timed. Until 2026-11-29 it was 15 (11 timed); benchmarks/probe_check.py measured
-# that the median of 11 steps strays from the full loop's by 1.2-2.8% (sd; up to 9.8%), of 41 steps by 0.8-2.4%.
+# that the median of 11 steps strays from the full loop's by 0.7-2.8% (sd; up to 9.8%), of 41 steps by 0.4-2.4%.
 PROBE_STEPS = 45
 # The calibration probe keeps the 30 steps (26 timed) of every calibrated call so far: its speed factor divides by
 # MNN's probe on the reference machine, and a different length would shift it.
