@@ -17,9 +17,6 @@ per step, and the ratio mean(full) / median(probe), which is the budget ratio a 
 from __future__ import annotations
 
 import argparse
-import gc
-import itertools
-import shutil
 import statistics
 import sys
 import time
@@ -28,21 +25,6 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import quality
 from common import RESULTS_DIR, SHARED_CIFAR10, display_path, environment, write_json
-
-
-def loop_gaps(method: str, run: dict, work_dir: Path, steps: int, subset: bool) -> list[float]:
-    """Seconds between consecutive optimiser steps of the real training loop (data loading included), as the probe
-    measures them: on the first `batch x (steps + 1)` images when `subset`, else on the whole train split."""
-    output_dir = work_dir / f"probe_check_{method}"
-    samples = run["batch"] * (steps + 1) if subset else None
-    argv = quality.training_argv(method, run, output_dir, steps, 0.0, 0, max_train_samples=samples)
-    trainer = quality.BudgetPretrainer(quality.make_args(argv), skip_knn=True)
-    trainer.train()
-    stamps = trainer.step_times
-    del trainer
-    gc.collect()
-    shutil.rmtree(output_dir, ignore_errors=True)
-    return [b - a for a, b in itertools.pairwise(stamps)]
 
 
 def summary(gaps: list[float], skip: int) -> dict:
@@ -84,8 +66,8 @@ def main(argv: list[str] | None = None) -> None:
     results = []
     for method in args.methods:
         started = time.perf_counter()
-        probe = summary(loop_gaps(method, run, work_dir, args.probe_steps, subset=True), skip)
-        full_gaps = loop_gaps(method, run, work_dir, args.steps, subset=False)
+        probe = summary(quality.loop_step_gaps(method, run, work_dir, args.probe_steps, subset=True), skip)
+        full_gaps = quality.loop_step_gaps(method, run, work_dir, args.steps, subset=False)
         full = summary(full_gaps, skip)
         late = summary(full_gaps[len(full_gaps) // 2:], 0)
         row = {"method": method, "probe": probe, "full_split": full, "full_split_second_half": late,

@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import argparse
 import gc
+import itertools
 import json
 import math
 import re
@@ -196,19 +197,26 @@ class BudgetPretrainer(Pretrainer):
         return {}
 
 
-def probe_seconds_per_step(method: str, run: dict, work_dir: Path, steps: int, skip: int) -> dict:
-    """Median seconds per optimiser step of the real loop (data loading included) over `steps - skip` steps."""
+def loop_step_gaps(method: str, run: dict, work_dir: Path, steps: int, subset: bool = True) -> list[float]:
+    """Seconds between consecutive optimiser steps of the real training loop (data loading included), no kNN: on the
+    first `batch x (steps + 1)` training images when `subset` (the probe), else on the whole train split."""
     output_dir = work_dir / f"probe_{method}"
-    argv = training_argv(method, run, output_dir, steps, 0.0, 0, max_train_samples=run["batch"] * (steps + 1))
+    samples = run["batch"] * (steps + 1) if subset else None
+    argv = training_argv(method, run, output_dir, steps, 0.0, 0, max_train_samples=samples)
     trainer = BudgetPretrainer(make_args(argv), skip_knn=True)
     trainer.train()
     stamps = trainer.step_times
-    gaps = [b - a for a, b in zip(stamps[skip:], stamps[skip + 1:], strict=False)]
     del trainer
     gc.collect()
     shutil.rmtree(output_dir, ignore_errors=True)
+    return [b - a for a, b in itertools.pairwise(stamps)]
+
+
+def probe_seconds_per_step(method: str, run: dict, work_dir: Path, steps: int, skip: int) -> dict:
+    """Median seconds per optimiser step of the real loop (data loading included) over `steps - skip` steps."""
+    gaps = loop_step_gaps(method, run, work_dir, steps)[skip:]
     if not gaps:
-        raise RuntimeError(f"The probe of {method} recorded {len(stamps)} steps; raise --probe_steps.")
+        raise RuntimeError(f"The probe of {method} recorded {steps} steps and skips {skip}; raise --probe_steps.")
     return {"steps_timed": len(gaps), "seconds_per_step": round(statistics.median(gaps), 4),
             "min_s": round(min(gaps), 4), "max_s": round(max(gaps), 4)}
 
