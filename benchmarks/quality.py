@@ -26,6 +26,12 @@ against training minutes). `<tag>` is `<M>min`, or `quick`; `_lr<L>_b<B>` is app
 or `--batch` differ from the protocol's 0.06 and 128, `_<overrides>` for `--config_overrides` (an ablation such
 as `--config_overrides "views=[strong, strong]"`, applied to every method of the call), and `_aug-<augmentations>` for
 `--augmentations` (view options, e.g. `--augmentations "local={crop_scale: [0.14, 1.0]}"`).
+
+A run saves its state every `--checkpoint_minutes` of training (10; off with --quick) in its training folder
+(`--work_dir/<tag>/<method>_seed<S>/`): the trainer's checkpoint, the training clock at that step, and the run's plan
+(probe, calibration, budget and training command, `quality_plan.json`). The same command, run again after a cut-off,
+continues the run from its last checkpoint with the same step count, without a new probe; the time lost since that
+checkpoint is not counted, and the JSON lists each resume (step, training minutes so far, date, CPU).
 """
 
 from __future__ import annotations
@@ -40,6 +46,7 @@ import shutil
 import statistics
 import sys
 import time
+from datetime import datetime, timezone
 from pathlib import Path
 
 import torch
@@ -49,14 +56,18 @@ from huggingface_hub.utils import HFValidationError, validate_repo_id
 import hf_contrastive
 from hf_contrastive.training import parse_args
 from hf_contrastive.training.arguments import parse_overrides
-from hf_contrastive.training.trainer import Pretrainer
+from hf_contrastive.training.trainer import CHECKPOINT_PREFIX, Pretrainer, list_checkpoints
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import REPO_ROOT, RESULTS_DIR, SHARED_CIFAR10, display_path, environment, synchronize, write_json
+from common import (REPO_ROOT, RESULTS_DIR, SHARED_CIFAR10, cpu_model, display_path, environment, synchronize,
+                    write_json)
 
 SAMPLE = REPO_ROOT / "data" / "cifar10_sample"
 RECIPES = REPO_ROOT / "recipes" / "configs"
 RANDOM_INIT = "random_init"
+# What lets a cut-off run continue: its plan (written when it starts) and the training clock of each checkpoint.
+PLAN_FILE = "quality_plan.json"
+CLOCK_DIR = "quality_clock"
 # Each method's probe: 45 steps, 41 timed. Until 2026-11-29 it was 15 (11 timed); benchmarks/probe_check.py measured
 # that the median of 11 steps strays from the full loop's by 0.7-2.8% (sd; up to 9.8%), of 41 steps by 0.4-2.4%.
 PROBE_STEPS = 45
@@ -131,24 +142,31 @@ def training_argv(method: str, run: dict, output_dir: Path, max_train_steps: int
     return argv
 
 
-def make_args(argv: list[str]):
+def make_args(argv: list[str], checkpoint_every_steps: int | None = None):
+    """The trainer's arguments. Recipes checkpoint every epoch; the benchmark checkpoints every
+    `checkpoint_every_steps` (None: never) and keeps only the newest. Not part of the stored training command:
+    checkpoints do not change what is trained."""
     args = parse_args(argv)
-    args.checkpointing_steps = None  # recipes checkpoint every epoch; the benchmark keeps no checkpoints
+    args.checkpointing_steps = str(checkpoint_every_steps) if checkpoint_every_steps else None
+    args.checkpoints_total_limit = 1
     return args
 
 
 class BudgetPretrainer(Pretrainer):
-    """The real training loop, plus: wall time of training excluding kNN evaluations at each evaluation, per-step
-    timestamps (for the probe), no card plots (t-SNE is not part of the benchmark)."""
+    """The real training loop, plus: wall time of training excluding kNN evaluations and checkpoints at each
+    evaluation, per-step timestamps (for the probe), no card plots (t-SNE is not part of the benchmark), and the
+    training clock saved beside each checkpoint (`clock`: the one of the checkpoint a resumed run starts from)."""
 
-    def __init__(self, args, skip_knn: bool = False, stop_after_s: float | None = None):
+    def __init__(self, args, skip_knn: bool = False, stop_after_s: float | None = None, clock: dict | None = None):
+        clock = clock or {}
         self.skip_knn = skip_knn
         self.stop_after_s = stop_after_s
         self.stopped_early_at_step: int | None = None
-        self.eval_marks: list[tuple[float, float]] = []
+        self.eval_marks: list[tuple[float, float]] = [tuple(mark) for mark in clock.get("eval_marks", [])]
         self.step_times: list[float] = []
-        self._eval_total = 0.0
-        self.neighbour_mining_s = 0.0
+        self._trained_before_s = clock.get("train_s", 0.0)  # by the calls this run resumes
+        self._not_training_s = 0.0  # kNN evaluations, checkpoint saves and loads
+        self.neighbour_mining_s = clock.get("neighbour_mining_s", 0.0)
         self._t0 = None
         super().__init__(args)
         scheduler_step = self.lr_scheduler.step
@@ -173,7 +191,25 @@ class BudgetPretrainer(Pretrainer):
         return super().train(*args, **kwargs)
 
     def training_seconds(self) -> float:
-        return time.perf_counter() - self._t0 - self._eval_total
+        return self._trained_before_s + time.perf_counter() - self._t0 - self._not_training_s
+
+    def save_checkpoint(self, global_step: int, epoch: int, batches_done_in_epoch: int) -> Path:
+        # The clock goes first: a checkpoint that exists always has its clock.
+        start = time.perf_counter()
+        clock = {"global_step": global_step, "train_s": round(self.training_seconds(), 3),
+                 "eval_marks": self.eval_marks, "neighbour_mining_s": round(self.neighbour_mining_s, 3)}
+        clock_path = self.output_dir / CLOCK_DIR / f"{CHECKPOINT_PREFIX}{global_step}.json"
+        clock_path.parent.mkdir(parents=True, exist_ok=True)
+        clock_path.write_text(json.dumps(clock))
+        path = super().save_checkpoint(global_step, epoch, batches_done_in_epoch)
+        self._not_training_s += time.perf_counter() - start
+        return path
+
+    def load_checkpoint(self, path: Path) -> dict:
+        start = time.perf_counter()
+        state = super().load_checkpoint(path)
+        self._not_training_s += time.perf_counter() - start
+        return state
 
     def refresh_neighbours(self, *args, **kwargs):
         # SPPS mines its neighbours with the sampler inside train(): counted as training time, and recorded.
@@ -189,7 +225,7 @@ class BudgetPretrainer(Pretrainer):
         start = time.perf_counter()
         result = super().evaluate_knn(*args, **kwargs)
         spent = time.perf_counter() - start
-        self._eval_total += spent
+        self._not_training_s += spent
         self.eval_marks.append((train_s, spent))
         return result
 
@@ -259,19 +295,49 @@ def calibrate(results_dir: Path, method: str, run: dict, work_dir: Path, steps: 
             "speed_factor": round(here["seconds_per_step"] / reference["seconds_per_step"], 4)}
 
 
+def unfinished_plan(output_dir: Path) -> dict | None:
+    """The plan of a run that a cut-off call left in `output_dir` (probe, calibration, budget), or None."""
+    path = output_dir / PLAN_FILE
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
 def run_method(method: str, run: dict, budget_s: float, probe: dict, steps_per_epoch: int, work_dir: Path,
-               keep_outputs: bool, hard_stop_factor: float, calibration: dict | None = None) -> dict:
+               keep_outputs: bool, hard_stop_factor: float, calibration: dict | None = None,
+               checkpoint_minutes: float = 0.0, plan: dict | None = None) -> dict:
+    """Train one run (or continue it from `plan`, the unfinished_plan of its folder) and return its record."""
     max_train_steps = max(1, int(budget_s / probe["seconds_per_step"]))
     epochs = max_train_steps / steps_per_epoch
     warmup_epochs = run["warmup_fraction"] * epochs
     knn_every = 0 if epochs < 2 or run["knn_points"] <= 0 else max(1, round(epochs / run["knn_points"]))
     output_dir = work_dir / f"{method}_seed{run['seed']}"
     argv = training_argv(method, run, output_dir, max_train_steps, warmup_epochs, knn_every)
+    checkpoint_every = max(1, round(checkpoint_minutes * 60 / probe["seconds_per_step"])) if checkpoint_minutes else None
+    clock, resume_argv = None, []
+    if plan is None:
+        shutil.rmtree(output_dir, ignore_errors=True)  # not a run this call can continue: start clean
+        plan = {"argv": argv, "probe": probe, "calibration": calibration, "budget_s": budget_s,
+                "started": datetime.now(timezone.utc).isoformat(timespec="seconds"), "resumes": []}
+        write_json(output_dir / PLAN_FILE, plan)
+    elif plan["argv"] != argv:
+        raise SystemExit(f"{output_dir} holds an unfinished run started with other options; its training command "
+                         f"was\n  {' '.join(plan['argv'])}\nRerun with that run's options to continue it, or with "
+                         "--overwrite to start it again.")
+    else:
+        checkpoints = list_checkpoints(output_dir)
+        if checkpoints:  # else the cut came before the first checkpoint: start again, with the plan's step count
+            clock = json.loads((output_dir / CLOCK_DIR / f"{checkpoints[-1].name}.json").read_text())
+            resume_argv = ["--resume_from_checkpoint", str(checkpoints[-1])]
+            plan["resumes"].append({"step": clock["global_step"], "train_time_s": round(clock["train_s"], 1),
+                                    "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                                    "cpu_model": cpu_model()})
+            write_json(output_dir / PLAN_FILE, plan)
     print(f"\n== {method} seed {run['seed']}: {max_train_steps} steps ({epochs:.2f} epochs) for "
           f"{budget_s / 60:.1f} min here at {probe['seconds_per_step']:.3f} s/step; "
-          f"kNN every {knn_every or '-'} epoch(s)",
+          f"kNN every {knn_every or '-'} epoch(s)"
+          + (f"; continuing from step {clock['global_step']} ({clock['train_s'] / 60:.1f} min trained)" if clock else ""),
           flush=True)
-    trainer = BudgetPretrainer(make_args(argv), stop_after_s=budget_s * hard_stop_factor if hard_stop_factor else None)
+    trainer = BudgetPretrainer(make_args(argv + resume_argv, checkpoint_every),
+                               stop_after_s=budget_s * hard_stop_factor if hard_stop_factor else None, clock=clock)
     results = trainer.train()
     history = []
     for entry, (train_s, eval_s) in zip(trainer.knn_history, trainer.eval_marks, strict=False):
@@ -287,6 +353,7 @@ def run_method(method: str, run: dict, budget_s: float, probe: dict, steps_per_e
         "eval_time_total_s": round(sum(e for _, e in trainer.eval_marks), 1),
         "budget_ratio": round(train_time_s / budget_s, 3),
         "stopped_early_at_step": trainer.stopped_early_at_step,
+        "checkpoint_every_steps": checkpoint_every, "resumes": plan["resumes"],
         "knn_top1": results.get("knn_top1"), "knn_history": history,
         "train_samples": results.get("train_samples"), "eval_samples": results.get("eval_samples"),
         "final_loss": results.get("final_loss"),
@@ -297,7 +364,11 @@ def run_method(method: str, run: dict, budget_s: float, probe: dict, steps_per_e
     }
     del trainer
     gc.collect()
-    if not keep_outputs:
+    if keep_outputs:  # the run is done: what let it continue goes; the model stays, as an uninterrupted run's
+        shutil.rmtree(output_dir / "checkpoints", ignore_errors=True)
+        shutil.rmtree(output_dir / CLOCK_DIR, ignore_errors=True)
+        (output_dir / PLAN_FILE).unlink(missing_ok=True)
+    else:
         shutil.rmtree(output_dir, ignore_errors=True)
     return record
 
@@ -532,7 +603,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--work_dir", default="outputs/quality", help="Training output folders (deleted after each "
                         "run unless --keep_outputs).")
     parser.add_argument("--keep_outputs", action="store_true")
-    parser.add_argument("--overwrite", action="store_true", help="Redo runs whose JSON exists.")
+    parser.add_argument("--checkpoint_minutes", type=float, default=None,
+                        help="Save each run's state every this many minutes of training (default 10; 0 and --quick: "
+                             "never). Rerunning a cut-off call continues its run from the last one.")
+    parser.add_argument("--overwrite", action="store_true", help="Redo runs whose JSON exists, and start unfinished "
+                        "runs again instead of continuing them.")
     parser.add_argument("--no_random_init", action="store_true")
     parser.add_argument("--calibrate_with", default="mnn", help="Method whose probe here and on the reference "
                         "machine (the one the tag's first runs used) gives the speed factor that scales the budget: "
@@ -576,6 +651,10 @@ def main(argv: list[str] | None = None) -> None:
     probe_steps = args.probe_steps or (5 if args.quick else PROBE_STEPS)
     if args.hard_stop_factor is None:
         args.hard_stop_factor = 0.0 if args.quick else 1.5
+    if args.checkpoint_minutes is None:
+        args.checkpoint_minutes = 0.0 if args.quick else 10.0
+    if args.checkpoint_minutes < 0:
+        parser.error(f"--checkpoint_minutes must be >= 0 (0: no checkpoints), got {args.checkpoint_minutes}.")
     probe_skip = 2 if args.quick else 3
     base_learning_rate = args.base_learning_rate
     if args.patchmix_backbone == "vit_tiny":  # PatchMix's ViT keeps its recipe's AdamW learning rate
@@ -622,17 +701,24 @@ def main(argv: list[str] | None = None) -> None:
                 if steps_per_epoch is None:
                     from hf_contrastive.data import load_image_dataset
                     steps_per_epoch = len(load_image_dataset(dataset_name).train) // args.batch
-                if calibration is None and not (args.quick or args.no_calibration):
-                    calibration = calibrate(results_dir, args.calibrate_with, run, work_dir, CALIBRATION_STEPS,
-                                            probe_skip)
-                    print(f"calibration ({calibration['role']}): speed factor {calibration['speed_factor']:.3f} "
-                          f"from {args.calibrate_with}'s probe", flush=True)
-                if method not in probes:
-                    probes[method] = probe_seconds_per_step(method, run, work_dir, probe_steps, probe_skip)
-                    print(f"probe {method}: {probes[method]['seconds_per_step']:.3f} s/step", flush=True)
-                speed_factor = calibration["speed_factor"] if calibration else 1.0
-                record = run_method(method, run, budget_minutes * 60 * speed_factor, probes[method], steps_per_epoch,
-                                    work_dir, args.keep_outputs, args.hard_stop_factor, calibration)
+                plan = None if args.overwrite else unfinished_plan(work_dir / f"{method}_seed{seed}")
+                if plan is not None:  # a cut-off call's run: its probe, calibration and budget, not new ones
+                    record = run_method(method, run, plan["budget_s"], plan["probe"], steps_per_epoch, work_dir,
+                                        args.keep_outputs, args.hard_stop_factor, plan["calibration"],
+                                        args.checkpoint_minutes, plan)
+                else:
+                    if calibration is None and not (args.quick or args.no_calibration):
+                        calibration = calibrate(results_dir, args.calibrate_with, run, work_dir, CALIBRATION_STEPS,
+                                                probe_skip)
+                        print(f"calibration ({calibration['role']}): speed factor {calibration['speed_factor']:.3f} "
+                              f"from {args.calibrate_with}'s probe", flush=True)
+                    if method not in probes:
+                        probes[method] = probe_seconds_per_step(method, run, work_dir, probe_steps, probe_skip)
+                        print(f"probe {method}: {probes[method]['seconds_per_step']:.3f} s/step", flush=True)
+                    speed_factor = calibration["speed_factor"] if calibration else 1.0
+                    record = run_method(method, run, budget_minutes * 60 * speed_factor, probes[method],
+                                        steps_per_epoch, work_dir, args.keep_outputs, args.hard_stop_factor,
+                                        calibration, args.checkpoint_minutes)
             write_json(path, {"benchmark": "quality_run", **environment(TRAINING_DEVICE), "tag": tag, "protocol": protocol,
                               **record})
             print(f"{method} seed {seed}: kNN top-1 {100 * record['knn_top1']:.2f}%", flush=True)

@@ -1,15 +1,19 @@
-"""benchmarks/quality.py's machine calibration: which runs define the reference machine's speed, and how training
-time is expressed on it. The records are written as quality.py writes them (only the fields these functions read)."""
+"""benchmarks/quality.py: the machine calibration (which runs define the reference machine's speed, and how training
+time is expressed on it; the records are written as quality.py writes them, only the fields these functions read),
+the training commands it builds, and a cut-off run continuing from its checkpoint."""
 
 from __future__ import annotations
 
 import json
+import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+REPO_ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO_ROOT / "benchmarks"))
 import quality
 
 XEON = {"cpu_model": "Intel(R) Xeon(R) Processor", "cpu_cores": 2, "torch_threads": 2}
@@ -182,3 +186,44 @@ def test_patchmix_on_vit_has_its_own_folder_and_random_init(tmp_path, capsys):
         quality.main(["--budget_minutes", "60", "--methods", "simclr", "patchmix", "--patchmix_backbone", "vit_tiny",
                       "--results_dir", str(tmp_path / "results")])
     assert "trains PatchMix only" in capsys.readouterr().err
+
+
+def test_a_cut_off_run_continues_from_its_last_checkpoint(tmp_path, capsys):
+    """A run killed after a checkpoint (real training on the sample images, in its own process) continues when the
+    same command runs again: the plan's step count and probe, no new probe, and the resume recorded with the
+    training clock of the checkpoint it started from. Other options refuse to continue it."""
+    results, work = tmp_path / "results", tmp_path / "work"
+    options = ["--budget_minutes", "0.25", "--methods", "simclr", "--no_calibration", "--no_random_init",
+               "--dataset_name", "data/cifar10_sample", "--batch", "32", "--probe_steps", "5", "--knn_points", "0",
+               "--workers", "0", "--checkpoint_minutes", "0.05", "--results_dir", str(results), "--work_dir", str(work)]
+    run_dir = work / "0.25min_lr0.06_b32" / "simclr_seed0"
+    first = subprocess.Popen([sys.executable, "benchmarks/quality.py", *options], cwd=REPO_ROOT,
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 300
+    while not list((run_dir / "checkpoints").glob("step_*[0-9]")) and first.poll() is None:
+        assert time.monotonic() < deadline, "no checkpoint within 5 minutes"
+        time.sleep(0.2)
+    first.kill()
+    first.wait()
+    assert not (results / "quality" / "0.25min_lr0.06_b32" / "simclr_seed0.json").exists(), "killed before the end"
+    plan = json.loads((run_dir / quality.PLAN_FILE).read_text())
+    resume_step = int(max(path.name for path in (run_dir / "checkpoints").glob("step_*[0-9]")).split("_")[1])
+    clock = json.loads((run_dir / quality.CLOCK_DIR / f"step_{resume_step}.json").read_text())
+    assert clock["global_step"] == resume_step and clock["train_s"] > 0
+
+    with pytest.raises(SystemExit, match="unfinished run started with other options"):
+        quality.main([*options, "--warmup_fraction", "0.1"])  # another schedule: not the same run
+
+    second = subprocess.run([sys.executable, "benchmarks/quality.py", *options], cwd=REPO_ROOT, capture_output=True,
+                            text=True, timeout=600)
+    assert second.returncode == 0, second.stderr[-2000:]
+    assert "probe simclr" not in second.stdout  # the plan's probe, not a new one
+    record = json.loads((results / "quality" / "0.25min_lr0.06_b32" / "simclr_seed0.json").read_text())
+    assert record["probe"] == plan["probe"]
+    assert record["max_train_steps"] == int(plan["argv"][plan["argv"].index("--max_train_steps") + 1])
+    assert record["max_train_steps"] > resume_step
+    [resume] = record["resumes"]
+    assert resume["step"] == resume_step and resume["train_time_s"] == round(clock["train_s"], 1)
+    assert record["train_time_s"] > resume["train_time_s"]
+    assert 0.1 < record["knn_top1"] < 1.0
+    assert not run_dir.exists()  # finished and not kept: the folder, checkpoints included, is gone
