@@ -311,7 +311,9 @@ def run_method(method: str, run: dict, budget_s: float, probe: dict, steps_per_e
     knn_every = 0 if epochs < 2 or run["knn_points"] <= 0 else max(1, round(epochs / run["knn_points"]))
     output_dir = work_dir / f"{method}_seed{run['seed']}"
     argv = training_argv(method, run, output_dir, max_train_steps, warmup_epochs, knn_every)
-    checkpoint_every = max(1, round(checkpoint_minutes * 60 / probe["seconds_per_step"])) if checkpoint_minutes else None
+    checkpoint_every = None
+    if checkpoint_minutes:
+        checkpoint_every = max(1, round(checkpoint_minutes * 60 / probe["seconds_per_step"]))
     clock, resume_argv = None, []
     if plan is None:
         shutil.rmtree(output_dir, ignore_errors=True)  # not a run this call can continue: start clean
@@ -333,9 +335,9 @@ def run_method(method: str, run: dict, budget_s: float, probe: dict, steps_per_e
             write_json(output_dir / PLAN_FILE, plan)
     print(f"\n== {method} seed {run['seed']}: {max_train_steps} steps ({epochs:.2f} epochs) for "
           f"{budget_s / 60:.1f} min here at {probe['seconds_per_step']:.3f} s/step; "
-          f"kNN every {knn_every or '-'} epoch(s)"
-          + (f"; continuing from step {clock['global_step']} ({clock['train_s'] / 60:.1f} min trained)" if clock else ""),
-          flush=True)
+          f"kNN every {knn_every or '-'} epoch(s)", flush=True)
+    if clock:
+        print(f"continuing from step {clock['global_step']} ({clock['train_s'] / 60:.1f} min trained)", flush=True)
     trainer = BudgetPretrainer(make_args(argv + resume_argv, checkpoint_every),
                                stop_after_s=budget_s * hard_stop_factor if hard_stop_factor else None, clock=clock)
     results = trainer.train()
