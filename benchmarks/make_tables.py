@@ -355,7 +355,7 @@ def quality_section(reports) -> str:
         parts += [intro, table(["method", "seeds", "epochs", "train min", "speed factor", "kNN top-1 (%)",
                                 "Δ random init (pp)", "separation (σ)"], rows)]
         if report.get("plot"):
-            parts.append(f"![kNN top-1 against training time, {report.get('tag')}]({report['plot']})")
+            parts.append(f"![kNN top-1 against training time and epochs, {report.get('tag')}]({report['plot']})")
         parts.append(provenance(report, path))
     return "\n\n".join(parts)
 

@@ -489,7 +489,17 @@ def summarize(runs: list[dict]) -> dict:
             "calibrated_with": calibrated_with}
 
 
+def knn_curve(run: dict, axis: str) -> list[tuple[float, float]]:
+    """A run's kNN evaluations as (x, top-1 in %) points; x is reference-machine training minutes (axis="minutes")
+    or epochs (axis="epochs"). Epochs are what the probe fixed before training, so they carry no VM drift."""
+    if axis not in ("minutes", "epochs"):
+        raise ValueError(f"axis must be 'minutes' or 'epochs', got {axis!r}")
+    return [(reference_seconds(run, h["train_time_s"]) / 60 if axis == "minutes" else h["epoch"], 100 * h["knn_top1"])
+            for h in run.get("knn_history", [])]
+
+
 def plot(runs: list[dict], summary: dict, path: Path, title: str) -> Path | None:
+    """Two panels: kNN top-1 against training minutes (with the budget line) and against epochs."""
     try:
         import matplotlib
         matplotlib.use("Agg")
@@ -497,40 +507,48 @@ def plot(runs: list[dict], summary: dict, path: Path, title: str) -> Path | None
     except ImportError:
         print("matplotlib missing: no plot")
         return None
-    fig, ax = plt.subplots(figsize=(8, 5))
+    fig, (ax_minutes, ax_epochs) = plt.subplots(1, 2, figsize=(13, 5), sharey=True)
     methods = sorted({r["method"] for r in runs if r["method"] != RANDOM_INIT})
     palette = plt.get_cmap("tab20")
     colors = [palette(i) for i in (*range(0, 20, 2), *range(1, 20, 2))]  # the ten dark shades first
-    for index, method in enumerate(methods):
-        color = colors[index % 20]
-        for n, run in enumerate(r for r in runs if r["method"] == method):
-            points = [(reference_seconds(run, h["train_time_s"]) / 60, 100 * h["knn_top1"])
-                      for h in run.get("knn_history", [])]
-            if not points:
-                continue
-            xs, ys = zip(*points, strict=True)
-            ax.plot(xs, ys, marker="o", markersize=3, linewidth=1.2, color=color, alpha=0.9,
-                    label=method if n == 0 else None)
-    if summary.get("random_init_mean") is not None:
-        mean, std = 100 * summary["random_init_mean"], 100 * (summary["random_init_std"] or 0)
-        ax.axhline(mean, color="black", linestyle="--", linewidth=1, label="random init")
-        if std:
-            ax.axhspan(mean - std, mean + std, color="grey", alpha=0.2)
+    for ax, axis in ((ax_minutes, "minutes"), (ax_epochs, "epochs")):
+        for index, method in enumerate(methods):
+            for n, run in enumerate(r for r in runs if r["method"] == method):
+                points = knn_curve(run, axis)
+                if not points:
+                    continue
+                xs, ys = zip(*points, strict=True)
+                ax.plot(xs, ys, marker="o", markersize=3, linewidth=1.2, color=colors[index % 20], alpha=0.9,
+                        label=method if n == 0 else None)
+        if summary.get("random_init_mean") is not None:
+            mean, std = 100 * summary["random_init_mean"], 100 * (summary["random_init_std"] or 0)
+            ax.axhline(mean, color="black", linestyle="--", linewidth=1, label="random init")
+            if std:
+                ax.axhspan(mean - std, mean + std, color="grey", alpha=0.2)
+        ax.set_xlim(left=0)
+        ax.grid(alpha=0.3)
     budget = (runs[0].get("protocol") or {}).get("budget_minutes")
     if budget:
-        ax.axvline(budget, color="grey", linestyle=":", linewidth=1, label="budget")
-    ax.set_xlim(left=0)
-    ax.set_xlabel("training time (reference-machine minutes, kNN evaluations excluded)")
-    ax.set_ylabel("kNN top-1 (%)  k=200, T=0.1")
-    ax.set_title(title, fontsize=10)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8, ncol=2)
+        ax_minutes.axvline(budget, color="grey", linestyle=":", linewidth=1, label="budget")
+    ax_minutes.set_xlabel("training time (reference-machine minutes, kNN evaluations excluded)")
+    ax_epochs.set_xlabel("epochs (fixed before training: no machine drift)")
+    ax_minutes.set_ylabel("kNN top-1 (%)  k=200, T=0.1")
+    ax_minutes.legend(fontsize=8, ncol=2)
+    fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=120)
     plt.close(fig)
     print(f"Wrote {path}")
     return path
+
+
+def plot_title(protocol: dict) -> str:
+    dataset = protocol.get("dataset_name", "")
+    backbone = "ViT-Ti/4" if protocol.get("backbone", "").startswith("ViT") else "ResNet-18 standard stem"
+    return (f"kNN top-1 vs training time and epochs, {protocol.get('budget_minutes'):g}-min budget, {backbone}, "
+            f"batch {protocol.get('batch')}, lr {protocol.get('learning_rate'):g}, "
+            f"{Path(dataset).name or dataset}")
 
 
 def write_summary(results_dir: Path, tag: str, protocol: dict) -> None:
@@ -540,10 +558,7 @@ def write_summary(results_dir: Path, tag: str, protocol: dict) -> None:
         print(f"no runs in {folder}")
         return
     summary = summarize(runs)
-    dataset = protocol.get("dataset_name", "")
-    title = (f"kNN top-1 vs training time, {protocol.get('budget_minutes'):g}-min budget, ResNet-18 standard stem, "
-             f"batch {protocol.get('batch')}, lr {protocol.get('learning_rate'):g}, {Path(dataset).name or dataset}")
-    png = plot(runs, summary, results_dir / f"quality_{tag}.png", title)
+    png = plot(runs, summary, results_dir / f"quality_{tag}.png", plot_title(protocol))
     environment_now = environment(TRAINING_DEVICE)
     # The commands that trained the runs (a --summarize_only rebuild would otherwise record only itself).
     run_commands = list(dict.fromkeys(run["command"] for run in runs if run.get("command")))

@@ -66,6 +66,20 @@ def test_training_time_is_expressed_in_reference_seconds():
         assert quality.reference_seconds(uncalibrated, 2400.0) == 2400.0
 
 
+def test_knn_curve_puts_evaluations_on_minutes_or_epochs():
+    # A calibrated run (steps 1.25x the reference's time) evaluated at epoch 9 and at its end (epoch 37.974).
+    run = {"calibration": {"role": "calibrated", "speed_factor": 0.8},
+           "knn_history": [{"step": 3510, "epoch": 9, "knn_top1": 0.4093, "train_time_s": 2400.0},
+                           {"step": 14810, "epoch": 37.974, "knn_top1": 0.5029, "train_time_s": 12000.0}]}
+    minutes = quality.knn_curve(run, "minutes")
+    assert [x for x, _ in minutes] == pytest.approx([50.0, 250.0])  # 2400 s / 0.8 = 3000 reference s
+    assert [y for _, y in minutes] == pytest.approx([40.93, 50.29])
+    assert quality.knn_curve(run, "epochs") == pytest.approx([(9, 40.93), (37.974, 50.29)])
+    assert quality.knn_curve({"method": "random_init"}, "epochs") == []
+    with pytest.raises(ValueError, match="'minutes' or 'epochs'"):
+        quality.knn_curve(run, "steps")
+
+
 @pytest.mark.parametrize(("backbone", "optimizer", "base_lr", "decay", "decay_end", "min_lr"), [
     ("resnet18", "sgd", 0.06, 5e-4, 5e-4, 0.0),  # the protocol's optimiser, as every other method
     ("vit_tiny", "adamw", 5e-4, 0.04, 0.4, 1e-6),  # the recipe's ViT optimiser
