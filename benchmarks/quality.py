@@ -495,7 +495,7 @@ def knn_curve(run: dict, axis: str) -> list[tuple[float, float]]:
     if axis not in ("minutes", "epochs"):
         raise ValueError(f"axis must be 'minutes' or 'epochs', got {axis!r}")
     return [(reference_seconds(run, h["train_time_s"]) / 60 if axis == "minutes" else h["epoch"], 100 * h["knn_top1"])
-            for h in run.get("knn_history", [])]
+            for h in run.get("knn_history") or []]  # random init records None
 
 
 def plot(runs: list[dict], summary: dict, path: Path, title: str) -> Path | None:

@@ -76,6 +76,7 @@ def test_knn_curve_puts_evaluations_on_minutes_or_epochs():
     assert [y for _, y in minutes] == pytest.approx([40.93, 50.29])
     assert quality.knn_curve(run, "epochs") == pytest.approx([(9, 40.93), (37.974, 50.29)])
     assert quality.knn_curve({"method": "random_init"}, "epochs") == []
+    assert quality.knn_curve({"method": "random_init", "knn_history": None}, "minutes") == []  # as its JSON has it
     with pytest.raises(ValueError, match="'minutes' or 'epochs'"):
         quality.knn_curve(run, "steps")
 
