@@ -3,6 +3,7 @@
     python benchmarks/quality.py --quick                                   # smoke run, ~2-3 min, shipped sample
     python benchmarks/quality.py --budget_minutes 60 --methods mnn msf byol simclr --seeds 0 1 2
     python benchmarks/quality.py --budget_minutes 60 --summarize_only      # re-make the summary JSON + plot
+    python benchmarks/quality.py --plots_only                              # redraw every plot, JSONs untouched
 
 Protocol (benchmarks/README.md says why): each method's CIFAR-10 recipe (recipes/configs/<method>_cifar10.yaml:
 its hyper-parameters, views, EMA, queue, SplitBatchNorm) with ResNet-18 and the *standard* stem at 32 px, batch 128,
@@ -22,7 +23,7 @@ are stated beside its row.
 Writes one JSON per run in `--results_dir/quality/<tag>/` (`<method>_seed<S>.json`, `random_init_seed<S>.json`; an existing
 one is skipped, so an interrupted campaign continues where it stopped), and `--results_dir/quality_<tag>.json`
 (mean/std per method, random-init row, difference in percentage points) with the plot `quality_<tag>.png` (kNN top-1
-against training minutes). `<tag>` is `<M>min`, or `quick`; `_lr<L>_b<B>` is appended when `--base_learning_rate`
+against training minutes and epochs). `<tag>` is `<M>min`, or `quick`; `_lr<L>_b<B>` is appended when `--base_learning_rate`
 or `--batch` differ from the protocol's 0.06 and 128, `_<overrides>` for `--config_overrides` (an ablation such
 as `--config_overrides "views=[strong, strong]"`, applied to every method of the call), and `_aug-<augmentations>` for
 `--augmentations` (view options, e.g. `--augmentations "local={crop_scale: [0.14, 1.0]}"`).
@@ -551,6 +552,19 @@ def plot_title(protocol: dict) -> str:
             f"{Path(dataset).name or dataset}")
 
 
+def redraw_plots(results_dir: Path) -> list[Path]:
+    """Redraw each `quality_<tag>.png` of `results_dir` from its summary and run JSONs, writing no JSON: a change
+    of the plot should not rewrite the summaries' dates, machines and commands."""
+    drawn = []
+    for summary_path in sorted(results_dir.glob("quality_*.json")):
+        summary = json.loads(summary_path.read_text())
+        runs = load_runs(results_dir / "quality" / summary["tag"])
+        png = plot(runs, summary, results_dir / f"quality_{summary['tag']}.png", plot_title(summary["protocol"]))
+        if png:
+            drawn.append(png)
+    return drawn
+
+
 def write_summary(results_dir: Path, tag: str, protocol: dict) -> None:
     folder = results_dir / "quality" / tag
     runs = load_runs(folder)
@@ -631,7 +645,12 @@ def main(argv: list[str] | None = None) -> None:
                         "equal training, not equal minutes, on a faster or slower CPU.")
     parser.add_argument("--no_calibration", action="store_true", help="Budget in this machine's own minutes.")
     parser.add_argument("--summarize_only", action="store_true", help="Only rebuild the summary JSON and plot.")
+    parser.add_argument("--plots_only", action="store_true", help="Only redraw every quality_<tag>.png in "
+                        "--results_dir from the JSONs there (no budget needed; no JSON is written).")
     args = parser.parse_args(argv)
+    if args.plots_only:
+        redraw_plots(Path(args.results_dir))
+        return
     if args.budget_minutes is None and not args.quick:
         parser.error("--budget_minutes is required (or --quick).")
     budget_minutes = args.budget_minutes if args.budget_minutes is not None else 0.25

@@ -81,6 +81,19 @@ def test_knn_curve_puts_evaluations_on_minutes_or_epochs():
         quality.knn_curve(run, "steps")
 
 
+def test_plots_only_redraws_the_published_plot_and_writes_no_json(tmp_path):
+    pytest.importorskip("matplotlib")
+    import shutil
+    published = REPO_ROOT / "benchmarks" / "results"
+    shutil.copy(published / "quality_180min.json", tmp_path)
+    shutil.copytree(published / "quality" / "180min", tmp_path / "quality" / "180min")
+    jsons_before = {p: p.read_bytes() for p in tmp_path.rglob("*.json")}
+    quality.main(["--plots_only", "--results_dir", str(tmp_path)])
+    png = tmp_path / "quality_180min.png"
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert {p: p.read_bytes() for p in tmp_path.rglob("*.json")} == jsons_before
+
+
 @pytest.mark.parametrize(("backbone", "optimizer", "base_lr", "decay", "decay_end", "min_lr"), [
     ("resnet18", "sgd", 0.06, 5e-4, 5e-4, 0.0),  # the protocol's optimiser, as every other method
     ("vit_tiny", "adamw", 5e-4, 0.04, 0.4, 1e-6),  # the recipe's ViT optimiser
