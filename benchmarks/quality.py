@@ -552,14 +552,18 @@ def plot_title(protocol: dict) -> str:
             f"{Path(dataset).name or dataset}")
 
 
+def draw_plot(results_dir: Path, tag: str, runs: list[dict], summary: dict, protocol: dict) -> Path | None:
+    return plot(runs, summary, results_dir / f"quality_{tag}.png", plot_title(protocol))
+
+
 def redraw_plots(results_dir: Path) -> list[Path]:
     """Redraw each `quality_<tag>.png` of `results_dir` from its summary and run JSONs, writing no JSON: a change
     of the plot should not rewrite the summaries' dates, machines and commands."""
     drawn = []
     for summary_path in sorted(results_dir.glob("quality_*.json")):
         summary = json.loads(summary_path.read_text())
-        runs = load_runs(results_dir / "quality" / summary["tag"])
-        png = plot(runs, summary, results_dir / f"quality_{summary['tag']}.png", plot_title(summary["protocol"]))
+        png = draw_plot(results_dir, summary["tag"], load_runs(results_dir / "quality" / summary["tag"]), summary,
+                        summary["protocol"])
         if png:
             drawn.append(png)
     return drawn
@@ -572,7 +576,7 @@ def write_summary(results_dir: Path, tag: str, protocol: dict) -> None:
         print(f"no runs in {folder}")
         return
     summary = summarize(runs)
-    png = plot(runs, summary, results_dir / f"quality_{tag}.png", plot_title(protocol))
+    png = draw_plot(results_dir, tag, runs, summary, protocol)
     environment_now = environment(TRAINING_DEVICE)
     # The commands that trained the runs (a --summarize_only rebuild would otherwise record only itself).
     run_commands = list(dict.fromkeys(run["command"] for run in runs if run.get("command")))
