@@ -5,6 +5,7 @@ the training commands it builds, and a cut-off run continuing from its checkpoin
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 import time
@@ -83,7 +84,6 @@ def test_knn_curve_puts_evaluations_on_minutes_or_epochs():
 
 def test_plots_only_redraws_the_published_plot_and_writes_no_json(tmp_path):
     pytest.importorskip("matplotlib")
-    import shutil
     published = REPO_ROOT / "benchmarks" / "results"
     shutil.copy(published / "quality_180min.json", tmp_path)
     shutil.copytree(published / "quality" / "180min", tmp_path / "quality" / "180min")
