@@ -302,6 +302,15 @@ def unfinished_plan(output_dir: Path) -> dict | None:
     return json.loads(path.read_text()) if path.is_file() else None
 
 
+def checkpoint_clock(output_dir: Path) -> list[dict]:
+    """Training seconds at each checkpoint of the run in `output_dir`, over all its calls, by step: the clock files
+    saved beside the checkpoints (kept for every checkpoint, while only the newest checkpoint is). The differences
+    give seconds per step between checkpoints: how the machine's speed moved during a long run."""
+    clocks = [json.loads(path.read_text()) for path in (output_dir / CLOCK_DIR).glob(f"{CHECKPOINT_PREFIX}*.json")]
+    return [{"step": clock["global_step"], "train_time_s": round(clock["train_s"], 1)}
+            for clock in sorted(clocks, key=lambda clock: clock["global_step"])]
+
+
 def run_method(method: str, run: dict, budget_s: float, probe: dict, steps_per_epoch: int, work_dir: Path,
                keep_outputs: bool, hard_stop_factor: float, calibration: dict | None = None,
                checkpoint_minutes: float = 0.0, plan: dict | None = None) -> dict:
@@ -356,7 +365,8 @@ def run_method(method: str, run: dict, budget_s: float, probe: dict, steps_per_e
         "eval_time_total_s": round(sum(e for _, e in trainer.eval_marks), 1),
         "budget_ratio": round(train_time_s / budget_s, 3),
         "stopped_early_at_step": trainer.stopped_early_at_step,
-        "checkpoint_every_steps": checkpoint_every, "resumes": plan["resumes"],
+        "checkpoint_every_steps": checkpoint_every, "checkpoint_clock": checkpoint_clock(output_dir),
+        "resumes": plan["resumes"],
         "knn_top1": results.get("knn_top1"), "knn_history": history,
         "train_samples": results.get("train_samples"), "eval_samples": results.get("eval_samples"),
         "final_loss": results.get("final_loss"),

@@ -254,5 +254,11 @@ def test_a_cut_off_run_continues_from_its_last_checkpoint(tmp_path, capsys):
     [resume] = record["resumes"]
     assert resume["step"] == resume_step and resume["train_time_s"] == round(clock["train_s"], 1)
     assert record["train_time_s"] > resume["train_time_s"]
+    # Every checkpoint's clock, of both calls: the one the second call started from among them.
+    steps = [entry["step"] for entry in record["checkpoint_clock"]]
+    assert steps == sorted(set(steps)) and steps[-1] > resume_step
+    assert {"step": resume_step, "train_time_s": resume["train_time_s"]} in record["checkpoint_clock"]
+    times = [entry["train_time_s"] for entry in record["checkpoint_clock"]]
+    assert times == sorted(times) and times[-1] <= record["train_time_s"]
     assert 0.1 < record["knn_top1"] < 1.0
     assert not run_dir.exists()  # finished and not kept: the folder, checkpoints included, is gone
