@@ -199,9 +199,9 @@ class BudgetPretrainer(Pretrainer):
         start = time.perf_counter()
         clock = {"global_step": global_step, "train_s": round(self.training_seconds(), 3),
                  "eval_marks": self.eval_marks, "neighbour_mining_s": round(self.neighbour_mining_s, 3)}
-        clock_path = self.output_dir / CLOCK_DIR / f"{CHECKPOINT_PREFIX}{global_step}.json"
-        clock_path.parent.mkdir(parents=True, exist_ok=True)
-        clock_path.write_text(json.dumps(clock))
+        clock_file = clock_path(self.output_dir, f"{CHECKPOINT_PREFIX}{global_step}")
+        clock_file.parent.mkdir(parents=True, exist_ok=True)
+        clock_file.write_text(json.dumps(clock))
         path = super().save_checkpoint(global_step, epoch, batches_done_in_epoch)
         self._not_training_s += time.perf_counter() - start
         return path
@@ -302,6 +302,11 @@ def unfinished_plan(output_dir: Path) -> dict | None:
     return json.loads(path.read_text()) if path.is_file() else None
 
 
+def clock_path(output_dir: Path, checkpoint_name: str) -> Path:
+    """Where the training clock of checkpoint `checkpoint_name` (a `step_N` folder) of the run in `output_dir` lives."""
+    return output_dir / CLOCK_DIR / f"{checkpoint_name}.json"
+
+
 def checkpoint_clock(output_dir: Path) -> list[dict]:
     """Training seconds at each checkpoint of the run in `output_dir`, over all its calls, by step: the clock files
     saved beside the checkpoints (kept for every checkpoint, while only the newest checkpoint is). The differences
@@ -337,7 +342,7 @@ def run_method(method: str, run: dict, budget_s: float, probe: dict, steps_per_e
     else:
         checkpoints = list_checkpoints(output_dir)
         if checkpoints:  # else the cut came before the first checkpoint: start again, with the plan's step count
-            clock = json.loads((output_dir / CLOCK_DIR / f"{checkpoints[-1].name}.json").read_text())
+            clock = json.loads(clock_path(output_dir, checkpoints[-1].name).read_text())
             resume_argv = ["--resume_from_checkpoint", str(checkpoints[-1])]
             plan["resumes"].append({"step": clock["global_step"], "train_time_s": round(clock["train_s"], 1),
                                     "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -563,6 +568,7 @@ def plot_title(protocol: dict) -> str:
 
 
 def draw_plot(results_dir: Path, tag: str, runs: list[dict], summary: dict, protocol: dict) -> Path | None:
+    """Draw `quality_<tag>.png` in `results_dir` from a budget's runs and summary; None where matplotlib is missing."""
     return plot(runs, summary, results_dir / f"quality_{tag}.png", plot_title(protocol))
 
 
