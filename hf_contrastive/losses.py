@@ -15,6 +15,7 @@ from .models.losses import (
     relational_loss,
     simclr_loss,
     spps_loss,
+    sscl_floor_mask,
     sscl_loss,
 )
 
@@ -33,5 +34,6 @@ __all__ = [
     "relational_loss",
     "simclr_loss",
     "spps_loss",
+    "sscl_floor_mask",
     "sscl_loss",
 ]

@@ -3,7 +3,7 @@
 Checked: sscl_loss by hand (debiasing with and without its floor, hardness weights) and against numpy loops (hardest-N
 mixing, weights exp(beta <q, n>), Chuang et al.'s denominator), its stability at small temperatures, its gradients
 (synthetic negatives constant; weights with or without gradient), and that it is MoCo's loss with every ingredient
-off; forward equals the symmetric loss of recomputed outputs with the draws it takes from torch's global RNG; keys of
+off; sscl_floor_mask against numpy, and that rows at the floor send no gradient to the negatives; forward equals the symmetric loss of recomputed outputs with the draws it takes from torch's global RNG; keys of
 both views are enqueued, forward leaves the queue alone, the teacher is frozen and follows by EMA; config errors.
 
 The generic test over all methods (training on real images, the loop, Hub folder) lives in tests/test_methods.py.
@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 import torch
 
-from hf_contrastive.losses import moco_loss, sscl_loss
+from hf_contrastive.losses import moco_loss, sscl_floor_mask, sscl_loss
 from hf_contrastive.methods.sscl import SPEC
 from hf_contrastive.models.configuration_sscl import SSCLConfig
 from hf_contrastive.models.modeling_sscl import SSCLForPreTraining
@@ -162,6 +162,43 @@ def test_sscl_loss_gradient(detach):
         total = total - torch.log(positive / (positive + len(negatives[i]) * ng))
     (total / qn.shape[0]).backward()
     torch.testing.assert_close(q.grad, q_ref.grad)
+
+
+def _numpy_floor_rows(q, k, queue, tau, num_hard, mix_indices, mix_alpha, beta, tau_plus) -> list[bool]:
+    """Per query: is the debiased term's floor exp(-1/tau) active (float64 loops)."""
+    rows = []
+    for i, negatives in enumerate(_numpy_negatives(q, queue, num_hard, mix_indices, mix_alpha)):
+        qi = _unit(q[i])
+        similarities = np.array([qi @ n for n in negatives])
+        weights = np.exp(beta * similarities) / np.exp(beta * similarities).sum()
+        weighted_mean = float((weights * np.exp(similarities / tau)).sum())
+        debiased = (weighted_mean - tau_plus * math.exp(qi @ _unit(k[i]) / tau)) / (1 - tau_plus)
+        rows.append(debiased <= math.exp(-1 / tau))
+    return rows
+
+
+@pytest.mark.parametrize("seed, tau, tau_plus, rows_at_floor",
+                         [(9, 0.2, 0.1, "some"), (10, 0.5, 0.1, "none"), (11, 0.2, 0.3, "all"), (12, 0.2, 0.0, "none")])
+def test_sscl_floor_mask_matches_numpy(seed, tau, tau_plus, rows_at_floor):
+    """Aligned pairs (k near q) and a spread queue: the floor depends on tau and tau_plus; never at tau_plus 0."""
+    inputs = _random_inputs(seed, batch=40)
+    inputs["k"] = inputs["q"] + 0.3 * np.random.default_rng(seed).normal(size=inputs["q"].shape)
+    got = sscl_floor_mask(**_torch(inputs), tau=tau, beta=2.0, tau_plus=tau_plus)
+    assert got.dtype == torch.bool and got.shape == (40,)
+    assert got.tolist() == _numpy_floor_rows(**inputs, tau=tau, beta=2.0, tau_plus=tau_plus)
+    count = int(got.sum())
+    assert {"none": count == 0, "some": 0 < count < 40, "all": count == 40}[rows_at_floor]
+
+
+def test_sscl_loss_sends_no_gradient_to_negatives_of_rows_at_the_floor():
+    """By hand: q = k = (1, 0), tau = 1, tau_plus = 0.5 (the floor case of test_sscl_loss_by_hand): the queue gets
+    no gradient; at tau_plus = 0.1 (no floor) it does."""
+    q, k = torch.tensor([[3.0, 0.0]]), torch.tensor([[1.0, 0.0]])
+    for tau_plus, at_floor in ((0.5, True), (0.1, False)):
+        queue = torch.tensor([[0.6, 0.8], [0.0, -2.0]], requires_grad=True)
+        assert sscl_floor_mask(q, k, queue, 1.0, **_no_mixing(1), beta=1.0, tau_plus=tau_plus).item() is at_floor
+        sscl_loss(q, k, queue, 1.0, **_no_mixing(1), beta=1.0, tau_plus=tau_plus).backward()
+        assert (queue.grad.abs().max().item() == 0.0) is at_floor
 
 
 def test_sscl_loss_rejects_bad_inputs():

@@ -588,6 +588,42 @@ def sscl_loss(
     Returns:
         0-d tensor (float32).
     """
+    terms = _sscl_terms(q, k, queue, tau, num_hard, mix_indices, mix_alpha, beta, tau_plus, detach_weights)
+    count = terms["count"]
+    return (terms["shift"] + torch.log(terms["positive"] + count * terms["negative_term"])
+            - terms["positive_logit"]).mean()
+
+
+def sscl_floor_mask(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    queue: torch.Tensor,
+    tau: float,
+    num_hard: int,
+    mix_indices: torch.Tensor,
+    mix_alpha: torch.Tensor,
+    beta: float,
+    tau_plus: float,
+) -> torch.Tensor:
+    r"""Which queries of `sscl_loss` have their debiased term ``Ng_i`` at its floor ``exp(-1 / tau)``.
+
+    There ``Ng_i`` is a constant, so the query's loss sends no gradient to any negative (queue or synthetic): it only
+    pulls ``q_i`` towards its key. A row is at the floor when
+    ``sum_j w_ij exp(<q_i, n_j> / tau) - tau_plus * exp(<q_i, k_i> / tau) <= (1 - tau_plus) * exp(-1 / tau)``;
+    with ``tau_plus = 0`` no row is (unless every negative is at cosine -1). Same arguments as `sscl_loss`
+    (without ``detach_weights``, which changes no value).
+
+    Returns:
+        ``[B]`` bool tensor.
+    """
+    with torch.no_grad():
+        terms = _sscl_terms(q, k, queue, tau, num_hard, mix_indices, mix_alpha, beta, tau_plus, True)
+        return terms["negative_term"] <= terms["floor"]
+
+
+def _sscl_terms(q, k, queue, tau, num_hard, mix_indices, mix_alpha, beta, tau_plus, detach_weights) -> dict:
+    """The pieces of `sscl_loss`, each exponential shifted by the row's ``shift`` ``[B]``: ``positive`` ``[B]``,
+    ``negative_term`` (``Ng``, floor applied) ``[B]``, ``floor`` ``[B]``, ``positive_logit`` ``[B]``, ``count`` ``M``."""
     _check_mochi_inputs(q, k, queue, num_hard, mix_indices, mix_alpha)
     if not 0.0 <= tau_plus < 1.0:
         raise ValueError(f"tau_plus must be in [0, 1), got {tau_plus}.")
@@ -605,8 +641,8 @@ def sscl_loss(
     weighted_mean = (weights * torch.exp(negative_logits - shift.unsqueeze(1))).sum(dim=1)
     floor = torch.exp(-1.0 / tau - shift)
     negative_term = torch.maximum((weighted_mean - tau_plus * positive) / (1 - tau_plus), floor)
-    count = similarities.shape[1]
-    return (shift + torch.log(positive + count * negative_term) - positive_logit).mean()
+    return {"positive": positive, "negative_term": negative_term, "floor": floor, "positive_logit": positive_logit,
+            "shift": shift, "count": similarities.shape[1]}
 
 
 def patchmix_loss(
