@@ -33,6 +33,14 @@ def display_path(path: Path | str) -> str:
     return relative if not relative.startswith("../..") else str(path)
 
 
+def model_labels(parser, models: list[str], labels: list[str] | None) -> list[str]:
+    """One table name per `--model` folder: the given `--label`s, else each folder's parent name (the run's folder)."""
+    labels = labels or [Path(model).parent.name or model for model in models]
+    if len(labels) != len(models):
+        parser.error(f"--label needs one name per --model ({len(models)}), got {len(labels)}.")
+    return labels
+
+
 def cpu_model() -> str:
     """The CPU's marketing name (``/proc/cpuinfo`` model name), else what ``platform`` knows."""
     try:

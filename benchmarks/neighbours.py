@@ -41,7 +41,7 @@ from hf_contrastive import data as data_lib
 from hf_contrastive.evaluation import neighbour_label_agreement
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import SHARED_CIFAR10, display_path, environment, write_json
+from common import SHARED_CIFAR10, display_path, environment, model_labels, write_json
 
 
 def search_space(model) -> tuple[str, torch.nn.Module, torch.nn.Module]:
@@ -105,9 +105,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no_random_init", action="store_true", help="Skip the random-init reference row.")
     parser.add_argument("--output", required=True)
     args = parser.parse_args(argv)
-    labels = args.label or [Path(m).parent.name or m for m in args.model]
-    if len(labels) != len(args.model):
-        parser.error(f"--label needs one name per --model ({len(args.model)}), got {len(labels)}.")
+    labels = model_labels(parser, args.model, args.label)
 
     splits = data_lib.load_image_dataset(args.dataset_name)
     if splits.label_column is None:

@@ -38,7 +38,7 @@ from hf_contrastive import data as data_lib
 from hf_contrastive.losses import sscl_floor_mask
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import SHARED_CIFAR10, display_path, environment, write_json
+from common import SHARED_CIFAR10, display_path, environment, model_labels, write_json
 
 
 def strong_views(splits, indices: list[int], image_size: int, dataset_name: str, seed: int) -> list[torch.Tensor]:
@@ -116,9 +116,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no_random_init", action="store_true", help="Skip the random-init reference row.")
     parser.add_argument("--output", required=True)
     args = parser.parse_args(argv)
-    labels = args.label or [Path(m).parent.name or m for m in args.model]
-    if len(labels) != len(args.model):
-        parser.error(f"--label needs one name per --model ({len(args.model)}), got {len(labels)}.")
+    labels = model_labels(parser, args.model, args.label)
     if any(tau <= 0 for tau in args.also_tau):
         parser.error("--also_tau values must be > 0.")
 
