@@ -85,16 +85,14 @@ def measure(model, label: str, source: str, views: list[torch.Tensor], args) -> 
 
 def load(folder: str, config_from: str | None):
     """A Hub-style SSCL pretraining folder, or a trainer checkpoint folder (weights only) with another's config."""
-    if (Path(folder) / "config.json").is_file():
-        config = AutoConfig.from_pretrained(folder)
-    elif (Path(folder) / "model.safetensors").is_file() and config_from is not None:
-        config = AutoConfig.from_pretrained(config_from)
-    else:
+    is_hub_folder = (Path(folder) / "config.json").is_file()
+    if not is_hub_folder and not ((Path(folder) / "model.safetensors").is_file() and config_from is not None):
         raise SystemExit(f"{folder} has no config.json: pass a run's `model/` folder, or a `checkpoints/step_N` "
                          "folder (with model.safetensors) and --config_from <a model/ folder of the same run>.")
+    config = AutoConfig.from_pretrained(folder if is_hub_folder else config_from)
     if config.model_type != "sscl":
         raise SystemExit(f"{folder} is a {config.model_type!r} model; this measures SSCL's loss only.")
-    if (Path(folder) / "config.json").is_file():
+    if is_hub_folder:
         return AutoModelForPreTraining.from_pretrained(folder)
     model = AutoModelForPreTraining.from_config(config)
     model.load_state_dict(load_file(Path(folder) / "model.safetensors"))
