@@ -237,6 +237,12 @@ def load_image_dataset(
                 "No eval split among %s (splits: %s); holding out 10%% of %r as eval (seed %d).",
                 list(EVAL_SPLIT_CANDIDATES), splits, train_split, seed,
             )
+            if len(train) < 2:  # nothing would be left to train on (or to hold out)
+                raise ValueError(
+                    f"{name_or_path!r}: the {train_split!r} split has {len(train)} readable image(s), too few to hold "
+                    "out 10% as the eval split. Add images (check that they open), or pass --eval_split with a split "
+                    "of its own."
+                )
             held_out = train.train_test_split(test_size=0.1, seed=seed)
             train, eval_ds = held_out["train"], held_out["test"]
             eval_split_name = f"{train_split} (10% held out)"
@@ -346,11 +352,15 @@ def _to_rgb(image: PIL.Image.Image) -> PIL.Image.Image:
     return image.convert("RGB")
 
 
+class UndecodableImageError(ValueError):
+    """An image of the dataset that PIL cannot decode; the message names its row and how to drop it."""
+
+
 def decode_image(value: Any, *, index: int | None = None, column: str = "image") -> PIL.Image.Image:
     """Decode one ``Image(decode=False)`` cell (``{"bytes", "path"}``) or a PIL image to RGB.
 
     Grayscale, palette, 16-bit and alpha images are converted to RGB (see ``_to_rgb``).
-    An undecodable image raises ``ValueError`` naming the row and column, so the user
+    An undecodable image raises `UndecodableImageError` (a ``ValueError``) naming the row and column, so the user
     can drop or re-encode that row instead of getting a bare PIL error mid-epoch.
     """
     where = f"row {index} of column {column!r}" if index is not None else f"an image of column {column!r}"
@@ -368,7 +378,7 @@ def decode_image(value: Any, *, index: int | None = None, column: str = "image")
     except (OSError, SyntaxError, ValueError, PIL.Image.DecompressionBombError) as error:
         fix = (f"dataset.filter(lambda _, i: i != {index}, with_indices=True)" if index is not None
                else "dataset.filter(...)")
-        raise ValueError(
+        raise UndecodableImageError(
             f"Could not decode {where} ({type(error).__name__}: {error}). "
             f"Remove or re-encode this row, e.g. with {fix}."
         ) from error

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -100,6 +101,18 @@ class TrainingArguments:
                 raise ValueError(
                     f"--checkpointing_steps must be a positive integer or 'epoch', got {self.checkpointing_steps!r}."
                 )
+        for spec in dataclasses.fields(self):  # NaN and inf pass every comparison below: refuse them first
+            value = getattr(self, spec.name)
+            if isinstance(value, float) and not math.isfinite(value):
+                raise ValueError(f"--{spec.name} must be a finite number, got {value}.")
+        for name in ("learning_rate", "base_learning_rate", "knn_temperature"):
+            value = getattr(self, name)
+            if value is not None and value <= 0:
+                raise ValueError(f"--{name} must be positive, got {value:g}.")
+        if self.warmup_epochs < 0:
+            raise ValueError(f"--warmup_epochs must be >= 0, got {self.warmup_epochs:g}.")
+        if not 0 <= self.momentum < 1:
+            raise ValueError(f"--momentum must lie in [0, 1), got {self.momentum:g}.")
         positive = ("num_train_epochs", "per_device_train_batch_size", "per_device_eval_batch_size",
                     "gradient_accumulation_steps", "knn_k", "logging_steps")
         for name in positive:
@@ -166,7 +179,8 @@ HELP = {
     "logging_steps": "Log loss and learning rate every N optimiser steps.",
     "checkpointing_steps": "Save a checkpoint every N optimiser steps, or 'epoch'.",
     "checkpoints_total_limit": "Keep only the newest N checkpoints.",
-    "resume_from_checkpoint": "A checkpoint folder, or 'latest' (newest under output_dir/checkpoints).",
+    "resume_from_checkpoint": "A checkpoint folder; 'latest' (the newest under output_dir/checkpoints); or 'auto' "
+    "(the newest if there is one, else start: one command line for a job that is requeued after preemption).",
     "init_from": "Start from a Hub folder or id of ours (full pretraining state: teachers, heads, queues) "
     "instead of a fresh model; the optimiser and schedule start anew.",
     "report_to": "Experiment tracker: tensorboard, trackio, wandb, all or none.",

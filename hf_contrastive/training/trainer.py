@@ -16,6 +16,7 @@ import os
 import platform
 import shlex
 import shutil
+import signal
 import sys
 import time
 from pathlib import Path
@@ -41,6 +42,7 @@ from ..hub import CardContext, dataset_display_name, push_folder_to_hub, save_hu
 from ..models import FeatureQueue
 from ..registry import get_method
 from .arguments import TrainingArguments
+from .preemption import StopSignals, TrainingInterrupted, ignore_stop_signals
 
 logger = logging.getLogger(__name__)
 CHECKPOINT_PREFIX = "step_"
@@ -81,21 +83,25 @@ def list_checkpoints(output_dir: Path) -> list[Path]:
     return sorted(folders, key=lambda path: int(path.name[len(CHECKPOINT_PREFIX):]))
 
 
-def find_checkpoint(output_dir: Path, resume_from_checkpoint: str) -> Path:
-    """``latest`` -> the newest complete ``checkpoints/step_N`` under output_dir; otherwise the given folder."""
-    if resume_from_checkpoint == "latest":
+def find_checkpoint(output_dir: Path, resume_from_checkpoint: str) -> Path | None:
+    """``latest`` -> the newest complete ``checkpoints/step_N`` under output_dir (an error if there is none);
+    ``auto`` -> the same, or None when there is none yet (a requeued job's first start); otherwise the given folder."""
+    if resume_from_checkpoint in ("latest", "auto"):
         checkpoints = list_checkpoints(output_dir)
+        if not checkpoints and resume_from_checkpoint == "auto":
+            return None
         if not checkpoints:
             raise FileNotFoundError(
                 f"--resume_from_checkpoint latest: no checkpoint in {output_dir / 'checkpoints'}. "
-                "Start without --resume_from_checkpoint, or pass --output_dir of the run to continue."
+                "Start without --resume_from_checkpoint, pass --output_dir of the run to continue, or use "
+                "--resume_from_checkpoint auto (resumes when there is a checkpoint, else starts)."
             )
         return checkpoints[-1]
     path = Path(resume_from_checkpoint)
     if not (path / STATE_FILE).is_file():
         raise FileNotFoundError(
             f"--resume_from_checkpoint {path}: not a checkpoint folder (no {STATE_FILE}). "
-            f"Pass a folder like {output_dir / 'checkpoints' / 'step_500'} or 'latest'."
+            f"Pass a folder like {output_dir / 'checkpoints' / 'step_500'}, 'latest' or 'auto'."
         )
     return path
 
@@ -106,6 +112,11 @@ class Pretrainer:
     def __init__(self, args: TrainingArguments):
         self.args = args
         self.output_dir = Path(args.output_dir)
+        if self.output_dir.exists() and not self.output_dir.is_dir():
+            raise NotADirectoryError(f"--output_dir {self.output_dir} is a file; pass a folder (created if missing).")
+        # Looked up first, so that a wrong path fails before the dataset is read.
+        self.resume_checkpoint = (find_checkpoint(self.output_dir, args.resume_from_checkpoint)
+                                  if args.resume_from_checkpoint else None)
         tracker_package = {"tensorboard": "tensorboard", "trackio": "trackio", "wandb": "wandb"}.get(args.report_to)
         if tracker_package and importlib.util.find_spec(tracker_package) is None:
             raise ImportError(f"--report_to {args.report_to} needs `pip install {tracker_package}` (or use --report_to none).")
@@ -235,11 +246,11 @@ class Pretrainer:
             # StreamingViewDataset), the loop takes `batches_per_epoch` of them.
             self.train_dataloader = DataLoader(self.train_dataset, batch_size=args.per_device_train_batch_size,
                                                collate_fn=data_lib.collate_views, num_workers=args.dataloader_num_workers,
-                                               pin_memory=torch.cuda.is_available())
+                                               pin_memory=torch.cuda.is_available(), worker_init_fn=ignore_stop_signals)
             self._build_knn_dataloaders(args, size)
             return
         loader_kwargs = dict(num_workers=args.dataloader_num_workers, persistent_workers=args.dataloader_num_workers > 0,
-                             pin_memory=torch.cuda.is_available())
+                             pin_memory=torch.cuda.is_available(), worker_init_fn=ignore_stop_signals)
         # drop_last: every step sees a full batch (BatchNorm, split BN and queue sizes stay constant).
         # The loader's own generator keeps its draws (worker base seeds) off the global RNG, which the model uses
         # (e.g. MNN's lambda) and checkpoints restore: a resumed run then draws exactly what the original drew.
@@ -251,7 +262,8 @@ class Pretrainer:
 
     def _build_knn_dataloaders(self, args: TrainingArguments, size: int) -> None:
         """The kNN monitor's bank (train split, or its first rows when streaming) and test loaders."""
-        loader_kwargs = dict(num_workers=args.dataloader_num_workers, persistent_workers=args.dataloader_num_workers > 0)
+        loader_kwargs = dict(num_workers=args.dataloader_num_workers, persistent_workers=args.dataloader_num_workers > 0,
+                             worker_init_fn=ignore_stop_signals)
         self.knn_dataloaders = None
         if self.splits.label_column is not None:
             eval_transform = data_lib.build_view_transform("eval", size, self.image_mean, self.image_std)
@@ -412,7 +424,7 @@ class Pretrainer:
             loader = DataLoader(
                 data_lib.EvalImageDataset(self.splits.train, self.splits.image_column, self.splits.label_column, transform),
                 batch_size=self.args.per_device_eval_batch_size, collate_fn=data_lib.collate_eval,
-                num_workers=self.args.dataloader_num_workers,
+                num_workers=self.args.dataloader_num_workers, worker_init_fn=ignore_stop_signals,
             )
             # Sharded like a prepared loader, but not registered with the accelerator: save_state/load_state then
             # see the same dataloaders whether or not this run had to mine.
@@ -441,14 +453,36 @@ class Pretrainer:
         return (predictions == test_labels).float().mean().item(), test_features, test_labels
 
     def train(self) -> dict[str, Any]:
-        """Run the loop to ``max_train_steps``, then write the Hub folder and all_results.json. Returns the results."""
+        """Run the loop to ``max_train_steps``, then write the Hub folder and all_results.json. Returns the results.
+
+        SIGTERM or SIGINT (Ctrl-C) during the run: every process finishes its optimiser step, a checkpoint is written
+        at that step and `TrainingInterrupted` is raised (see `preemption`)."""
+        with StopSignals() as stop:
+            return self._train(stop)
+
+    def resume_command(self) -> str:
+        """This run's command line with ``--resume_from_checkpoint auto`` (replacing any resume flag it had)."""
+        argv, kept, skip_value = sys.argv[1:], [], False
+        for arg in argv:
+            if skip_value:
+                skip_value = False
+            elif arg == "--resume_from_checkpoint":
+                skip_value = True
+            elif not arg.startswith("--resume_from_checkpoint="):
+                kept.append(arg)
+        return shlex.join(["accelerate", "launch", sys.argv[0], *kept, "--resume_from_checkpoint", "auto"])
+
+    def _train(self, stop: StopSignals) -> dict[str, Any]:
         args, accelerator = self.args, self.accelerator
         accelerator.init_trackers("hf_contrastive", config=_loggable(args.to_dict()))
         global_step, starting_epoch, resume_batches = 0, 0, 0
-        if args.resume_from_checkpoint:
-            state = self.load_checkpoint(find_checkpoint(self.output_dir, args.resume_from_checkpoint))
+        if self.resume_checkpoint is not None:
+            state = self.load_checkpoint(self.resume_checkpoint)
             global_step, starting_epoch = state["global_step"], state["epoch"]
             resume_batches, self.knn_history = state["batches_done_in_epoch"], state["knn_history"]
+        elif args.resume_from_checkpoint == "auto":
+            accelerator.print(f"--resume_from_checkpoint auto: no checkpoint in {self.output_dir / 'checkpoints'}; "
+                              "starting a new run.")
         unwrapped = accelerator.unwrap_model(self.model)
         checkpoint_every = int(args.checkpointing_steps) if (args.checkpointing_steps or "").isdigit() else None
 
@@ -466,8 +500,34 @@ class Pretrainer:
         # step: .item() makes the host wait for the device, so a per-step read keeps it from queueing ahead.
         window_loss_sum = torch.zeros((), device=accelerator.device)
         window_steps, unchecked_from = 0, global_step + 1
+        saved_at = global_step if self.resume_checkpoint is not None else None  # the step of the newest checkpoint
+
+        def stop_if_asked(epoch: int, batches_done_in_epoch: int) -> None:
+            """After a step (or an epoch's end work): on an agreed stop signal, checkpoint this step and raise."""
+            nonlocal unchecked_from, saved_at
+            number = stop.agreed()
+            if number is None:
+                return
+            accelerator.print(f"\n{signal.Signals(number).name} received: saving a checkpoint at step {global_step}.")
+            if saved_at != global_step:
+                if unchecked_from <= global_step:  # a checkpoint is only written after its steps' losses were checked
+                    self._checked_mean_loss(window_loss_sum, window_steps, unchecked_from, global_step)
+                    unchecked_from = global_step + 1
+                self.save_checkpoint(global_step, epoch, batches_done_in_epoch)
+                saved_at = global_step
+            progress.close()
+            accelerator.end_training()
+            checkpoint = self.output_dir / "checkpoints" / f"{CHECKPOINT_PREFIX}{saved_at}"
+            if not checkpoint.is_dir():  # nothing trained since a --resume_from_checkpoint folder elsewhere
+                checkpoint = self.resume_checkpoint
+            interrupted = TrainingInterrupted(number, global_step, checkpoint, self.resume_command())
+            accelerator.print(str(interrupted))
+            raise interrupted
+
         self.model.train()
-        for epoch in range(starting_epoch, self.num_epochs):
+        # A checkpoint of the last step (a run stopped right after it) goes straight on to the final outputs.
+        first_epoch = starting_epoch if global_step < self.max_train_steps else self.num_epochs
+        for epoch in range(first_epoch, self.num_epochs):
             self.train_dataset.set_epoch(epoch)
             skip = resume_batches if epoch == starting_epoch else 0
             if args.streaming:
@@ -527,6 +587,8 @@ class Pretrainer:
                     window_steps = 0
                 if save_now:
                     self.save_checkpoint(global_step, epoch, batches_done)
+                    saved_at = global_step
+                stop_if_asked(epoch, batches_done)
                 if global_step >= self.max_train_steps:
                     break
             epochs_done = epoch + 1
@@ -536,10 +598,13 @@ class Pretrainer:
                     self._checked_mean_loss(window_loss_sum, window_steps, unchecked_from, global_step)
                     unchecked_from = global_step + 1
                 self.save_checkpoint(global_step, epochs_done, 0)
+                saved_at = global_step
             if args.knn_every_n_epochs > 0 and epochs_done % args.knn_every_n_epochs == 0 and not is_last:
                 self._record_knn(global_step, epochs_done, progress)
             if is_last:
                 break
+            stop_if_asked(epochs_done, 0)  # a signal during the epoch's checkpoint or kNN monitor
+        stop_if_asked(self.num_epochs, 0)  # before the final outputs: they can take longer than a grace period
         progress.close()
         train_runtime = time.perf_counter() - start_time
         self.check_queues_in_sync()
