@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 import torch
 import torch.distributed as dist
+import torch.nn.functional as F
 import torch.multiprocessing as mp
 
 from hf_contrastive.distributed import GlobalBatchNorm
@@ -186,9 +187,64 @@ def test_split_batchnorm_normalises_each_split_as_numpy_does(layout, sample_view
         means.append(mean), unbiased_vars.append(var * count / (count - 1))
     np.testing.assert_allclose(out.detach().double().numpy(), expected, atol=1e-4)
     assert out.is_contiguous(memory_format=layout)  # the layout survives the split
-    np.testing.assert_allclose(norm.running_mean.double().numpy(), momentum * np.mean(means, axis=0), atol=1e-6)
-    np.testing.assert_allclose(norm.running_var.double().numpy(),
+    state = norm.state_dict()  # running statistics are written from the splits' when read
+    np.testing.assert_allclose(state["running_mean"].double().numpy(), momentum * np.mean(means, axis=0), atol=1e-6)
+    np.testing.assert_allclose(state["running_var"].double().numpy(),
                                (1 - momentum) + momentum * np.mean(unbiased_vars, axis=0), atol=1e-6)
+    assert set(state) == {"weight", "bias", "running_mean", "running_var", "num_batches_tracked"}  # plain BN names
+
+
+@pytest.mark.parametrize("layout", [torch.contiguous_format, torch.channels_last])
+def test_split_batchnorm_gradients_and_running_stats_over_steps(layout, sample_views):
+    """Three training calls on different real batches, each split normalised by a plain BatchNorm call of its own
+    (the independent reference): the same outputs and input/weight/bias gradients, and running statistics that
+    follow the reference code's update (average over splits after every call), computed in numpy, as read through
+    state_dict, in eval mode and after a save/load round trip."""
+    import numpy as np
+
+    splits, momentum, eps = 4, 0.1, 1e-5
+    norm = SplitBatchNorm2d(3, splits, momentum=momentum, eps=eps).train()
+    with torch.no_grad():
+        norm.weight.copy_(torch.tensor([0.5, 1.0, 2.0])), norm.bias.copy_(torch.tensor([-1.0, 0.0, 1.0]))
+    running_mean, running_var = np.zeros(3), np.ones(3)
+    for batch in sample_views(["strong", "weak", "strong"], count=16):
+        x = batch.clone().contiguous(memory_format=layout).requires_grad_(True)
+        upstream = torch.randn_like(x)
+        (norm(x) * upstream).sum().backward()
+
+        reference_x = batch.clone().requires_grad_(True)
+        weight = norm.weight.detach().clone().requires_grad_(True)
+        bias = norm.bias.detach().clone().requires_grad_(True)
+        reference = torch.empty_like(batch)
+        for s in range(splits):
+            reference[s::splits] = F.batch_norm(reference_x[s::splits], None, None, weight, bias, True, 0.0, eps)
+        (reference * upstream).sum().backward()
+        torch.testing.assert_close(x.grad, reference_x.grad, atol=1e-4, rtol=1e-4)
+        torch.testing.assert_close(norm.weight.grad, weight.grad, atol=1e-3, rtol=1e-4)
+        torch.testing.assert_close(norm.bias.grad, bias.grad, atol=1e-3, rtol=1e-4)
+        norm.zero_grad()
+
+        data = batch.double().numpy()
+        rows = [data[s::splits] for s in range(splits)]
+        count = rows[0].shape[0] * rows[0].shape[2] * rows[0].shape[3]
+        running_mean = (1 - momentum) * running_mean + momentum * np.mean([r.mean(axis=(0, 2, 3)) for r in rows], 0)
+        running_var = (1 - momentum) * running_var + momentum * np.mean(
+            [r.var(axis=(0, 2, 3)) * count / (count - 1) for r in rows], 0)
+
+    state = norm.state_dict()
+    np.testing.assert_allclose(state["running_mean"].double().numpy(), running_mean, atol=1e-6)
+    np.testing.assert_allclose(state["running_var"].double().numpy(), running_var, atol=1e-6)
+    assert int(state["num_batches_tracked"]) == 3
+
+    x = sample_views(["weak"], count=8)[0]
+    plain = torch.nn.BatchNorm2d(3, eps=eps)
+    plain.load_state_dict(state)
+    torch.testing.assert_close(norm.eval()(x), plain.eval()(x))  # eval mode: a plain BatchNorm2d on those stats
+
+    loaded = SplitBatchNorm2d(3, splits, momentum=momentum, eps=eps)
+    loaded.load_state_dict(state)  # every split restarts from the loaded statistics
+    torch.testing.assert_close(loaded.split_running_mean, state["running_mean"].repeat(splits))
+    torch.testing.assert_close(loaded.split_running_var, state["running_var"].repeat(splits))
 
 
 def _method_model(method: str, sync: bool):

@@ -32,7 +32,7 @@ RUN = [
     "--dataset_name", SAMPLE, "--max_train_samples", "96", "--max_eval_samples", "64",
     "--per_device_eval_batch_size", "64", "--report_to", "none", "--warmup_epochs", "1", "--knn_every_n_epochs", "0",
     "--max_train_steps", str(STEPS), "--checkpoints_total_limit", "5", "--resume_from_checkpoint", "auto",
-    "--config_overrides", "queue_size=128,projection_hidden_size=256",
+    "--config_overrides", "queue_size=128,projection_hidden_size=256,bn_splits=4",
 ]
 
 

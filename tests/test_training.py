@@ -72,8 +72,9 @@ def test_queue_was_filled_by_the_loop(finished_run):
 
 def test_resume_continues_exactly(tmp_path):
     """A run checkpointed mid-epoch and resumed ends with the same weights, queue and optimiser as an
-    uninterrupted run (augmentations, sampler order, lambda draws and EMA all restored)."""
-    common = SMALL_RUN + ["--max_train_steps", "5", "--knn_every_n_epochs", "0", "--checkpointing_steps", "2",
+    uninterrupted run (augmentations, sampler order, lambda draws, EMA and the per-split BatchNorm statistics all
+    restored)."""
+    common = SMALL_RUN[:-1] + ["queue_size=128,projection_hidden_size=256,bn_splits=4", "--max_train_steps", "5", "--knn_every_n_epochs", "0", "--checkpointing_steps", "2",
                           "--checkpoints_total_limit", "5"]
     straight = tmp_path / "straight"
     train(parse_args(common + ["--output_dir", str(straight)]))

@@ -19,7 +19,9 @@ from .modeling_contrastive import (
     build_backbone,
     forward_shuffled,
     ema_update_,
+    load_split_batchnorm_state,
     nearest_neighbors,
+    split_batchnorm_state,
 )
 from .modeling_mnn import MNNForImageClassification, MNNForPreTraining, MNNModel
 from .configuration_simclr import SimCLRConfig
@@ -70,7 +72,9 @@ __all__ = [
     "build_backbone",
     "forward_shuffled",
     "ema_update_",
+    "load_split_batchnorm_state",
     "nearest_neighbors",
+    "split_batchnorm_state",
     # one line per method family
     "MNNConfig", "MNNModel", "MNNForPreTraining", "MNNForImageClassification",
     "SimCLRConfig", "SimCLRModel", "SimCLRForPreTraining", "SimCLRForImageClassification",

@@ -28,16 +28,52 @@ class SplitBatchNorm2d(nn.BatchNorm2d):
     """BatchNorm that, in training, normalises ``num_splits`` equal groups of the batch separately.
 
     Simulates the per-GPU statistics of multi-GPU training on one device (MoCo's CIFAR demo, used by the MNN/MSVQ
-    reference code). Parameters and buffers have the plain BatchNorm2d names, so checkpoints stay interchangeable;
-    in eval mode it is exactly BatchNorm2d.
+    reference code): split ``j`` holds rows ``j, j + num_splits, ...`` of the batch, normalised with its own biased
+    statistics. Parameters and buffers have the plain BatchNorm2d names, so checkpoints stay interchangeable; in eval
+    mode it is exactly BatchNorm2d.
+
+    Running statistics: each split keeps its own (``split_running_mean`` / ``split_running_var``, ``[num_splits *
+    C]``, not saved), updated inside the batch-norm kernel, so a training call costs about the launches of a plain
+    BatchNorm. ``running_mean`` / ``running_var`` are their mean over the splits, written whenever they are read:
+    ``state_dict()`` (hence ``save_pretrained`` and checkpoints), an eval-mode call, or `sync_running_stats`. Both
+    updates are linear, so this equals averaging after every step (the reference code's update) up to rounding.
+    Loading a state dict (or ``from_pretrained``) starts every split from the loaded statistics. For a bit-exact
+    resume the per-split statistics travel with the training checkpoint (`split_batchnorm_state`).
     """
 
     def __init__(self, num_features: int, num_splits: int, **kwargs):
         super().__init__(num_features, **kwargs)
         self.num_splits = num_splits
+        self.register_buffer("split_running_mean", self.running_mean.repeat(num_splits), persistent=False)
+        self.register_buffer("split_running_var", self.running_var.repeat(num_splits), persistent=False)
+        # True once a training call has moved the split statistics past running_mean/var.
+        self.splits_ahead = False
+        self.register_state_dict_pre_hook(lambda module, prefix, keep_vars: module.sync_running_stats())
+        self.register_load_state_dict_post_hook(lambda module, incompatible_keys: module.reset_split_stats())
+
+    @torch.no_grad()
+    def sync_running_stats(self) -> None:
+        """Write the mean over splits of the split statistics into ``running_mean`` / ``running_var``."""
+        if self.splits_ahead:
+            torch.mean(self.split_running_mean.view(self.num_splits, -1), dim=0, out=self.running_mean)
+            torch.mean(self.split_running_var.view(self.num_splits, -1), dim=0, out=self.running_var)
+            self.splits_ahead = False
+
+    @torch.no_grad()
+    def reset_split_stats(self) -> None:
+        """Start every split from ``running_mean`` / ``running_var`` (after they were loaded or reset)."""
+        self.split_running_mean.copy_(self.running_mean.repeat(self.num_splits))
+        self.split_running_var.copy_(self.running_var.repeat(self.num_splits))
+        self.splits_ahead = False
+
+    def reset_running_stats(self) -> None:
+        super().reset_running_stats()
+        if hasattr(self, "split_running_mean"):  # nn.BatchNorm2d.__init__ calls this before the buffers exist
+            self.reset_split_stats()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not self.training or self.num_splits == 1:
+            self.sync_running_stats()
             return super().forward(x)
         batch, channels, height, width = x.shape
         if batch % self.num_splits:
@@ -48,25 +84,49 @@ class SplitBatchNorm2d(nn.BatchNorm2d):
         # Splits become channel groups of one (batch / splits, channels x splits) batch. That merge is a view of a
         # contiguous tensor but needs a copy of a channels-last one (--channels_last), whose layout is restored after.
         channels_last = not x.is_contiguous() and x.is_contiguous(memory_format=torch.channels_last)
-        running_mean = self.running_mean.repeat(self.num_splits)
-        running_var = self.running_var.repeat(self.num_splits)
+        self.num_batches_tracked.add_(1)
         out = F.batch_norm(
             x.reshape(-1, channels * self.num_splits, height, width),
-            running_mean,
-            running_var,
+            self.split_running_mean,
+            self.split_running_var,
             self.weight.repeat(self.num_splits),
             self.bias.repeat(self.num_splits),
             True,
             self.momentum,
             self.eps,
-        ).view(batch, channels, height, width)
-        if channels_last:
-            out = out.contiguous(memory_format=torch.channels_last)
-        # The running statistics are the mean over the splits.
-        self.running_mean.copy_(running_mean.view(self.num_splits, channels).mean(dim=0))
-        self.running_var.copy_(running_var.view(self.num_splits, channels).mean(dim=0))
-        self.num_batches_tracked.add_(1)
-        return out
+        )
+        # Not a view of the batch-norm output: the in-place ReLU that follows would make autograd rebuild the base
+        # in backward (clone, zeros and copies on every call).
+        out = torch.ops.aten._unsafe_view(out, (batch, channels, height, width))
+        self.splits_ahead = True
+        return out.contiguous(memory_format=torch.channels_last) if channels_last else out
+
+
+def split_batchnorm_state(model: nn.Module) -> dict[str, torch.Tensor]:
+    """The per-split running statistics of every `SplitBatchNorm2d` in ``model`` (not part of its state dict), keyed
+    ``{module name}.split_running_mean`` / ``.split_running_var``: what a training checkpoint needs besides the state
+    dict for a bit-exact resume."""
+    state = {}
+    for name, module in model.named_modules():
+        if isinstance(module, SplitBatchNorm2d):
+            module.sync_running_stats()
+            state[f"{name}.split_running_mean"] = module.split_running_mean
+            state[f"{name}.split_running_var"] = module.split_running_var
+    return state
+
+
+@torch.no_grad()
+def load_split_batchnorm_state(model: nn.Module, state: dict[str, torch.Tensor]) -> None:
+    """Restore what `split_batchnorm_state` returned (after the model's state dict was loaded)."""
+    modules = {name: module for name, module in model.named_modules() if isinstance(module, SplitBatchNorm2d)}
+    expected = {f"{name}.{buffer}" for name in modules for buffer in ("split_running_mean", "split_running_var")}
+    if set(state) != expected:
+        raise ValueError(f"Split BatchNorm state does not fit this model: {len(set(state) ^ expected)} names differ, "
+                         f"e.g. {sorted(set(state) ^ expected)[:3]}.")
+    for name, module in modules.items():
+        module.split_running_mean.copy_(state[f"{name}.split_running_mean"])
+        module.split_running_var.copy_(state[f"{name}.split_running_var"])
+        module.splits_ahead = False  # running_mean/var, loaded with the state dict, are the mean of these
 
 
 def _use_split_batchnorm(module: nn.Module, num_splits: int) -> None:
@@ -295,6 +355,10 @@ class ContrastivePreTrainedModel(PreTrainedModel):
             )
         # transformers rebuilds every loaded weight as a trainable Parameter: freeze the teachers again.
         model.freeze_teachers()
+        # transformers assigns the loaded tensors without load_state_dict: start the splits from the loaded statistics.
+        for module in model.modules():
+            if isinstance(module, SplitBatchNorm2d):
+                module.reset_split_stats()
         return (model, info) if caller_wants_info else model
 
     def freeze_teachers(self) -> None:
@@ -318,9 +382,13 @@ class ContrastivePreTrainedModel(PreTrainedModel):
                 nn.init.ones_(module.weight)
                 nn.init.zeros_(module.bias)
             if getattr(module, "running_mean", None) is not None:
-                module.running_mean.zero_()
-                module.running_var.fill_(1.0)
-                module.num_batches_tracked.zero_()
+                # nn.init, not in-place tensor methods: transformers 5 makes nn.init skip tensors it loaded, and a
+                # module with a buffer outside the checkpoint (SplitBatchNorm2d's splits) comes here after loading.
+                nn.init.zeros_(module.running_mean)
+                nn.init.ones_(module.running_var)
+                nn.init.zeros_(module.num_batches_tracked)
+            if isinstance(module, SplitBatchNorm2d):
+                module.reset_split_stats()
         elif isinstance(module, FeatureQueue):
             module.reset_parameters()
 

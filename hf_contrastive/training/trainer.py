@@ -22,6 +22,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import safetensors.torch
 import timm.optim
 import torch
 from accelerate import Accelerator
@@ -39,7 +40,7 @@ from ..distributed import distributed_without_gpu, use_global_batchnorm
 from ..evaluation import extract_features, knn_predict
 from ..export import can_export_timm, export_timm
 from ..hub import CardContext, dataset_display_name, push_folder_to_hub, save_hub_folder
-from ..models import FeatureQueue
+from ..models import FeatureQueue, load_split_batchnorm_state, split_batchnorm_state
 from ..registry import get_method
 from .arguments import TrainingArguments
 from .preemption import StopSignals, TrainingInterrupted, ignore_stop_signals
@@ -47,6 +48,8 @@ from .preemption import StopSignals, TrainingInterrupted, ignore_stop_signals
 logger = logging.getLogger(__name__)
 CHECKPOINT_PREFIX = "step_"
 STATE_FILE = "training_state.json"
+# Per-split BatchNorm statistics (bn_splits > 1), outside the model's state dict: needed for a bit-exact resume.
+SPLIT_BATCHNORM_FILE = "split_batchnorm.safetensors"
 # Part of every --augment_on_device seed (see Pretrainer._augment_on_device).
 DEVICE_AUGMENT_SEED_TAG = 0xA06
 
@@ -362,6 +365,10 @@ class Pretrainer:
         self.accelerator.save_state(str(partial), safe_serialization=True)
         self.accelerator.wait_for_everyone()
         if self.accelerator.is_main_process:
+            split_state = split_batchnorm_state(self.accelerator.unwrap_model(self.model))
+            if split_state:
+                safetensors.torch.save_file({k: v.detach().cpu().contiguous() for k, v in split_state.items()},
+                                            str(partial / SPLIT_BATCHNORM_FILE))
             state = {"global_step": global_step, "epoch": epoch, "batches_done_in_epoch": batches_done_in_epoch,
                      "knn_history": self.knn_history}
             (partial / STATE_FILE).write_text(json.dumps(state, indent=2))
@@ -379,6 +386,9 @@ class Pretrainer:
 
     def load_checkpoint(self, path: Path) -> dict[str, Any]:
         self.accelerator.load_state(str(path))
+        if (path / SPLIT_BATCHNORM_FILE).is_file():  # older checkpoints: the splits restart from the running stats
+            load_split_batchnorm_state(self.accelerator.unwrap_model(self.model),
+                                       safetensors.torch.load_file(str(path / SPLIT_BATCHNORM_FILE)))
         state = json.loads((path / STATE_FILE).read_text())
         self.accelerator.print(f"Resumed from {path} (step {state['global_step']}, epoch {state['epoch']}).")
         return state
