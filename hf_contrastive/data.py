@@ -535,6 +535,8 @@ class DevicePhotometricAugment(torch.nn.Module):
         opts = view_options(kind, overrides)
         self.kind = kind
         self.mean, self.std = tuple(float(m) for m in mean), tuple(float(s) for s in std)
+        # A plain attribute, not a buffer: moving the module would also move kornia's sampling off the CPU generator.
+        self.mean_std = torch.tensor([self.mean, self.std])
         self.ops = torch.nn.ModuleList()
         if kind in ("strong", "local"):
             import kornia.augmentation as K  # only this path needs kornia
@@ -558,8 +560,9 @@ class DevicePhotometricAugment(torch.nn.Module):
                 torch.default_generator.manual_seed(seed)
                 for op in self.ops:
                     pixels = op(pixels)
-        mean = torch.tensor(self.mean, device=pixels.device).view(1, 3, 1, 1)
-        std = torch.tensor(self.std, device=pixels.device).view(1, 3, 1, 1)
+        if self.mean_std.device != pixels.device:  # moved once, not rebuilt from Python floats in every step
+            self.mean_std = self.mean_std.to(pixels.device)
+        mean, std = self.mean_std.view(2, 1, 3, 1, 1)
         return (pixels - mean) / std
 
 

@@ -247,7 +247,7 @@ def test_split_batchnorm_gradients_and_running_stats_over_steps(layout, sample_v
     torch.testing.assert_close(loaded.split_running_var, state["running_var"].repeat(splits))
 
 
-def _method_model(method: str, sync: bool):
+def _method_model(method: str, sync: bool, stack_views: bool = True):
     import hf_contrastive
     from hf_contrastive.distributed import use_global_batchnorm
 
@@ -255,7 +255,7 @@ def _method_model(method: str, sync: bool):
     spec = hf_contrastive.get_method(method)
     fields = spec.config_class().to_dict()
     small = {"projection_hidden_size": 64, "prediction_hidden_size": 64, "projection_dim": 32, "queue_size": 256,
-             "small_image_stem": False}
+             "small_image_stem": False, "stack_views": stack_views}
     model = spec.pretraining_class(spec.config_class(**{k: v for k, v in small.items() if k in fields})).double().train()
     return use_global_batchnorm(model, torch.device("cpu")) if sync else model
 
@@ -299,7 +299,9 @@ def test_ddp_with_global_batchnorm_gives_the_global_batch_gradient(method, sampl
     manager = mp.Manager()
     results = manager.dict()
     mp.spawn(_ddp_gradient_worker, args=(_free_port(), method, views, results), nprocs=WORLD, join=True)
-    reference = _method_model(method, sync=False)
+    # One call per view: the BN running statistics then get one update per view, as in the processes (GlobalBatchNorm
+    # never stacks views).
+    reference = _method_model(method, sync=False, stack_views=False)
     torch.manual_seed(1)
     loss = reference(views=views).loss
     loss.backward()
@@ -383,3 +385,49 @@ def test_knn_eval_gives_the_same_accuracy_with_two_processes(tmp_path):
         results = json.loads((output_dir / "eval_results.json").read_text())
         accuracies[processes] = results
     assert accuracies[1]["knn_top1"] == accuracies[2]["knn_top1"], accuracies
+
+
+@pytest.mark.parametrize("splits", [1, 4])
+@pytest.mark.parametrize("layout", [torch.contiguous_format, torch.channels_last], ids=["contiguous", "channels_last"])
+def test_split_batchnorm_on_stacked_views_normalises_each_view_and_split_on_its_own(splits, layout, sample_views):
+    """Two real views stacked as ContrastiveModel.encode_views stacks them (row i * 2 + v), with view_groups = 2:
+    every (split, view) group normalised by a plain BatchNorm call of its own (outputs and input/weight/bias
+    gradients), and one running-statistics update with the mean over views and splits of the group statistics
+    (numpy), in both memory layouts."""
+    import numpy as np
+
+    momentum, eps = 0.1, 1e-5
+    norm = SplitBatchNorm2d(3, splits, momentum=momentum, eps=eps).train()
+    with torch.no_grad():
+        norm.weight.copy_(torch.tensor([0.5, 1.0, 2.0])), norm.bias.copy_(torch.tensor([-1.0, 0.0, 1.0]))
+    views = sample_views(["strong", "weak"], count=16)
+    stacked = torch.stack(views, dim=1).flatten(0, 1)
+    x = stacked.clone().contiguous(memory_format=layout).requires_grad_(True)
+    upstream = torch.randn_like(x)
+    norm.view_groups = 2
+    out = norm(x)
+    norm.view_groups = 1
+    (out * upstream).sum().backward()
+    assert out.is_contiguous(memory_format=layout)
+
+    reference_x = stacked.clone().requires_grad_(True)
+    weight = norm.weight.detach().clone().requires_grad_(True)
+    bias = norm.bias.detach().clone().requires_grad_(True)
+    reference = torch.empty_like(stacked)
+    for v in range(2):
+        for s in range(splits):
+            rows = slice(s * 2 + v, None, 2 * splits)  # image i = n * splits + s of view v sits at row i * 2 + v
+            reference[rows] = F.batch_norm(reference_x[rows], None, None, weight, bias, True, 0.0, eps)
+    (reference * upstream).sum().backward()
+    torch.testing.assert_close(out, reference, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(x.grad, reference_x.grad, atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(norm.weight.grad, weight.grad, atol=1e-3, rtol=1e-4)
+    torch.testing.assert_close(norm.bias.grad, bias.grad, atol=1e-3, rtol=1e-4)
+
+    groups = [view.double().numpy()[s::splits] for view in views for s in range(splits)]
+    count = groups[0].shape[0] * groups[0].shape[2] * groups[0].shape[3]
+    mean = momentum * np.mean([g.mean(axis=(0, 2, 3)) for g in groups], 0)
+    var = (1 - momentum) + momentum * np.mean([g.var(axis=(0, 2, 3)) * count / (count - 1) for g in groups], 0)
+    state = norm.state_dict()
+    np.testing.assert_allclose(state["running_mean"].double().numpy(), mean, atol=1e-6)
+    np.testing.assert_allclose(state["running_var"].double().numpy(), var, atol=1e-6)

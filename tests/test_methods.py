@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from torch.utils._python_dispatch import TorchDispatchMode
 
 import hf_contrastive
 from hf_contrastive import data as data_lib
@@ -202,3 +203,76 @@ def test_reconstructions_say_so_in_config_docs_metadata_and_card():
         assert marked == (name in reconstructions), name
         if name in reconstructions:
             assert "built from the abstract" in docs and "not verified against the paper" in docs, name
+
+
+@pytest.mark.parametrize("bn_splits", [1, 2])
+@pytest.mark.parametrize("name", METHODS)
+def test_stacked_views_give_the_loss_and_gradients_of_one_call_per_view(name, bn_splits, real_images):
+    """stack_views (the default: one backbone call per network for the views of one shape) against one call per
+    view, on the same weights, real views and random draws, in float64: the same loss, queue keys and gradient of
+    every parameter. Only the BatchNorm running statistics may differ (one update per call instead of per view)."""
+    if name == "patchmix" and bn_splits > 1:
+        pytest.skip("PatchMix's ViT has no BatchNorm to split")
+    results, encoder_calls = [], []
+    for stack_views in (True, False):
+        torch.manual_seed(0)
+        spec, config = small_config(name, bn_splits=bn_splits, stack_views=stack_views)
+        model = spec.pretraining_class(config).double().train()
+        views = [view.double() for view in make_views(config, real_images[:16])]
+        calls = []
+        for module in model.modules():
+            if isinstance(module, hf_contrastive.models.ContrastiveModel):
+                module.register_forward_pre_hook(lambda module, args: calls.append(1))
+        torch.manual_seed(1)  # the same random draws (shuffle-BN permutations, mixing, lambdas) in both
+        outputs = model(views=views)
+        outputs.loss.backward()
+        results.append((outputs, {n: p.grad for n, p in model.named_parameters() if p.grad is not None}))
+        encoder_calls.append(len(calls))
+    (stacked, stacked_grads), (per_view, per_view_grads) = results
+    # MSF and ReSSL send one view to each network (asymmetric by default): nothing to stack.
+    assert encoder_calls[0] < encoder_calls[1] or name in ("msf", "ressl"), encoder_calls
+    torch.testing.assert_close(stacked.loss, per_view.loss, rtol=1e-10, atol=1e-12)
+    for queue, keys in (per_view.queue_keys or {}).items():
+        torch.testing.assert_close(stacked.queue_keys[queue], keys, rtol=1e-9, atol=1e-11)
+    assert stacked_grads.keys() == per_view_grads.keys() and per_view_grads
+    for parameter, grad in per_view_grads.items():
+        torch.testing.assert_close(stacked_grads[parameter], grad, rtol=1e-7, atol=1e-9, msg=parameter)
+
+
+class _TensorsFromPythonData(TorchDispatchMode):
+    """Counts ``torch.tensor(<Python data>)`` calls (aten.lift_fresh): on an accelerator, a host-to-device copy."""
+
+    def __init__(self):
+        super().__init__()
+        self.count = 0
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        if func.overloadpacket.__name__ in ("lift_fresh", "lift_fresh_copy"):
+            self.count += 1
+        return func(*args, **(kwargs or {}))
+
+
+@pytest.mark.parametrize("name", METHODS)
+def test_a_training_step_creates_no_tensor_on_the_host(name, real_images):
+    """A whole training step as the loop runs it (forward, backward, SGD, EMA, enqueue) creates every tensor where
+    the model is: run with "meta" as the default device, any tensor made without an explicit device (a CPU arange
+    or randperm moved to the GPU in every step) becomes a meta tensor and fails against the model's; and no tensor is
+    built from Python data. On a GPU either would be a host-to-device copy, i.e. a synchronisation, in every step."""
+    spec, config = small_config(name, **({} if name == "patchmix" else {"bn_splits": 2}))
+    model = spec.pretraining_class(config).train()
+    optimizer = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=0.05, momentum=0.9)
+    views = make_views(config, real_images[:8])
+
+    def step():
+        outputs = model(views=views)
+        outputs.loss.backward()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        model.momentum_update(progress=0.5)
+        if outputs.queue_keys:
+            model.enqueue(outputs.queue_keys)
+
+    step()  # the first step creates the optimiser state
+    with torch.device("meta"), _TensorsFromPythonData() as from_python_data:
+        step()
+    assert from_python_data.count == 0

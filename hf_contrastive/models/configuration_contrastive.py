@@ -44,6 +44,11 @@ class ContrastiveConfig(PretrainedConfig):
             setting under which N processes compute what one process with the global batch computes.
             Needs `bn_splits: 1`. The training loop applies it (`torch.nn.SyncBatchNorm` on GPUs, an equivalent
             all-reduce BatchNorm on CPU); one process is unaffected.
+        stack_views (`bool`, defaults to `True`):
+            Training: views of one shape go through a backbone in one call (stacked) rather than one call per view,
+            with every BatchNorm normalising each view on its own, so losses and gradients are unchanged and a GPU
+            step launches far fewer kernels. Differs only in the BatchNorm running statistics: one update per call
+            with the views' mean statistics instead of one update per view. `False` gives one call per view.
         ema_momentum_schedule (`str`, defaults to `"constant"`):
             Methods with an EMA teacher: `"constant"` keeps the method's `ema_momentum`; `"cosine"` raises it to 1
             over training (BYOL / MoCo v3: `1 - (1 - m) (cos(pi t / T) + 1) / 2`). Ignored by methods without a
@@ -62,6 +67,7 @@ class ContrastiveConfig(PretrainedConfig):
         num_channels: int = 3,
         bn_splits: int = 1,
         distributed_batchnorm: str = "local",
+        stack_views: bool = True,
         ema_momentum_schedule: str = "constant",
         hidden_size: int | None = None,
         **kwargs,
@@ -74,6 +80,7 @@ class ContrastiveConfig(PretrainedConfig):
         self.num_channels = num_channels
         self.bn_splits = bn_splits
         self.distributed_batchnorm = distributed_batchnorm
+        self.stack_views = stack_views
         self.ema_momentum_schedule = ema_momentum_schedule
         self.hidden_size = hidden_size
         super().__init__(**kwargs)

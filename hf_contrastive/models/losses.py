@@ -85,7 +85,7 @@ def simclr_loss(z1: torch.Tensor, z2: torch.Tensor, tau: float) -> torch.Tensor:
     batch = z1.shape[0]
     logits = z @ z.T / tau  # [2B, 2B]
     logits.fill_diagonal_(float("-inf"))  # a row is not its own negative
-    positives = torch.cat([torch.arange(batch, 2 * batch), torch.arange(batch)]).to(z.device)
+    positives = torch.arange(batch, 3 * batch, device=z.device) % (2 * batch)  # row i's positive: i + B mod 2B
     return F.cross_entropy(logits, positives)
 
 

@@ -18,7 +18,7 @@ from .modeling_contrastive import (
     ContrastiveModel,
     ContrastivePreTrainingOutput,
     MLPHead,
-    forward_shuffled,
+    embed_views,
 )
 
 
@@ -68,23 +68,22 @@ class BYOLForPreTraining(ContrastiveForPreTraining):
         student = nn.ModuleList([self.encoder, self.projector])
         return [(teacher, student, self.config.ema_momentum)]
 
-    def _student(self, pixel_values: torch.Tensor) -> torch.Tensor:
-        return self.predictor(self.projector(self.encoder(pixel_values).pooler_output))
+    def _students(self, views: list[torch.Tensor]) -> list[torch.Tensor]:
+        return embed_views(self.encoder, (self.projector, self.predictor), views)
 
     @torch.no_grad()
-    def _teacher(self, pixel_values: torch.Tensor) -> torch.Tensor:
-        return forward_shuffled(
-            lambda x: self.teacher_projector(self.teacher_encoder(x).pooler_output),
-            pixel_values,
-            shuffle=self.config.bn_splits > 1,
-        )
+    def _teachers(self, views: list[torch.Tensor]) -> list[torch.Tensor]:
+        return embed_views(self.teacher_encoder, (self.teacher_projector,), views, shuffle=self.config.bn_splits > 1)
 
     def forward(self, views: list[torch.Tensor], return_dict: bool | None = None, **kwargs) -> ContrastivePreTrainingOutput:
         """``views``: ``[x_1, x_2]``, each ``[B, C, H, W]`` (two strong views by default; see ``config.views``)."""
         if len(views) != 2:
             raise ValueError(f"BYOL takes two views, got {len(views)}.")
         first, second = views
-        loss = byol_loss(self._student(first), self._teacher(second))
-        if self.config.symmetric:
-            loss = 0.5 * (loss + byol_loss(self._student(second), self._teacher(first)))
+        if not self.config.symmetric:
+            (predictions_first,), (targets_second,) = self._students([first]), self._teachers([second])
+            return ContrastivePreTrainingOutput(loss=byol_loss(predictions_first, targets_second), queue_keys=None)
+        predictions_first, predictions_second = self._students(views)
+        targets_second, targets_first = self._teachers([second, first])  # the shuffle draws in the order of old
+        loss = 0.5 * (byol_loss(predictions_first, targets_second) + byol_loss(predictions_second, targets_first))
         return ContrastivePreTrainingOutput(loss=loss, queue_keys=None)

@@ -16,6 +16,7 @@ from .modeling_contrastive import (
     ContrastivePreTrainingOutput,
     MLPHead,
     all_gather_with_grad,
+    embed_views,
 )
 
 
@@ -56,9 +57,6 @@ class CACRForPreTraining(ContrastiveForPreTraining):
         self.post_init()
         self.init_teachers()  # no teachers: only keeps the base-class contract
 
-    def _project(self, pixel_values: torch.Tensor) -> torch.Tensor:
-        return self.projector(self.encoder(pixel_values).pooler_output)
-
     def forward(self, views: list[torch.Tensor], return_dict: bool | None = None, **kwargs) -> ContrastivePreTrainingOutput:
         """``views``: ``[x_1, ..., x_V]`` (``V = len(config.views)``), each ``[B, C, H, W]``; row ``i`` of all of
         them is the same image."""
@@ -66,7 +64,7 @@ class CACRForPreTraining(ContrastiveForPreTraining):
             raise ValueError(
                 f"CACR takes {len(self.config.views)} views (config.views={self.config.views}), got {len(views)}."
             )
-        projections = torch.stack([all_gather_with_grad(self._project(x)) for x in views])  # [V, N, D]
+        projections = torch.stack([all_gather_with_grad(z) for z in embed_views(self.encoder, (self.projector,), views)])
         loss = cacr_loss(
             projections,
             tau_pos=self.config.tau_pos,

@@ -7,7 +7,7 @@ next to the weights as remote code.
 from __future__ import annotations
 
 import math
-
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import timm
@@ -32,6 +32,12 @@ class SplitBatchNorm2d(nn.BatchNorm2d):
     statistics. Parameters and buffers have the plain BatchNorm2d names, so checkpoints stay interchangeable; in eval
     mode it is exactly BatchNorm2d.
 
+    Stacked views (`ContrastiveModel.encode_views`): with ``view_groups = V`` the batch holds ``V`` views interleaved
+    (row ``i * V + v`` is image ``i`` of view ``v``) and every (split, view) pair is normalised on its own, so one
+    call equals ``V`` calls of one view each in outputs and gradients. The running statistics then get one update per
+    call with the mean over the views' statistics (instead of one update per view). With ``num_splits = 1`` and
+    ``view_groups = 1`` a training call is plain BatchNorm2d.
+
     Running statistics: each split keeps its own (``split_running_mean`` / ``split_running_var``, ``[num_splits *
     C]``, not saved), updated inside the batch-norm kernel, so a training call costs about the launches of a plain
     BatchNorm. ``running_mean`` / ``running_var`` are their mean over the splits, written whenever they are read:
@@ -44,6 +50,8 @@ class SplitBatchNorm2d(nn.BatchNorm2d):
     def __init__(self, num_features: int, num_splits: int, **kwargs):
         super().__init__(num_features, **kwargs)
         self.num_splits = num_splits
+        # How many views a stacked batch holds; set by ContrastiveModel.encode_views for one call.
+        self.view_groups = 1
         self.register_buffer("split_running_mean", self.running_mean.repeat(num_splits), persistent=False)
         self.register_buffer("split_running_var", self.running_var.repeat(num_splits), persistent=False)
         # True once a training call has moved the split statistics past running_mean/var.
@@ -72,33 +80,48 @@ class SplitBatchNorm2d(nn.BatchNorm2d):
             self.reset_split_stats()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if not self.training or self.num_splits == 1:
+        splits, views = self.num_splits, self.view_groups
+        groups = splits * views
+        if not self.training or groups == 1:
             self.sync_running_stats()
             return super().forward(x)
         batch, channels, height, width = x.shape
-        if batch % self.num_splits:
+        if batch % groups:
             raise ValueError(
-                f"bn_splits={self.num_splits} needs a per-device batch divisible by it, got {batch}. "
+                f"bn_splits={splits} needs a per-device batch divisible by it, got {batch // views}. "
                 "Change --per_device_train_batch_size or bn_splits."
             )
-        # Splits become channel groups of one (batch / splits, channels x splits) batch. That merge is a view of a
-        # contiguous tensor but needs a copy of a channels-last one (--channels_last), whose layout is restored after.
+        # One split: its statistics are running_mean/var themselves.
+        split_mean, split_var = ((self.running_mean, self.running_var) if splits == 1
+                                 else (self.split_running_mean, self.split_running_var))
+        if views == 1:
+            running_mean, running_var = split_mean, split_var
+        else:  # every (split, view) group starts from its split's statistics; the views are averaged back below
+            running_mean = split_mean.view(splits, 1, channels).expand(splits, views, channels).reshape(-1)
+            running_var = split_var.view(splits, 1, channels).expand(splits, views, channels).reshape(-1)
+        # Groups become channel groups of one (batch / groups, channels x groups) batch: row n * groups + g is in group
+        # g. That merge is a view of a contiguous tensor but needs a copy of a channels-last one (--channels_last),
+        # whose layout is restored after.
         channels_last = not x.is_contiguous() and x.is_contiguous(memory_format=torch.channels_last)
         self.num_batches_tracked.add_(1)
         out = F.batch_norm(
-            x.reshape(-1, channels * self.num_splits, height, width),
-            self.split_running_mean,
-            self.split_running_var,
-            self.weight.repeat(self.num_splits),
-            self.bias.repeat(self.num_splits),
+            x.reshape(-1, channels * groups, height, width),
+            running_mean,
+            running_var,
+            self.weight.repeat(groups),
+            self.bias.repeat(groups),
             True,
             self.momentum,
             self.eps,
         )
+        if views > 1:
+            with torch.no_grad():
+                torch.mean(running_mean.view(splits, views, channels), dim=1, out=split_mean.view(splits, channels))
+                torch.mean(running_var.view(splits, views, channels), dim=1, out=split_var.view(splits, channels))
         # Not a view of the batch-norm output: the in-place ReLU that follows would make autograd rebuild the base
         # in backward (clone, zeros and copies on every call).
         out = torch.ops.aten._unsafe_view(out, (batch, channels, height, width))
-        self.splits_ahead = True
+        self.splits_ahead = splits > 1
         return out.contiguous(memory_format=torch.channels_last) if channels_last else out
 
 
@@ -108,7 +131,7 @@ def split_batchnorm_state(model: nn.Module) -> dict[str, torch.Tensor]:
     dict for a bit-exact resume."""
     state = {}
     for name, module in model.named_modules():
-        if isinstance(module, SplitBatchNorm2d):
+        if isinstance(module, SplitBatchNorm2d) and module.num_splits > 1:
             module.sync_running_stats()
             state[f"{name}.split_running_mean"] = module.split_running_mean
             state[f"{name}.split_running_var"] = module.split_running_var
@@ -118,7 +141,8 @@ def split_batchnorm_state(model: nn.Module) -> dict[str, torch.Tensor]:
 @torch.no_grad()
 def load_split_batchnorm_state(model: nn.Module, state: dict[str, torch.Tensor]) -> None:
     """Restore what `split_batchnorm_state` returned (after the model's state dict was loaded)."""
-    modules = {name: module for name, module in model.named_modules() if isinstance(module, SplitBatchNorm2d)}
+    modules = {name: module for name, module in model.named_modules()
+               if isinstance(module, SplitBatchNorm2d) and module.num_splits > 1}
     expected = {f"{name}.{buffer}" for name in modules for buffer in ("split_running_mean", "split_running_var")}
     if set(state) != expected:
         raise ValueError(f"Split BatchNorm state does not fit this model: {len(set(state) ^ expected)} names differ, "
@@ -160,8 +184,9 @@ def build_backbone(config: ContrastiveConfig) -> nn.Module:
         backbone.conv1 = nn.Conv2d(config.num_channels, out_channels, kernel_size=3, stride=1, padding=1, bias=False)
         if not config.stem_max_pool:
             backbone.maxpool = nn.Identity()
-    if config.bn_splits > 1:
-        _use_split_batchnorm(backbone, config.bn_splits)
+    # Also with bn_splits = 1: SplitBatchNorm2d is then plain BatchNorm2d per call, and lets stacked views keep their
+    # own statistics (ContrastiveModel.encode_views).
+    _use_split_batchnorm(backbone, config.bn_splits)
     return backbone
 
 
@@ -270,6 +295,30 @@ def forward_shuffled(module_fn, pixel_values: torch.Tensor, shuffle: bool) -> to
         return module_fn(pixel_values)
     order = torch.randperm(pixel_values.shape[0], device=pixel_values.device)
     return module_fn(pixel_values[order])[torch.argsort(order)]
+
+
+def embed_views(encoder: "ContrastiveModel", heads: Sequence[nn.Module], views: list[torch.Tensor],
+                shuffle: bool = False) -> list[torch.Tensor]:
+    """``heads[-1](...heads[0](encoder(x).pooler_output))`` for every view ``x``: the encoder in as few calls as
+    possible (`ContrastiveModel.encode_views`), the heads once per view (their BatchNorm1d normalises one view).
+
+    ``shuffle`` (shuffle-BN, for teachers with split BatchNorm): each view's batch order is shuffled before the
+    encoder, with its own permutation drawn in view order, and restored after it, as `forward_shuffled` does for one
+    call.
+    """
+    if shuffle:
+        orders = [torch.randperm(x.shape[0], device=x.device) for x in views]
+        pooled = encoder.encode_views([x[order] for x, order in zip(views, orders, strict=True)])
+        # Row order[i] of the output is image i: one scatter undoes the permutation.
+        pooled = [p.new_empty(p.shape).index_copy_(0, order, p) for p, order in zip(pooled, orders, strict=True)]
+    else:
+        pooled = encoder.encode_views(views)
+    outputs = []
+    for features in pooled:
+        for head in heads:
+            features = head(features)
+        outputs.append(features)
+    return outputs
 
 
 def scheduled_momentum(base: float, progress: float | None, schedule: str) -> float:
@@ -462,6 +511,43 @@ class ContrastiveModel(ContrastivePreTrainedModel):
         if return_dict is False:
             return (feature_map, pooled)
         return ContrastiveEncoderOutput(last_hidden_state=feature_map, pooler_output=pooled)
+
+    def encode_views(self, views: list[torch.Tensor]) -> list[torch.Tensor]:
+        """The pooled features ``[B, D]`` of each view: ``[self(x).pooler_output for x in views]``, in fewer calls.
+
+        Views of the same shape go through the backbone as one stacked batch (row ``i * V + v``), one call instead of
+        ``V``: on a GPU, where a CIFAR-sized step is bound by kernel launches, that is most of the step. Every
+        `SplitBatchNorm2d` normalises each view (and each of its splits) with its own statistics, so outputs and
+        gradients equal the per-view calls up to rounding; the BatchNorm running statistics get one update per call
+        with the views' mean statistics instead of one per view. A backbone with any other batch-dependent norm
+        (SyncBatchNorm, GlobalBatchNorm, timm's BatchNormAct2d) gets one call per view, as does a single view and
+        ``config.stack_views = False``.
+        """
+        norms = [m for m in self.backbone.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+        if len(views) < 2 or not self.config.stack_views or not all(isinstance(m, SplitBatchNorm2d) for m in norms):
+            return [self(x).pooler_output for x in views]
+        same_shape: dict[tuple, list[int]] = {}
+        for index, x in enumerate(views):
+            same_shape.setdefault((tuple(x.shape), x.dtype, x.device), []).append(index)
+        pooled: list[torch.Tensor | None] = [None] * len(views)
+        for indices in same_shape.values():
+            if len(indices) == 1:
+                pooled[indices[0]] = self(views[indices[0]]).pooler_output
+                continue
+            first = views[indices[0]]
+            stacked = torch.stack([views[i] for i in indices], dim=1).flatten(0, 1)
+            if not first.is_contiguous() and first.is_contiguous(memory_format=torch.channels_last):
+                stacked = stacked.contiguous(memory_format=torch.channels_last)  # --channels_last
+            for norm in norms:
+                norm.view_groups = len(indices)
+            try:
+                features = self(stacked).pooler_output
+            finally:
+                for norm in norms:
+                    norm.view_groups = 1
+            for number, index in enumerate(indices):
+                pooled[index] = features[number::len(indices)]
+        return pooled
 
 
 class ContrastiveForImageClassification(ContrastivePreTrainedModel):

@@ -19,7 +19,7 @@ from .modeling_contrastive import (
     ContrastivePreTrainingOutput,
     FeatureQueue,
     MLPHead,
-    forward_shuffled,
+    embed_views,
     nearest_neighbors,
 )
 
@@ -67,24 +67,20 @@ class MNNForPreTraining(ContrastiveForPreTraining):
         student = nn.ModuleList([self.encoder, self.projector])
         return [(teacher, student, self.config.ema_momentum)]
 
-    def _student(self, pixel_values: torch.Tensor) -> torch.Tensor:
-        return self.predictor(self.projector(self.encoder(pixel_values).pooler_output))
+    def _students(self, views: list[torch.Tensor]) -> list[torch.Tensor]:
+        return embed_views(self.encoder, (self.projector, self.predictor), views)
 
     @torch.no_grad()
-    def _teacher(self, pixel_values: torch.Tensor) -> torch.Tensor:
-        return forward_shuffled(
-            lambda x: self.teacher_projector(self.teacher_encoder(x).pooler_output),
-            pixel_values,
-            shuffle=self.config.bn_splits > 1,
-        )
+    def _teachers(self, views: list[torch.Tensor]) -> list[torch.Tensor]:
+        return embed_views(self.teacher_encoder, (self.teacher_projector,), views, shuffle=self.config.bn_splits > 1)
 
     def forward(self, views: list[torch.Tensor], return_dict: bool | None = None, **kwargs) -> ContrastivePreTrainingOutput:
         """``views``: ``[x_query, x_key]``, each ``[B, C, H, W]`` (strong, weak by default; see ``config.views``)."""
         if len(views) != 2:
             raise ValueError(f"MNN takes two views (strong, weak), got {len(views)}.")
         strong, weak = views
-        predictions_strong, predictions_weak = self._student(strong), self._student(weak)
-        targets_strong, targets_weak = self._teacher(strong), self._teacher(weak)
+        predictions_strong, predictions_weak = self._students(views)
+        targets_strong, targets_weak = self._teachers(views)
         queue_snapshot = self.queue.features  # read-only here; enqueue happens after the step
         k = self.config.nn_topk
         # One lambda ~ U(0, 1) per loss call, shared by the batch and the neighbours.

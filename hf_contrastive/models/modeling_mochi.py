@@ -20,7 +20,7 @@ from .modeling_contrastive import (
     ContrastivePreTrainingOutput,
     FeatureQueue,
     MLPHead,
-    forward_shuffled,
+    embed_views,
 )
 
 # The pretraining model's step counter is pretraining state, like the teacher: ignored when loading the encoder.
@@ -99,16 +99,12 @@ class MoCHiForPreTraining(ContrastiveForPreTraining):
         start = self.config.mix_start_step
         return start == 0 or int(self.mixing_step) >= start  # no device sync when there is no warm-up
 
-    def _student(self, pixel_values: torch.Tensor) -> torch.Tensor:
-        return self.projector(self.encoder(pixel_values).pooler_output)
+    def _students(self, views: list[torch.Tensor]) -> list[torch.Tensor]:
+        return embed_views(self.encoder, (self.projector,), views)
 
     @torch.no_grad()
-    def _teacher(self, pixel_values: torch.Tensor) -> torch.Tensor:
-        return forward_shuffled(
-            lambda x: self.teacher_projector(self.teacher_encoder(x).pooler_output),
-            pixel_values,
-            shuffle=self.config.bn_splits > 1,
-        )
+    def _teachers(self, views: list[torch.Tensor]) -> list[torch.Tensor]:
+        return embed_views(self.teacher_encoder, (self.teacher_projector,), views, shuffle=self.config.bn_splits > 1)
 
     def _draw_mixing(self, batch: int, device: torch.device, active: bool) -> dict[str, torch.Tensor]:
         """One direction's random mixing inputs of `mochi_loss`, from torch's global RNG (empty before warm-up)."""
@@ -129,9 +125,8 @@ class MoCHiForPreTraining(ContrastiveForPreTraining):
         """``views``: ``[x_1, x_2]``, each ``[B, C, H, W]``; row ``i`` of both is the same image."""
         if len(views) != 2:
             raise ValueError(f"MoCHi takes two views, got {len(views)}.")
-        x1, x2 = views
-        q1, q2 = self._student(x1), self._student(x2)
-        k1, k2 = self._teacher(x1), self._teacher(x2)
+        q1, q2 = self._students(views)
+        k1, k2 = self._teachers(views)
         queue_snapshot = self.queue.features  # read-only here; enqueue happens after the step
         tau, hard, active = self.config.tau, self.config.num_hard_negatives, self.mixing_active
         draws_1 = self._draw_mixing(q1.shape[0], q1.device, active)

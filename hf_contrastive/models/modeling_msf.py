@@ -20,7 +20,7 @@ from .modeling_contrastive import (
     ContrastivePreTrainingOutput,
     FeatureQueue,
     MLPHead,
-    forward_shuffled,
+    embed_views,
     nearest_neighbors,
 )
 
@@ -82,16 +82,12 @@ class MSFForPreTraining(ContrastiveForPreTraining):
         student = nn.ModuleList([self.encoder, self.projector])
         return [(teacher, student, self.config.ema_momentum)]
 
-    def _student(self, pixel_values: torch.Tensor) -> torch.Tensor:
-        return self.predictor(self.projector(self.encoder(pixel_values).pooler_output))
+    def _students(self, views: list[torch.Tensor]) -> list[torch.Tensor]:
+        return embed_views(self.encoder, (self.projector, self.predictor), views)
 
     @torch.no_grad()
-    def _teacher(self, pixel_values: torch.Tensor) -> torch.Tensor:
-        return forward_shuffled(
-            lambda x: self.teacher_projector(self.teacher_encoder(x).pooler_output),
-            pixel_values,
-            shuffle=self.config.bn_splits > 1,
-        )
+    def _teachers(self, views: list[torch.Tensor]) -> list[torch.Tensor]:
+        return embed_views(self.teacher_encoder, (self.teacher_projector,), views, shuffle=self.config.bn_splits > 1)
 
     def forward(self, views: list[torch.Tensor], return_dict: bool | None = None, **kwargs) -> ContrastivePreTrainingOutput:
         """``views``: ``[x_student, x_teacher]``, each ``[B, C, H, W]`` (strong, weak by default: ``config.views``)."""
@@ -100,12 +96,12 @@ class MSFForPreTraining(ContrastiveForPreTraining):
         strong, weak = views
         queue_snapshot = self.queue.features  # read-only here; enqueue happens after the step
         k = self.config.nn_topk
-        targets_weak = self._teacher(weak)
-        loss = msf_loss(self._student(strong), targets_weak, nearest_neighbors(targets_weak, queue_snapshot, k))
-        if self.config.symmetric:
-            targets_strong = self._teacher(strong)
-            loss_reverse = msf_loss(
-                self._student(weak), targets_strong, nearest_neighbors(targets_strong, queue_snapshot, k)
-            )
-            loss = 0.5 * (loss + loss_reverse)
+        if not self.config.symmetric:
+            (targets_weak,), (predictions_strong,) = self._teachers([weak]), self._students([strong])
+            loss = msf_loss(predictions_strong, targets_weak, nearest_neighbors(targets_weak, queue_snapshot, k))
+            return ContrastivePreTrainingOutput(loss=loss, queue_keys={"queue": targets_weak.detach().float()})
+        targets_weak, targets_strong = self._teachers([weak, strong])
+        predictions_strong, predictions_weak = self._students(views)
+        loss = 0.5 * (msf_loss(predictions_strong, targets_weak, nearest_neighbors(targets_weak, queue_snapshot, k))
+                      + msf_loss(predictions_weak, targets_strong, nearest_neighbors(targets_strong, queue_snapshot, k)))
         return ContrastivePreTrainingOutput(loss=loss, queue_keys={"queue": targets_weak.detach().float()})

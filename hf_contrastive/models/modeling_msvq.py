@@ -19,7 +19,7 @@ from .modeling_contrastive import (
     ContrastivePreTrainingOutput,
     FeatureQueue,
     MLPHead,
-    forward_shuffled,
+    embed_views,
 )
 
 
@@ -78,14 +78,9 @@ class MSVQForPreTraining(ContrastiveForPreTraining):
         teacher_2 = nn.ModuleList([self.teacher_encoder_2, self.teacher_projector_2])
         return [(teacher_1, student, self.config.ema_momentum), (teacher_2, student, self.config.ema_momentum_2)]
 
-    def _student(self, pixel_values: torch.Tensor) -> torch.Tensor:
-        return self.projector(self.encoder(pixel_values).pooler_output)
-
     @torch.no_grad()
-    def _teacher(self, encoder: nn.Module, projector: nn.Module, pixel_values: torch.Tensor) -> torch.Tensor:
-        return forward_shuffled(
-            lambda x: projector(encoder(x).pooler_output), pixel_values, shuffle=self.config.bn_splits > 1
-        )
+    def _teachers(self, encoder: nn.Module, projector: nn.Module, views: list[torch.Tensor]) -> list[torch.Tensor]:
+        return embed_views(encoder, (projector,), views, shuffle=self.config.bn_splits > 1)
 
     def forward(self, views: list[torch.Tensor], return_dict: bool | None = None, **kwargs) -> ContrastivePreTrainingOutput:
         """``views``: ``[x1, x2, x3, x4]``, each ``[B, C, H, W]``: x1 to the student, x2 and x3 to teacher 1, x4 to
@@ -95,10 +90,9 @@ class MSVQForPreTraining(ContrastiveForPreTraining):
                 f"MSVQ takes four views (x1 student; x2, x3 teacher 1; x4 teacher 2), got {len(views)}."
             )
         x1, x2, x3, x4 = views
-        student = self._student(x1)
-        target_2 = self._teacher(self.teacher_encoder_1, self.teacher_projector_1, x2)
-        target_3 = self._teacher(self.teacher_encoder_1, self.teacher_projector_1, x3)
-        target_4 = self._teacher(self.teacher_encoder_2, self.teacher_projector_2, x4)
+        student = self.projector(self.encoder(x1).pooler_output)
+        target_2, target_3 = self._teachers(self.teacher_encoder_1, self.teacher_projector_1, [x2, x3])
+        (target_4,) = self._teachers(self.teacher_encoder_2, self.teacher_projector_2, [x4])
         # Read-only snapshots: the loop enqueues after the step.
         queue_1, queue_2 = self.queue_1.features, self.queue_2.features
         tau_s, tau_t = self.config.tau_student, self.config.tau_teacher

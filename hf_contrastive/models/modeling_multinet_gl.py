@@ -22,7 +22,7 @@ from .modeling_contrastive import (
     FeatureQueue,
     MLPHead,
     all_gather_with_grad,
-    forward_shuffled,
+    embed_views,
 )
 
 
@@ -101,16 +101,14 @@ class MultiNetGLForPreTraining(ContrastiveForPreTraining):
         for name, keys in queue_keys.items():
             self.get_submodule(name).enqueue(keys)
 
-    def _student(self, pixel_values: torch.Tensor) -> torch.Tensor:
-        projection = self.projector(self.encoder(pixel_values).pooler_output)
-        return self.predictor(projection) if self.predictor is not None else projection
+    def _students(self, views: list[torch.Tensor]) -> list[torch.Tensor]:
+        heads = (self.projector,) if self.predictor is None else (self.projector, self.predictor)
+        return embed_views(self.encoder, heads, views)
 
     @torch.no_grad()
-    def _teacher(self, network: int, pixel_values: torch.Tensor) -> torch.Tensor:
+    def _teachers(self, network: int, views: list[torch.Tensor]) -> list[torch.Tensor]:
         encoder, projector = self.teacher_encoders[network], self.teacher_projectors[network]
-        return forward_shuffled(
-            lambda x: projector(encoder(x).pooler_output), pixel_values, shuffle=self.config.bn_splits > 1
-        )
+        return embed_views(encoder, (projector,), views, shuffle=self.config.bn_splits > 1)
 
     def forward(self, views: list[torch.Tensor], return_dict: bool | None = None, **kwargs) -> ContrastivePreTrainingOutput:
         """``views``: the global views then the local views, each ``[B, C, H_v, W_v]``; row ``i`` of every view is
@@ -122,8 +120,8 @@ class MultiNetGLForPreTraining(ContrastiveForPreTraining):
                 f"config.views={config.views}), got {len(views)}."
             )
         global_views = views[: config.num_global_views]
-        queries = [self._student(x) for x in views]
-        keys = [[self._teacher(n, x) for x in global_views] for n in range(config.num_momentum_networks)]
+        queries = self._students(views)  # one encoder call for the global views, one for the local views
+        keys = [self._teachers(n, global_views) for n in range(config.num_momentum_networks)]
         queues = [queue.features for queue in self.queues] if self.queues is not None else None  # read-only here
         if config.use_batch_negatives:
             # Negatives from the whole global batch; the keys carry no gradient, the queries keep theirs.

@@ -17,6 +17,7 @@ from .modeling_contrastive import (
     FeatureQueue,
     MLPHead,
     all_gather_with_grad,
+    embed_views,
     nearest_neighbors,
 )
 
@@ -68,8 +69,7 @@ class NNCLRForPreTraining(ContrastiveForPreTraining):
         """``views``: ``[x_1, x_2]``, each ``[B, C, H, W]``; row ``i`` of both is the same image."""
         if len(views) != 2:
             raise ValueError(f"NNCLR takes two views, got {len(views)}.")
-        z1 = self.projector(self.encoder(views[0]).pooler_output)
-        z2 = self.projector(self.encoder(views[1]).pooler_output)
+        z1, z2 = embed_views(self.encoder, (self.projector,), views)
         p1, p2 = self.predictor(z1), self.predictor(z2)
         queue_snapshot = self.queue.features  # read-only here; enqueue happens after the step
         k, tau = self.config.nn_topk, self.config.tau

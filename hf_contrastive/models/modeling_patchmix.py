@@ -22,6 +22,7 @@ from .modeling_contrastive import (
     ContrastiveModel,
     ContrastivePreTrainingOutput,
     all_gather_with_grad,
+    embed_views,
 )
 
 # ----------------------------------------------------------------------------- patch mixing
@@ -31,17 +32,18 @@ def draw_mix_groups(num_cells: int, num_mix: int, device: torch.device | str | N
     """Which image of the mixture each of ``num_cells`` patch cells comes from: ``[num_cells]`` long in
     ``[0, num_mix)`` (0: the image itself, ``g``: its ``g``-th successor in the batch).
 
-    As the official ``PatchMixer``: one uniformly random permutation of the cells (here from torch's global CPU RNG,
-    which checkpoints restore), its first ``num_cells // num_mix`` cells go to group 0, the next as many to group 1,
-    and so on; the ``num_cells % num_mix`` left over stay with the image itself. One draw is shared by the batch.
+    As the official ``PatchMixer``: one uniformly random permutation of the cells (drawn on ``device`` from torch's
+    default generator for that device, which checkpoints restore), its first ``num_cells // num_mix`` cells go to
+    group 0, the next as many to group 1, and so on; the ``num_cells % num_mix`` left over stay with the image itself.
+    One draw is shared by the batch. Everything is created where it is used: no host-to-device copy in a step.
     """
     if not 1 <= num_mix <= num_cells:
         raise ValueError(f"num_mix must be in [1, num_cells={num_cells}], got {num_mix}.")
     per_group = num_cells // num_mix
-    ranks = torch.arange(num_cells)
-    groups = torch.empty(num_cells, dtype=torch.long)
-    groups[torch.randperm(num_cells)] = torch.where(ranks < per_group * num_mix, ranks // per_group, 0)
-    return groups.to(device)
+    ranks = torch.arange(num_cells, device=device)
+    groups = torch.empty(num_cells, dtype=torch.long, device=device)
+    groups[torch.randperm(num_cells, device=device)] = torch.where(ranks < per_group * num_mix, ranks // per_group, 0)
+    return groups
 
 
 def patch_mix(
@@ -69,7 +71,9 @@ def patch_mix(
     grid = (height // patch_h, width // patch_w)
     if groups.shape != (grid[0] * grid[1],):
         raise ValueError(f"groups must be [{grid[0] * grid[1]}] (one entry per cell), got {tuple(groups.shape)}.")
-    groups = groups.to(pixel_values.device)
+    if groups.device != pixel_values.device:  # a silent copy here would be a host sync inside every step
+        raise ValueError(f"groups are on {groups.device} but the images on {pixel_values.device}: draw them there "
+                         "(draw_mix_groups(..., device=pixel_values.device)).")
     offsets = groups.view(grid).repeat_interleave(patch_h, dim=0).repeat_interleave(patch_w, dim=1)  # [H, W]
     rows = torch.arange(batch, device=pixel_values.device)
     sources = (rows.view(batch, 1, 1) + offsets) % batch  # [B, H, W]
@@ -223,12 +227,12 @@ class PatchMixForPreTraining(ContrastiveForPreTraining):
         student = nn.ModuleList([self.student_encoder, self.projector])
         return [(teacher, student, self.config.ema_momentum)]
 
-    def _student(self, pixel_values: torch.Tensor) -> torch.Tensor:
-        return self.predictor(self.projector(self.student_encoder(pixel_values).pooler_output))
+    def _students(self, views: list[torch.Tensor]) -> list[torch.Tensor]:
+        return embed_views(self.student_encoder, (self.projector, self.predictor), views)
 
     @torch.no_grad()
-    def _teacher(self, pixel_values: torch.Tensor) -> torch.Tensor:
-        return self.teacher_projector(self.encoder(pixel_values).pooler_output)
+    def _teachers(self, views: list[torch.Tensor]) -> list[torch.Tensor]:
+        return embed_views(self.encoder, (self.teacher_projector,), views)
 
     def _mix(self, pixel_values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         height, width = pixel_values.shape[-2:]
@@ -253,11 +257,11 @@ class PatchMixForPreTraining(ContrastiveForPreTraining):
         x1, x2 = views
         mixed1, shares1 = self._mix(x1)  # drawn first, as the official mixer(images[0]) then mixer(images[1])
         mixed2, shares2 = self._mix(x2)
-        q1, mq2 = self._student(x1), self._student(mixed2)
-        k1, k2, mk1 = self._teacher(x1), self._teacher(x2), self._teacher(mixed1)
-        loss = self._loss(q1, k2, mq2, k1, mk1, shares2, shares1)
-        if self.config.symmetric:
-            q2, mq1 = self._student(x2), self._student(mixed1)
-            mk2 = self._teacher(mixed2)
-            loss = 0.5 * (loss + self._loss(q2, k1, mq1, k2, mk2, shares1, shares2))
+        if not self.config.symmetric:
+            q1, mq2 = self._students([x1, mixed2])
+            k1, k2, mk1 = self._teachers([x1, x2, mixed1])
+            return ContrastivePreTrainingOutput(loss=self._loss(q1, k2, mq2, k1, mk1, shares2, shares1), queue_keys=None)
+        q1, mq2, q2, mq1 = self._students([x1, mixed2, x2, mixed1])
+        k1, k2, mk1, mk2 = self._teachers([x1, x2, mixed1, mixed2])
+        loss = 0.5 * (self._loss(q1, k2, mq2, k1, mk1, shares2, shares1) + self._loss(q2, k1, mq1, k2, mk2, shares1, shares2))
         return ContrastivePreTrainingOutput(loss=loss, queue_keys=None)

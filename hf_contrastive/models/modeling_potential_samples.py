@@ -20,7 +20,7 @@ from .modeling_contrastive import (
     ContrastivePreTrainingOutput,
     FeatureQueue,
     MLPHead,
-    forward_shuffled,
+    embed_views,
 )
 
 
@@ -75,16 +75,12 @@ class PotentialSamplesForPreTraining(ContrastiveForPreTraining):
         student = nn.ModuleList([self.encoder, self.projector])
         return [(teacher, student, self.config.ema_momentum)]
 
-    def _student(self, pixel_values: torch.Tensor) -> torch.Tensor:
-        return self.projector(self.encoder(pixel_values).pooler_output)
+    def _students(self, views: list[torch.Tensor]) -> list[torch.Tensor]:
+        return embed_views(self.encoder, (self.projector,), views)
 
     @torch.no_grad()
-    def _teacher(self, pixel_values: torch.Tensor) -> torch.Tensor:
-        return forward_shuffled(
-            lambda x: self.teacher_projector(self.teacher_encoder(x).pooler_output),
-            pixel_values,
-            shuffle=self.config.bn_splits > 1,
-        )
+    def _teachers(self, views: list[torch.Tensor]) -> list[torch.Tensor]:
+        return embed_views(self.teacher_encoder, (self.teacher_projector,), views, shuffle=self.config.bn_splits > 1)
 
     def _loss(self, queries: torch.Tensor, keys: torch.Tensor, queue: torch.Tensor) -> torch.Tensor:
         config = self.config
@@ -105,9 +101,8 @@ class PotentialSamplesForPreTraining(ContrastiveForPreTraining):
         """``views``: ``[x_1, x_2]``, each ``[B, C, H, W]``; row ``i`` of both is the same image."""
         if len(views) != 2:
             raise ValueError(f"Mining of potential samples takes two views, got {len(views)}.")
-        x1, x2 = views
-        q1, q2 = self._student(x1), self._student(x2)
-        k1, k2 = self._teacher(x1), self._teacher(x2)
+        q1, q2 = self._students(views)
+        k1, k2 = self._teachers(views)
         queue_snapshot = self.queue.features  # read-only here; enqueue happens after the step
         loss = 0.5 * (self._loss(q1, k2, queue_snapshot) + self._loss(q2, k1, queue_snapshot))
         keys = torch.cat([k1, k2]).detach().float()  # [2B, D]

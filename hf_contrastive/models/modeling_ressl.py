@@ -20,7 +20,7 @@ from .modeling_contrastive import (
     ContrastivePreTrainingOutput,
     FeatureQueue,
     MLPHead,
-    forward_shuffled,
+    embed_views,
 )
 
 
@@ -74,16 +74,12 @@ class ReSSLForPreTraining(ContrastiveForPreTraining):
         student = nn.ModuleList([self.encoder, self.projector])
         return [(teacher, student, self.config.ema_momentum)]
 
-    def _student(self, pixel_values: torch.Tensor) -> torch.Tensor:
-        return self.projector(self.encoder(pixel_values).pooler_output)
+    def _students(self, views: list[torch.Tensor]) -> list[torch.Tensor]:
+        return embed_views(self.encoder, (self.projector,), views)
 
     @torch.no_grad()
-    def _teacher(self, pixel_values: torch.Tensor) -> torch.Tensor:
-        return forward_shuffled(
-            lambda x: self.teacher_projector(self.teacher_encoder(x).pooler_output),
-            pixel_values,
-            shuffle=self.config.bn_splits > 1,
-        )
+    def _teachers(self, views: list[torch.Tensor]) -> list[torch.Tensor]:
+        return embed_views(self.teacher_encoder, (self.teacher_projector,), views, shuffle=self.config.bn_splits > 1)
 
     def forward(self, views: list[torch.Tensor], return_dict: bool | None = None, **kwargs) -> ContrastivePreTrainingOutput:
         """``views``: ``[x_student, x_teacher]``, each ``[B, C, H, W]`` (strong, weak by default: ``config.views``)."""
@@ -92,9 +88,12 @@ class ReSSLForPreTraining(ContrastiveForPreTraining):
         strong, weak = views
         queue_snapshot = self.queue.features  # read-only here; enqueue happens after the step
         tau_s, tau_t = self.config.tau_student, self.config.tau_teacher
-        targets_weak = self._teacher(weak)
-        loss = relational_loss(self._student(strong), targets_weak, queue_snapshot, tau_s, tau_t)
-        if self.config.symmetric:
-            loss_reverse = relational_loss(self._student(weak), self._teacher(strong), queue_snapshot, tau_s, tau_t)
-            loss = 0.5 * (loss + loss_reverse)
+        if not self.config.symmetric:
+            (targets_weak,), (predictions_strong,) = self._teachers([weak]), self._students([strong])
+            loss = relational_loss(predictions_strong, targets_weak, queue_snapshot, tau_s, tau_t)
+            return ContrastivePreTrainingOutput(loss=loss, queue_keys={"queue": targets_weak.detach().float()})
+        targets_weak, targets_strong = self._teachers([weak, strong])
+        predictions_strong, predictions_weak = self._students(views)
+        loss = 0.5 * (relational_loss(predictions_strong, targets_weak, queue_snapshot, tau_s, tau_t)
+                      + relational_loss(predictions_weak, targets_strong, queue_snapshot, tau_s, tau_t))
         return ContrastivePreTrainingOutput(loss=loss, queue_keys={"queue": targets_weak.detach().float()})

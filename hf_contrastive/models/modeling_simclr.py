@@ -16,6 +16,7 @@ from .modeling_contrastive import (
     ContrastivePreTrainingOutput,
     MLPHead,
     all_gather_with_grad,
+    embed_views,
 )
 
 
@@ -54,13 +55,10 @@ class SimCLRForPreTraining(ContrastiveForPreTraining):
         self.post_init()
         self.init_teachers()  # no teachers: only keeps the base-class contract
 
-    def _project(self, pixel_values: torch.Tensor) -> torch.Tensor:
-        return self.projector(self.encoder(pixel_values).pooler_output)
-
     def forward(self, views: list[torch.Tensor], return_dict: bool | None = None, **kwargs) -> ContrastivePreTrainingOutput:
         """``views``: ``[x_1, x_2]``, each ``[B, C, H, W]``; row ``i`` of both is the same image."""
         if len(views) != 2:
             raise ValueError(f"SimCLR takes two views, got {len(views)}.")
-        z1, z2 = self._project(views[0]), self._project(views[1])
+        z1, z2 = embed_views(self.encoder, (self.projector,), views)
         loss = simclr_loss(all_gather_with_grad(z1), all_gather_with_grad(z2), self.config.tau)
         return ContrastivePreTrainingOutput(loss=loss, queue_keys=None)

@@ -21,7 +21,7 @@ from .modeling_contrastive import (
     FeatureQueue,
     MLPHead,
     all_gather_with_grad,
-    forward_shuffled,
+    embed_views,
 )
 
 
@@ -87,16 +87,12 @@ class SPPSForPreTraining(ContrastiveForPreTraining):
         student = nn.ModuleList([self.encoder, self.projector])
         return [(teacher, student, self.config.ema_momentum)]
 
-    def _student(self, pixel_values: torch.Tensor) -> torch.Tensor:
-        return self.projector(self.encoder(pixel_values).pooler_output)
+    def _students(self, views: list[torch.Tensor]) -> list[torch.Tensor]:
+        return embed_views(self.encoder, (self.projector,), views)
 
     @torch.no_grad()
-    def _teacher(self, pixel_values: torch.Tensor) -> torch.Tensor:
-        return forward_shuffled(
-            lambda x: self.teacher_projector(self.teacher_encoder(x).pooler_output),
-            pixel_values,
-            shuffle=self.config.bn_splits > 1,
-        )
+    def _teachers(self, views: list[torch.Tensor]) -> list[torch.Tensor]:
+        return embed_views(self.teacher_encoder, (self.teacher_projector,), views, shuffle=self.config.bn_splits > 1)
 
     def forward(
         self,
@@ -117,18 +113,18 @@ class SPPSForPreTraining(ContrastiveForPreTraining):
                 )
         config = self.config
         if config.base == "simclr":
-            z = [all_gather_with_grad(self._student(x)) for x in views]
+            projections = [all_gather_with_grad(z) for z in self._students(views + neighbour_views)]
+            z, n = projections[:len(views)], projections[len(views):]
             if not neighbour_views:
                 return ContrastivePreTrainingOutput(loss=simclr_loss(z[0], z[1], config.tau), queue_keys=None)
-            n = [all_gather_with_grad(self._student(y)) for y in neighbour_views]
             loss = spps_loss(z, n, config.tau, config.semantic_positive_weight, config.neighbours_as_negatives)
             return ContrastivePreTrainingOutput(loss=loss, queue_keys=None)
 
-        q = [self._student(x) for x in views]
-        k = [self._teacher(x) for x in views]
+        q = self._students(views)
+        teacher_outputs = self._teachers(views + neighbour_views)
+        k, n = teacher_outputs[:len(views)], teacher_outputs[len(views):]
         queue_snapshot = self.queue.features  # read-only here; the loop enqueues after the step
         if neighbour_views:
-            n = [self._teacher(y) for y in neighbour_views]
             loss = spps_loss(q, n, config.tau, config.semantic_positive_weight, config.neighbours_as_negatives,
                              keys=k, queue=queue_snapshot)
         else:

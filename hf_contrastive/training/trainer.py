@@ -135,6 +135,9 @@ class Pretrainer:
         )
         set_seed(args.seed)
         self._use_available_cpu_cores()
+        if self.accelerator.device.type == "cuda":
+            # Every step has the same shapes (drop_last): let cuDNN pick its fastest convolution algorithms once.
+            torch.backends.cudnn.benchmark = True
         self.knn_history: list[dict[str, float]] = []
         self.spec, self.model_config = build_model_config(args)
         if args.init_from:
