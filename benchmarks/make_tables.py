@@ -27,7 +27,7 @@ from pathlib import Path
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 SECTIONS = ("throughput", "memory", "sweep", "dataloader", "quality", "neighbours", "throughput_gpu", "dataloader_gpu",
-            "recipe")
+            "recipe", "overhead")
 
 
 # ----------------------------------------------------------------------------- loading
@@ -380,6 +380,36 @@ def neighbours_section(reports) -> str:
 # ----------------------------------------------------------------------------- README rewriting
 
 
+def overhead_section(reports) -> str:
+    """One row per method; the op ratio of every code version measured (oldest first), then the newest one's details."""
+    if not reports:
+        return "_No overhead results yet: run `python benchmarks/overhead.py`._"
+    reports = sorted(reports, key=lambda pr: pr[1].get("date", ""))
+    path, newest = reports[-1]
+    versions = [f"ops ours / limit: {r.get('label', '?')} (`{r.get('code', '?')}`)" for _, r in reports]
+    by_method = [{row["method"]: row for row in r["results"]} for _, r in reports]
+    rows = []
+    for row in newest["results"]:
+        ratios = [fmt(found.get(row["method"], {}).get("op_ratio"), 2) for found in by_method]
+        rows.append([row["method"], *ratios, f"{row['ops_ours']} / {row['ops_limit']}",
+                     fmt(row.get("op_ratio_stacked_limit"), 2), fmt(row.get("proxy_ours_over_limit"), 2),
+                     str(row.get("tensors_from_python_data_ours", "–"))])
+    setting = newest.get("setting", {})
+    intro = (f"Each method's CIFAR-10 recipe (bn_splits, views, heads), batch {setting.get('batch_size')}, "
+             f"{setting.get('image_size')} px, queue {setting.get('queue_size')}. **ops ours / limit**: aten ops that "
+             "launch work in one training step (forward, loss, backward, SGD foreach, EMA, enqueue) over the bare "
+             "backbone's per-view work (student views forward+backward, teacher views no-grad forward, SGD); "
+             "deterministic. **/ stacked limit**: the same bare work with the views of one shape in one call. "
+             "**proxy**: limit time / ours time with every convolution made 1x1 (per-op cost dominates, as on a fast "
+             "GPU), interleaved in one process, one thread. **from Python data**: tensors built from Python values "
+             "in a step (each a host-to-device copy on a GPU).")
+    for earlier_path, earlier in reports[:-1]:
+        intro += f"\n\nEarlier version: {provenance(earlier, earlier_path)}"
+    header = ["method", *versions, "ops ours / limit (newest)", "ours / stacked limit", "proxy limit/ours",
+              "from Python data"]
+    return "\n\n".join([intro, table(header, rows), provenance(newest, path)])
+
+
 def replace_section(text: str, name: str, content: str) -> tuple[str, bool]:
     pattern = re.compile(rf"(<!-- benchmarks:{name}:start -->)(.*?)(<!-- benchmarks:{name}:end -->)", re.DOTALL)
     if not pattern.search(text):
@@ -416,6 +446,8 @@ def main(argv: list[str] | None = None) -> int:
             pick(found, "throughput", args.include_quick, None, device="cuda", precision="fp32")),
         "dataloader_gpu": lambda: dataloader_section(pick(found, "dataloader", args.include_quick, None,
                                                           device="cuda")),
+        "overhead": lambda: overhead_section(
+            [(p, r) for p, r in found.get("overhead", []) if args.include_quick or not is_quick(r, p)]),
         "recipe": lambda: recipe_section(
             sorted(found.get("recipe_run", []), key=lambda pr: pr[1].get("date", ""), reverse=True)),
     }

@@ -1,0 +1,251 @@
+"""How far each method's training step is from the bare work it cannot avoid, at its CIFAR-10 recipe's settings.
+
+    python benchmarks/overhead.py --output benchmarks/results/overhead.json
+    python benchmarks/overhead.py --methods mnn byol --proxy_repeats 0          # op counts only (seconds)
+
+Two measures that transfer from this CPU to a fast GPU, where a step of small CIFAR images is bound by kernel
+launches rather than arithmetic (the H100 step times fit 5.4 ms + 36 us x launches):
+
+- **op ratio** (deterministic): aten operations that launch work in one training step of ours, over the same count
+  for the *limit*. Views, metadata and allocation-only ops are not counted. On a GPU each counted op is at least one
+  kernel launch.
+- **cheap-conv proxy** (timed): every convolution of both variants becomes a 1x1 convolution with the same channels
+  and stride, at a small image and batch on one thread, so the per-op cost dominates as on a fast GPU; the limit's
+  median step time over ours, the two interleaved in one process (a ratio, never an absolute time).
+
+"ours" is one full optimiser step as `recipes/train.py` runs it: the method's ForPreTraining model built from
+``recipes/configs/{method}_cifar10.yaml`` (bn_splits, views, heads, queue), forward of all views, loss, backward,
+SGD (foreach, the CUDA default), teacher EMA and enqueue. The "limit" is the unavoidable work with the same
+backbone in plain BatchNorm (bn_splits 1): forward+backward of every input the student sees, a no-grad forward of
+every input a teacher sees (both read off the method's own forward with one encoder call per view, with hooks, so a
+new method needs no table), one call per input, and the same SGD over the backbone. ``ops_limit_stacked`` counts the
+same bare work with the inputs of one shape and side in one call: the fewest launches the backbone allows, which
+ours approaches since it stacks views (``stack_views``). Both measures use a smaller image (``--image_size``; CNNs only, a ViT
+keeps its patch grid) and queue (``--queue_size``) than the recipe; neither changes which ops run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+from collections import Counter
+from pathlib import Path
+
+import torch
+import yaml
+from torch import nn
+from torch.utils._python_dispatch import TorchDispatchMode
+
+import hf_contrastive
+from hf_contrastive.models import ContrastiveModel
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import environment, set_threads, time_interleaved, write_json  # noqa: E402
+
+RECIPES = Path(__file__).resolve().parents[1] / "recipes" / "configs"
+# Ops that launch no work: allocation, aliasing and metadata.
+NOT_WORK = {"empty", "empty_like", "empty_strided", "new_empty", "new_empty_strided", "detach", "alias", "lift_fresh",
+            "_unsafe_view", "set_", "is_same_size", "_has_compatible_shallow_copy_type", "_to_copy_noop"}
+
+
+class OpCounter(TorchDispatchMode):
+    """Counts the aten ops that launch work (see NOT_WORK; view ops are skipped too) and the tensors created from
+    Python data (``torch.tensor(...)``: ``lift_fresh``), which on an accelerator are a host-to-device copy."""
+
+    def __init__(self):
+        super().__init__()
+        self.ops: Counter[str] = Counter()
+        self.from_python_data = 0
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        name = func.overloadpacket.__name__
+        if name in ("lift_fresh", "lift_fresh_copy"):
+            self.from_python_data += 1
+        elif not func.is_view and name not in NOT_WORK:
+            self.ops[name] += 1
+        return func(*args, **(kwargs or {}))
+
+
+def code_version() -> str:
+    """The git commit of the hf_contrastive that runs (``+changes`` when the package differs from it), or "unknown"."""
+    root = Path(hf_contrastive.__file__).resolve().parents[1]
+    try:
+        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=root, capture_output=True, text=True,
+                                check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", "hf_contrastive"], cwd=root,
+                               capture_output=True, text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+    return commit + ("+changes" if dirty else "")
+
+
+def recipe_config(method: str, image_size: int, queue_size: int):
+    """The method's config from its CIFAR-10 recipe's ``model:`` section, at a smaller image and queue."""
+    recipe = yaml.safe_load((RECIPES / f"{method}_cifar10.yaml").read_text())
+    spec = hf_contrastive.get_method(recipe["method"])
+    fields = dict(recipe.get("model", {}))
+    if "img_size" not in fields.get("backbone_kwargs", {}):  # a ViT's patch grid fixes its image size
+        fields["image_size"] = image_size
+    if "queue_size" in spec.config_class().to_dict():
+        fields["queue_size"] = queue_size
+    return spec, spec.config_class(**fields)
+
+
+def view_inputs(config, batch: int, generator: torch.Generator) -> dict[str, list[torch.Tensor]]:
+    """Random images at each view's training side (``local`` views: half the image size), as the loader gives them."""
+    def side(kind: str) -> int:
+        return max(1, config.image_size // 2) if kind == "local" else config.image_size
+
+    def images(kinds) -> list[torch.Tensor]:
+        return [torch.randn(batch, config.num_channels, side(k), side(k), generator=generator) for k in kinds]
+
+    inputs = {"views": images(config.views)}
+    if getattr(config, "neighbour_views", None):
+        inputs["neighbour_views"] = images(config.neighbour_views)
+    return inputs
+
+
+def encoder_calls(model: nn.Module, inputs: dict) -> dict[str, list[tuple[int, ...]]]:
+    """Input shapes of every encoder call in one forward, split into ``student`` (with gradients) and ``teacher``
+    (the encoders on the teacher side of ``teacher_pairs()``)."""
+    teachers = {id(part) for teacher, _, _ in model.teacher_pairs() for part in teacher.modules()}
+    calls: dict[str, list[tuple[int, ...]]] = {"student": [], "teacher": []}
+    hooks = [module.register_forward_pre_hook(
+        lambda module, args: calls["teacher" if id(module) in teachers else "student"].append(tuple(args[0].shape)))
+        for module in model.modules() if isinstance(module, ContrastiveModel)]
+    try:
+        model(**inputs)
+    finally:
+        for hook in hooks:
+            hook.remove()
+    return calls
+
+
+def sgd(parameters) -> torch.optim.Optimizer:
+    return torch.optim.SGD([p for p in parameters if p.requires_grad], lr=0.06, momentum=0.9, weight_decay=5e-4,
+                           foreach=True)
+
+
+def cheap_convolutions(module: nn.Module) -> nn.Module:
+    """Every Conv2d becomes a 1x1 Conv2d with the same channels, stride and groups (the proxy's cheap backbone)."""
+    for name, child in module.named_children():
+        if isinstance(child, nn.Conv2d) and child.kernel_size != (1, 1):
+            setattr(module, name, nn.Conv2d(child.in_channels, child.out_channels, 1, child.stride,
+                                            groups=child.groups, bias=child.bias is not None))
+        else:
+            cheap_convolutions(child)
+    return module
+
+
+def stack_by_shape(inputs: list[torch.Tensor]) -> list[torch.Tensor]:
+    shapes: dict[tuple, list[torch.Tensor]] = {}
+    for x in inputs:
+        shapes.setdefault(tuple(x.shape), []).append(x)
+    return [torch.cat(group) for group in shapes.values()]
+
+
+def build_steps(method: str, args, cheap: bool, stacked_limit: bool = False):
+    """(ours, limit, calls): two closures, each one training step on fixed inputs, and the per-view encoder calls."""
+    torch.manual_seed(0)
+    generator = torch.Generator().manual_seed(0)
+    spec, config = recipe_config(method, args.image_size, args.queue_size)
+    model = spec.pretraining_class(config).train()
+    inputs = view_inputs(config, args.batch_size, generator)
+    # The limit's inputs: one per view and network, read off the model with one encoder call per view.
+    per_view = spec.pretraining_class(config.__class__(**{**config.to_dict(), "stack_views": False})).train()
+    calls = encoder_calls(per_view, inputs)
+    del per_view
+    if cheap:
+        cheap_convolutions(model)
+    optimizer = sgd(model.parameters())
+
+    def ours():
+        output = model(**inputs)
+        output.loss.backward()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        model.momentum_update(progress=0.5)
+        if output.queue_keys:
+            model.enqueue(output.queue_keys)
+
+    plain = config.__class__(**{**config.to_dict(), "bn_splits": 1}) if hasattr(config, "bn_splits") else config
+    student, teacher = spec.model_class(plain).train(), spec.model_class(plain).train()
+    if cheap:
+        cheap_convolutions(student), cheap_convolutions(teacher)
+    teacher.requires_grad_(False)
+    student_inputs = [torch.randn(shape, generator=generator) for shape in calls["student"]]
+    teacher_inputs = [torch.randn(shape, generator=generator) for shape in calls["teacher"]]
+    if stacked_limit:  # the inputs of one shape and side in one call: the fewest launches a backbone allows
+        student_inputs, teacher_inputs = stack_by_shape(student_inputs), stack_by_shape(teacher_inputs)
+    limit_optimizer = sgd(student.parameters())
+
+    def limit():
+        total = sum(student(pixel_values=x).pooler_output.sum() for x in student_inputs)
+        with torch.no_grad():
+            for x in teacher_inputs:
+                teacher(pixel_values=x)
+        total.backward()
+        limit_optimizer.step()
+        limit_optimizer.zero_grad(set_to_none=True)
+
+    return ours, limit, calls
+
+
+def count_ops(step) -> OpCounter:
+    step()  # the first step differs (optimiser state, lazy buffers): count the second
+    with OpCounter() as counter:
+        step()
+    return counter
+
+
+def measure(method: str, args) -> dict:
+    ours, limit, calls = build_steps(method, args, cheap=False)
+    _, stacked_limit, _ = build_steps(method, args, cheap=False, stacked_limit=True)
+    ours_count = count_ops(ours)
+    row = {
+        "method": method,
+        "per_view_encoder_calls": {role: len(shapes) for role, shapes in calls.items()},
+        "ops_ours": sum(ours_count.ops.values()),
+        "ops_limit": sum(count_ops(limit).ops.values()),
+        "ops_limit_stacked": sum(count_ops(stacked_limit).ops.values()),
+        "tensors_from_python_data_ours": ours_count.from_python_data,
+        "top_ops_ours": dict(ours_count.ops.most_common(args.top_ops)),
+    }
+    row["op_ratio"] = round(row["ops_ours"] / row["ops_limit"], 3)
+    row["op_ratio_stacked_limit"] = round(row["ops_ours"] / row["ops_limit_stacked"], 3)
+    # The proxy makes convolutions cheap; a ViT (PatchMix) has one convolution and would only be timed at full cost.
+    if args.proxy_repeats and not recipe_config(method, args.image_size, args.queue_size)[1].backbone.startswith("vit"):
+        ours, limit, _ = build_steps(method, args, cheap=True)
+        times = time_interleaved({"ours": ours, "limit": limit}, repeats=args.proxy_repeats, warmup=3)
+        row["proxy_ours_over_limit"] = round(times["limit"]["median_s"] / times["ours"]["median_s"], 3)
+    print(f"{method:18s} ops {row['ops_ours']:5d} / {row['ops_limit']:5d} = {row['op_ratio']:.2f}   "
+          f"stacked limit {row['ops_limit_stacked']:5d}: {row['op_ratio_stacked_limit']:.2f}"
+          + (f"   proxy {row['proxy_ours_over_limit']:.2f}" if "proxy_ours_over_limit" in row else ""), flush=True)
+    return row
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    recipes = sorted(p.name.removesuffix("_cifar10.yaml") for p in RECIPES.glob("*_cifar10.yaml"))
+    parser.add_argument("--methods", nargs="+", default=recipes, choices=recipes, help="default: every CIFAR-10 recipe")
+    parser.add_argument("--image_size", type=int, default=8, help="image side for both measures (default: 8)")
+    parser.add_argument("--batch_size", type=int, default=16, help="per step; a multiple of the recipes' bn_splits")
+    parser.add_argument("--queue_size", type=int, default=256, help="queues are this long (default: 256)")
+    parser.add_argument("--proxy_repeats", type=int, default=20, help="timed rounds of the proxy; 0 skips it")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1: per-op cost dominates)")
+    parser.add_argument("--top_ops", type=int, default=8, help="most frequent ops of ours kept in the JSON")
+    parser.add_argument("--label", default="current", help="names this code version in the tables (e.g. before)")
+    parser.add_argument("--output", help="results JSON")
+    args = parser.parse_args(argv)
+    set_threads(args.threads)
+    report = {"benchmark": "overhead", **environment(), "label": args.label, "code": code_version(),
+              "setting": {k: v for k, v in vars(args).items() if k not in ("output", "label")},
+              "results": [measure(method, args) for method in args.methods]}
+    if args.output:
+        write_json(args.output, report)
+    return report
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,46 @@
+"""benchmarks/overhead.py: its op counts are exact for a known step, its limit is read off the method's own forward,
+and make_tables renders the JSON it writes."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import torch
+from torch import nn
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+import make_tables
+import overhead
+
+
+def test_op_counter_counts_launching_ops_and_tensors_from_python_data():
+    """A Linear forward+backward by hand: addmm forward; mm (input grad), mm and sum (weight and bias grads) in
+    backward; views (t) and detach are not work. torch.tensor([...]) is counted apart."""
+    layer = nn.Linear(4, 3)
+    x = torch.randn(2, 4, requires_grad=True)
+    with overhead.OpCounter() as counter:
+        layer(x).sum().backward()
+        torch.tensor([1.0, 2.0])
+    assert counter.from_python_data == 1
+    assert counter.ops["addmm"] == 1 and counter.ops["mm"] == 2 and "t" not in counter.ops and "detach" not in counter.ops
+
+
+def test_overhead_report_for_two_recipes_and_its_table(tmp_path):
+    output = tmp_path / "overhead.json"
+    overhead.main(["--methods", "mnn", "msf", "--proxy_repeats", "1", "--output", str(output), "--label", "test"])
+    report = json.loads(output.read_text())
+    assert report["benchmark"] == "overhead" and report["label"] == "test" and report["code"]
+    rows = {row["method"]: row for row in report["results"]}
+    # Read off the forwards with one call per view: MNN's two views through student and teacher, MSF one each.
+    assert rows["mnn"]["per_view_encoder_calls"] == {"student": 2, "teacher": 2}
+    assert rows["msf"]["per_view_encoder_calls"] == {"student": 1, "teacher": 1}
+    for row in rows.values():
+        assert row["tensors_from_python_data_ours"] == 0
+        assert row["ops_limit_stacked"] <= row["ops_limit"] < row["ops_ours"]
+        assert row["op_ratio"] == round(row["ops_ours"] / row["ops_limit"], 3) and row["proxy_ours_over_limit"] > 0
+    # MNN's views stacked (one call per network) do MSF's bare work: one student and one teacher call.
+    assert rows["mnn"]["ops_limit_stacked"] == rows["msf"]["ops_limit"]
+    section = make_tables.overhead_section([(output, report)])
+    assert "| mnn |" in section and "test (`" in section and str(rows["mnn"]["ops_ours"]) in section
