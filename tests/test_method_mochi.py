@@ -254,6 +254,18 @@ def test_warm_up_is_plain_moco_until_mix_start_step_optimiser_steps(views):
     assert not torch.allclose(mixed, plain)
 
 
+def test_warm_up_clock_is_read_from_the_device_once_and_again_after_a_load():
+    """The loop never waits for the device to learn the clock: mixing_active reads mixing_step once, then counts
+    momentum_update calls on the host; loading a state dict (a resume) makes it read the loaded clock."""
+    model = _model(mix_start_step=2)
+    fresh_state = {name: tensor.clone() for name, tensor in model.state_dict().items()}
+    assert not model.mixing_active and model.known_mixing_step == 0
+    model.momentum_update(), model.momentum_update()
+    assert model.known_mixing_step == 2 == model.mixing_step.item() and model.mixing_active
+    model.load_state_dict(fresh_state)  # mixing_step back to 0
+    assert model.known_mixing_step is None and not model.mixing_active
+
+
 def test_warm_up_clock_is_saved_and_ignored_by_the_encoder(tmp_path):
     model = _model(mix_start_step=5)
     for _ in range(3):

@@ -465,7 +465,7 @@ def _mochi_mixed_negatives(
 
 def _check_mochi_inputs(
     q: torch.Tensor, k: torch.Tensor, queue: torch.Tensor, num_hard: int, mix_indices: torch.Tensor,
-    mix_alpha: torch.Tensor,
+    mix_alpha: torch.Tensor, check_ranks: bool = True,
 ) -> None:
     # Out-of-range ranks would otherwise surface as an opaque device-side assert in gather on GPUs.
     _check_pair(q, k, "q and k")
@@ -478,7 +478,7 @@ def _check_mochi_inputs(
         raise ValueError(f"mix_indices must be [B={batch}, s, 2], got {tuple(mix_indices.shape)}.")
     if mix_alpha.shape != mix_indices.shape[:2]:
         raise ValueError(f"mix_alpha must be [B, s] = {tuple(mix_indices.shape[:2])}, got {tuple(mix_alpha.shape)}.")
-    if mix_indices.numel() and not 0 <= int(mix_indices.min()) <= int(mix_indices.max()) < num_hard:
+    if check_ranks and mix_indices.numel() and not 0 <= int(mix_indices.min()) <= int(mix_indices.max()) < num_hard:
         raise ValueError(
             f"mix_indices are ranks among the {num_hard} hardest negatives and must be in [0, {num_hard})."
         )
@@ -494,6 +494,7 @@ def mochi_loss(
     mix_alpha: torch.Tensor,
     query_mix_indices: torch.Tensor,
     query_mix_beta: torch.Tensor,
+    check_ranks: bool = True,
 ) -> torch.Tensor:
     r"""MoCHi: MoCo InfoNCE with synthetic hard negatives appended to the logits (Kalantidis et al., arXiv 2010.01028;
     methods.md section 5).
@@ -519,18 +520,21 @@ def mochi_loss(
         mix_alpha: ``[B, s]`` mixing coefficients ``a`` of the first negative.
         query_mix_indices: ``[B, s']`` long, rank ``u_ic`` in ``[0, N)`` of the negative mixed with the query.
         query_mix_beta: ``[B, s']`` query weights ``b``.
+        check_ranks: check that the ranks are in ``[0, N)``: reads them, which on an accelerator makes the host wait
+            for the device; callers that draw them in range (the models) pass False.
 
     Returns:
         0-d tensor (float32).
     """
-    _check_mochi_inputs(q, k, queue, num_hard, mix_indices, mix_alpha)
+    _check_mochi_inputs(q, k, queue, num_hard, mix_indices, mix_alpha, check_ranks)
     batch, shape = q.shape[0], query_mix_indices.shape
     if query_mix_indices.dim() != 2 or shape[0] != batch or query_mix_beta.shape != shape:
         raise ValueError(
             f"query_mix_indices and query_mix_beta must both be [B={batch}, s']; got "
             f"{tuple(query_mix_indices.shape)} and {tuple(query_mix_beta.shape)}."
         )
-    if query_mix_indices.numel() and not 0 <= int(query_mix_indices.min()) <= int(query_mix_indices.max()) < num_hard:
+    if (check_ranks and query_mix_indices.numel()
+            and not 0 <= int(query_mix_indices.min()) <= int(query_mix_indices.max()) < num_hard):
         raise ValueError(f"query_mix_indices must be in [0, {num_hard}).")
     q, k, queue = (F.normalize(_upcast(x), dim=1) for x in (q, k, queue))
     hardest = _mochi_hardest_negatives(q, queue, num_hard)  # [B, N]
@@ -557,6 +561,7 @@ def sscl_loss(
     beta: float,
     tau_plus: float,
     detach_weights: bool = False,
+    check_ranks: bool = True,
 ) -> torch.Tensor:
     r"""SSCL reconstruction (Dong, Long, Li, Chen, arXiv 2304.02971; methods.md section 4): MoCo InfoNCE over the
     queue plus MoCHi-style synthetic hard negatives, with hardness-aware reweighting of the negatives (Robinson et
@@ -584,11 +589,14 @@ def sscl_loss(
         mix_indices: ``[B, s, 2]`` long ranks in ``[0, N)``; mix_alpha: ``[B, s]`` coefficients (``s`` may be 0).
         beta: hardness concentration (>= 0). tau_plus: class prior of false negatives, in ``[0, 1)``.
         detach_weights: stop gradients through the weights ``w``.
+        check_ranks: check that ``mix_indices`` are in ``[0, N)`` (a host-device sync on an accelerator; the model,
+            which draws them in range, passes False).
 
     Returns:
         0-d tensor (float32).
     """
-    terms = _sscl_terms(q, k, queue, tau, num_hard, mix_indices, mix_alpha, beta, tau_plus, detach_weights)
+    terms = _sscl_terms(q, k, queue, tau, num_hard, mix_indices, mix_alpha, beta, tau_plus, detach_weights,
+                        check_ranks)
     count = terms["count"]
     return (terms["shift"] + torch.log(terms["positive"] + count * terms["negative_term"])
             - terms["positive_logit"]).mean()
@@ -621,10 +629,11 @@ def sscl_floor_mask(
         return terms["negative_term"] <= terms["floor"]
 
 
-def _sscl_terms(q, k, queue, tau, num_hard, mix_indices, mix_alpha, beta, tau_plus, detach_weights) -> dict:
+def _sscl_terms(q, k, queue, tau, num_hard, mix_indices, mix_alpha, beta, tau_plus, detach_weights,
+                check_ranks: bool = True) -> dict:
     """The pieces of `sscl_loss`, each exponential shifted by the row's ``shift`` ``[B]``: ``positive`` ``[B]``,
     ``negative_term`` (``Ng``, floor applied) ``[B]``, ``floor`` ``[B]``, ``positive_logit`` ``[B]``, ``count`` ``M``."""
-    _check_mochi_inputs(q, k, queue, num_hard, mix_indices, mix_alpha)
+    _check_mochi_inputs(q, k, queue, num_hard, mix_indices, mix_alpha, check_ranks)
     if not 0.0 <= tau_plus < 1.0:
         raise ValueError(f"tau_plus must be in [0, 1), got {tau_plus}.")
     q, k, queue = (F.normalize(_upcast(x), dim=1) for x in (q, k, queue))

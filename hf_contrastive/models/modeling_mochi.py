@@ -79,6 +79,10 @@ class MoCHiForPreTraining(ContrastiveForPreTraining):
         self.queue = FeatureQueue(config.queue_size, config.projection_dim)
         # Optimiser steps taken so far (the warm-up clock); persistent, so checkpoints and resumes keep it.
         self.register_buffer("mixing_step", torch.zeros((), dtype=torch.long))
+        # A host copy of mixing_step, read from the device once (then counted here) so that no step waits for the
+        # device to learn whether the warm-up is over; forgotten when a state dict is loaded.
+        self.known_mixing_step: int | None = None
+        self.register_load_state_dict_post_hook(lambda module, incompatible_keys: module.forget_mixing_step())
         self.post_init()
         self.init_teachers()
 
@@ -92,12 +96,22 @@ class MoCHiForPreTraining(ContrastiveForPreTraining):
         """Teacher EMA step, and one more optimiser step on the mixing warm-up clock."""
         super().momentum_update(progress)
         self.mixing_step.add_(1)
+        if self.known_mixing_step is not None:
+            self.known_mixing_step += 1
+
+    def forget_mixing_step(self) -> None:
+        """Read ``mixing_step`` from the device again at the next step (after it was loaded)."""
+        self.known_mixing_step = None
 
     @property
     def mixing_active(self) -> bool:
         """Whether the warm-up (``config.mix_start_step`` optimiser steps) is over."""
         start = self.config.mix_start_step
-        return start == 0 or int(self.mixing_step) >= start  # no device sync when there is no warm-up
+        if start == 0:
+            return True
+        if self.known_mixing_step is None:  # once per run or load: the only read of mixing_step
+            self.known_mixing_step = int(self.mixing_step)
+        return self.known_mixing_step >= start
 
     def _students(self, views: list[torch.Tensor]) -> list[torch.Tensor]:
         return embed_views(self.encoder, (self.projector,), views)
@@ -132,8 +146,8 @@ class MoCHiForPreTraining(ContrastiveForPreTraining):
         draws_1 = self._draw_mixing(q1.shape[0], q1.device, active)
         draws_2 = self._draw_mixing(q2.shape[0], q2.device, active)
         loss = 0.5 * (
-            mochi_loss(q1, k2, queue_snapshot, tau, hard, **draws_1)
-            + mochi_loss(q2, k1, queue_snapshot, tau, hard, **draws_2)
+            mochi_loss(q1, k2, queue_snapshot, tau, hard, **draws_1, check_ranks=False)
+            + mochi_loss(q2, k1, queue_snapshot, tau, hard, **draws_2, check_ranks=False)
         )
         keys = torch.cat([k1, k2]).detach().float()  # [2B, D]
         return ContrastivePreTrainingOutput(loss=loss, queue_keys={"queue": keys})

@@ -95,6 +95,7 @@ class SSCLForPreTraining(ContrastiveForPreTraining):
         return sscl_loss(
             q, k, queue, config.tau, config.num_hard_negatives, mix_indices, mix_alpha,
             beta=config.hardness_beta, tau_plus=config.tau_plus, detach_weights=config.detach_hardness_weights,
+            check_ranks=False,  # drawn in range just above; checking would make every step wait for the device
         )
 
     def forward(
