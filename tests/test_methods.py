@@ -288,3 +288,25 @@ def test_a_training_step_neither_creates_tensors_on_the_host_nor_reads_the_devic
     with torch.device("meta"), _HostDeviceTraffic() as traffic:
         step()
     assert traffic.from_python_data == 0 and traffic.reads == []
+
+
+@pytest.mark.parametrize("name", METHODS)
+def test_forward_and_teacher_queue_update_trace_as_whole_graphs(name, real_images):
+    """torch.compile can capture the step without graph breaks (fullgraph=True fails on any): the pretraining
+    forward (encoders, heads, loss, random draws) and the after-step update (teacher EMA and enqueue). Traced with
+    the "eager" backend: dynamo's capture without inductor's code generation, which takes minutes on this CPU."""
+    torch._dynamo.reset()
+    # One block per stage (tracing time grows with the ops traced; the graph has every kind of op either way).
+    extra = {} if name == "patchmix" else {"bn_splits": 2, "backbone_kwargs": {"layers": [1, 1, 1, 1]}}
+    spec, config = small_config(name, **extra)
+    model = spec.pretraining_class(config).train()
+    views = make_views(config, real_images[:8])
+    outputs = torch.compile(model, backend="eager", fullgraph=True)(views=views)
+    assert torch.isfinite(outputs.loss)
+
+    def update(keys, progress):
+        model.momentum_update(progress=progress)
+        if keys:
+            model.enqueue(keys)
+
+    torch.compile(update, backend="eager", fullgraph=True)(outputs.queue_keys, 0.5)
