@@ -381,10 +381,22 @@ def neighbours_section(reports) -> str:
 
 
 def overhead_section(reports) -> str:
-    """One row per method; the op ratio of every code version measured (oldest first), then the newest one's details."""
+    """One row per method: the op ratio of every code version counted (oldest first), then the newest one's details;
+    then the timed runs (gpu_check.sh), if any."""
     if not reports:
         return "_No overhead results yet: run `python benchmarks/overhead.py`._"
     reports = sorted(reports, key=lambda pr: pr[1].get("date", ""))
+    timed_table = ""
+    if any("timed" in row for _, r in reports for row in r["results"]):  # gpu_check.sh: images/s, sync check
+        timed_table = table(["method", "device / precision", "ours (img/s)", "limit (img/s)", "ours / limit", "sync-free"],
+                            [[row["method"], f"{r.get('device_name', '?')} / {row['timed']['precision']}"
+                              f"{' compiled' if row['timed']['compile'] else ''}",
+                              fmt(row["timed"]["ours_images_per_s"], 0), fmt(row["timed"]["limit_images_per_s"], 0),
+                              fmt(row["timed"]["ours_over_limit"], 2), row["timed"]["sync_free"]]
+                             for _, r in reports for row in r["results"] if "timed" in row])
+    reports = [(p, r) for p, r in reports if any("op_ratio" in row for row in r["results"])]
+    if not reports:
+        return timed_table
     path, newest = reports[-1]
     versions = [f"ops ours / limit: {r.get('label', '?')} (`{r.get('code', '?')}`)" for _, r in reports]
     by_method = [{row["method"]: row for row in r["results"]} for _, r in reports]
@@ -407,7 +419,7 @@ def overhead_section(reports) -> str:
         intro += f"\n\nEarlier version: {provenance(earlier, earlier_path)}"
     header = ["method", *versions, "ops ours / limit (newest)", "ours / stacked limit", "proxy limit/ours",
               "from Python data"]
-    return "\n\n".join([intro, table(header, rows), provenance(newest, path)])
+    return "\n\n".join([intro, table(header, rows), provenance(newest, path)] + ([timed_table] if timed_table else []))
 
 
 def replace_section(text: str, name: str, content: str) -> tuple[str, bool]:

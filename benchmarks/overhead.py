@@ -22,6 +22,10 @@ new method needs no table), one call per input, and the same SGD over the backbo
 same bare work with the inputs of one shape and side in one call: the fewest launches the backbone allows, which
 ours approaches since it stacks views (``stack_views``). Both measures use a smaller image (``--image_size``; CNNs only, a ViT
 keeps its patch grid) and queue (``--queue_size``) than the recipe; neither changes which ops run.
+
+On a GPU, ``--timed_repeats N --device cuda [--precision bf16] [--compile]`` also times the real step at the
+recipe's image size, batch and queue against the per-view limit (images/s, interleaved) and checks that one step
+runs under ``torch.cuda.set_sync_debug_mode("error")`` (benchmarks/gpu_check.sh).
 """
 
 from __future__ import annotations
@@ -80,14 +84,15 @@ def code_version() -> str:
     return commit + ("+changes" if dirty else "")
 
 
-def recipe_config(method: str, image_size: int, queue_size: int):
-    """The method's config from its CIFAR-10 recipe's ``model:`` section, at a smaller image and queue."""
+def recipe_config(method: str, image_size: int, queue_size: int | None):
+    """The method's config from its CIFAR-10 recipe's ``model:`` section, at another image size and queue size
+    (``None``: the recipe's)."""
     recipe = yaml.safe_load((RECIPES / f"{method}_cifar10.yaml").read_text())
     spec = hf_contrastive.get_method(recipe["method"])
     fields = dict(recipe.get("model", {}))
     if "img_size" not in fields.get("backbone_kwargs", {}):  # a ViT's patch grid fixes its image size
         fields["image_size"] = image_size
-    if "queue_size" in spec.config_class().to_dict():
+    if queue_size is not None and "queue_size" in spec.config_class().to_dict():
         fields["queue_size"] = queue_size
     return spec, spec.config_class(**fields)
 
@@ -145,23 +150,31 @@ def stack_by_shape(inputs: list[torch.Tensor]) -> list[torch.Tensor]:
     return [torch.cat(group) for group in shapes.values()]
 
 
-def build_steps(method: str, args, cheap: bool, stacked_limit: bool = False):
+def build_steps(method: str, image_size: int, batch_size: int, queue_size: int, cheap: bool = False,
+                stacked_limit: bool = False, device: str = "cpu", precision: str = "fp32", compile: bool = False):
     """(ours, limit, calls): two closures, each one training step on fixed inputs, and the per-view encoder calls."""
     torch.manual_seed(0)
     generator = torch.Generator().manual_seed(0)
-    spec, config = recipe_config(method, args.image_size, args.queue_size)
+    device = torch.device(device)
+    spec, config = recipe_config(method, image_size, queue_size)
     model = spec.pretraining_class(config).train()
-    inputs = view_inputs(config, args.batch_size, generator)
+    inputs = view_inputs(config, batch_size, generator)
     # The limit's inputs: one per view and network, read off the model with one encoder call per view.
     per_view = spec.pretraining_class(config.__class__(**{**config.to_dict(), "stack_views": False})).train()
     calls = encoder_calls(per_view, inputs)
     del per_view
     if cheap:
         cheap_convolutions(model)
+    model.to(device)
+    inputs = {name: [x.to(device) for x in views] for name, views in inputs.items()}
     optimizer = sgd(model.parameters())
+    # bf16: autocast around forward and loss, as `accelerate launch --mixed_precision bf16` does.
+    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16")
+    forward = torch.compile(model) if compile else model  # as --torch_compile (Accelerate's dynamo_backend)
 
     def ours():
-        output = model(**inputs)
+        with autocast:
+            output = forward(**inputs)
         output.loss.backward()
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
@@ -173,23 +186,57 @@ def build_steps(method: str, args, cheap: bool, stacked_limit: bool = False):
     student, teacher = spec.model_class(plain).train(), spec.model_class(plain).train()
     if cheap:
         cheap_convolutions(student), cheap_convolutions(teacher)
-    teacher.requires_grad_(False)
-    student_inputs = [torch.randn(shape, generator=generator) for shape in calls["student"]]
-    teacher_inputs = [torch.randn(shape, generator=generator) for shape in calls["teacher"]]
+    student.to(device), teacher.to(device).requires_grad_(False)
+    student_inputs = [torch.randn(shape, generator=generator).to(device) for shape in calls["student"]]
+    teacher_inputs = [torch.randn(shape, generator=generator).to(device) for shape in calls["teacher"]]
     if stacked_limit:  # the inputs of one shape and side in one call: the fewest launches a backbone allows
         student_inputs, teacher_inputs = stack_by_shape(student_inputs), stack_by_shape(teacher_inputs)
     limit_optimizer = sgd(student.parameters())
+    student_forward, teacher_forward = (torch.compile(student), torch.compile(teacher)) if compile else (student, teacher)
 
     def limit():
-        total = sum(student(pixel_values=x).pooler_output.sum() for x in student_inputs)
-        with torch.no_grad():
-            for x in teacher_inputs:
-                teacher(pixel_values=x)
+        with autocast:
+            total = sum(student_forward(pixel_values=x).pooler_output.float().sum() for x in student_inputs)
+            with torch.no_grad():
+                for x in teacher_inputs:
+                    teacher_forward(pixel_values=x)
         total.backward()
         limit_optimizer.step()
         limit_optimizer.zero_grad(set_to_none=True)
 
     return ours, limit, calls
+
+
+def sync_free(step, device: torch.device) -> str:
+    """On CUDA: "yes" when one step runs under torch.cuda.set_sync_debug_mode("error"), else the error's first line."""
+    if device.type != "cuda":
+        return "not checked (CPU)"
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        step()
+        return "yes"
+    except RuntimeError as error:
+        return str(error).splitlines()[0][:300]
+    finally:
+        torch.cuda.set_sync_debug_mode(0)
+        torch.cuda.synchronize()
+
+
+def timed(method: str, args) -> dict:
+    """Images/s of ours and of the per-view limit with the real backbone at the recipe's image size and batch, on
+    --device, interleaved; plus the sync check."""
+    recipe = yaml.safe_load((RECIPES / f"{method}_cifar10.yaml").read_text())
+    image_size = recipe.get("model", {}).get("image_size", 32)
+    batch = args.timed_batch_size or recipe["per_device_train_batch_size"]
+    ours, limit, _ = build_steps(method, image_size, batch, None,  # the recipe's queue
+                                 device=args.device, precision=args.precision, compile=args.compile)
+    times = time_interleaved({"ours": ours, "limit": limit}, repeats=args.timed_repeats, warmup=args.timed_warmup,
+                             device=args.device)
+    return {"image_size": image_size, "batch_size": batch, "precision": args.precision, "compile": args.compile,
+            "ours_images_per_s": round(batch / times["ours"]["median_s"], 1),
+            "limit_images_per_s": round(batch / times["limit"]["median_s"], 1),
+            "ours_over_limit": round(times["limit"]["median_s"] / times["ours"]["median_s"], 3),
+            "sync_free": sync_free(ours, torch.device(args.device)), "times": times}
 
 
 def count_ops(step) -> OpCounter:
@@ -200,23 +247,31 @@ def count_ops(step) -> OpCounter:
 
 
 def measure(method: str, args) -> dict:
-    ours, limit, calls = build_steps(method, args, cheap=False)
-    _, stacked_limit, _ = build_steps(method, args, cheap=False, stacked_limit=True)
+    row: dict = {"method": method}
+    if args.timed_repeats:
+        row["timed"] = timed(method, args)
+        print(f"{method:18s} {args.device} {args.precision}{' compiled' if args.compile else ''}: "
+              f"{row['timed']['ours_images_per_s']:.0f} img/s, {row['timed']['ours_over_limit']:.2f} of the limit, "
+              f"sync-free: {row['timed']['sync_free']}", flush=True)
+    if args.no_counts:
+        return row
+    sizes = (args.image_size, args.batch_size, args.queue_size)
+    ours, limit, calls = build_steps(method, *sizes)
+    _, stacked_limit, _ = build_steps(method, *sizes, stacked_limit=True)
     ours_count = count_ops(ours)
-    row = {
-        "method": method,
+    row.update({
         "per_view_encoder_calls": {role: len(shapes) for role, shapes in calls.items()},
         "ops_ours": sum(ours_count.ops.values()),
         "ops_limit": sum(count_ops(limit).ops.values()),
         "ops_limit_stacked": sum(count_ops(stacked_limit).ops.values()),
         "tensors_from_python_data_ours": ours_count.from_python_data,
         "top_ops_ours": dict(ours_count.ops.most_common(args.top_ops)),
-    }
+    })
     row["op_ratio"] = round(row["ops_ours"] / row["ops_limit"], 3)
     row["op_ratio_stacked_limit"] = round(row["ops_ours"] / row["ops_limit_stacked"], 3)
     # The proxy makes convolutions cheap; a ViT (PatchMix) has one convolution and would only be timed at full cost.
     if args.proxy_repeats and not recipe_config(method, args.image_size, args.queue_size)[1].backbone.startswith("vit"):
-        ours, limit, _ = build_steps(method, args, cheap=True)
+        ours, limit, _ = build_steps(method, *sizes, cheap=True)
         times = time_interleaved({"ours": ours, "limit": limit}, repeats=args.proxy_repeats, warmup=3)
         row["proxy_ours_over_limit"] = round(times["limit"]["median_s"] / times["ours"]["median_s"], 3)
     print(f"{method:18s} ops {row['ops_ours']:5d} / {row['ops_limit']:5d} = {row['op_ratio']:.2f}   "
@@ -235,11 +290,19 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--proxy_repeats", type=int, default=20, help="timed rounds of the proxy; 0 skips it")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1: per-op cost dominates)")
     parser.add_argument("--top_ops", type=int, default=8, help="most frequent ops of ours kept in the JSON")
+    parser.add_argument("--no_counts", action="store_true", help="skip the op counts and the proxy (timed runs)")
+    parser.add_argument("--timed_repeats", type=int, default=0,
+                        help="timed rounds of the real step (recipe image size and batch) on --device; 0 skips it")
+    parser.add_argument("--timed_warmup", type=int, default=5, help="untimed steps first (compilation, cuDNN)")
+    parser.add_argument("--timed_batch_size", type=int, default=None, help="default: the recipe's batch")
+    parser.add_argument("--device", default="cpu", help="device of the timed steps (cuda on a GPU)")
+    parser.add_argument("--precision", default="fp32", choices=["fp32", "bf16"], help="timed steps: autocast or not")
+    parser.add_argument("--compile", action="store_true", help="timed steps: torch.compile the forwards")
     parser.add_argument("--label", default="current", help="names this code version in the tables (e.g. before)")
     parser.add_argument("--output", help="results JSON")
     args = parser.parse_args(argv)
     set_threads(args.threads)
-    report = {"benchmark": "overhead", **environment(), "label": args.label, "code": code_version(),
+    report = {"benchmark": "overhead", **environment(args.device), "label": args.label, "code": code_version(),
               "setting": {k: v for k, v in vars(args).items() if k not in ("output", "label")},
               "results": [measure(method, args) for method in args.methods]}
     if args.output:

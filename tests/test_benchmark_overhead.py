@@ -44,3 +44,21 @@ def test_overhead_report_for_two_recipes_and_its_table(tmp_path):
     assert rows["mnn"]["ops_limit_stacked"] == rows["msf"]["ops_limit"]
     section = make_tables.overhead_section([(output, report)])
     assert "| mnn |" in section and "test (`" in section and str(rows["mnn"]["ops_ours"]) in section
+
+
+def test_gpu_check_script_dry_run_on_the_cpu(tmp_path):
+    """benchmarks/gpu_check.sh with GPU_CHECK_DRY_RUN=1: the same commands at tiny settings on the CPU, so the one
+    prepared GPU call does not fail on a typo. It writes the timed overhead JSON and the recipe run's summary."""
+    import os
+    import subprocess
+
+    root = Path(__file__).resolve().parents[1]
+    subprocess.run(["bash", str(root / "benchmarks" / "gpu_check.sh"), str(root / "data" / "cifar10_sample"),
+                    str(tmp_path)], cwd=root, env={**os.environ, "GPU_CHECK_DRY_RUN": "1", "PYTHON": sys.executable},
+                   check=True, capture_output=True, text=True, timeout=600)
+    timed = json.loads((tmp_path / "overhead_gpu.json").read_text())
+    (row,) = timed["results"]
+    assert row["method"] == "mnn" and row["timed"]["ours_images_per_s"] > 0 and 0 < row["timed"]["ours_over_limit"]
+    assert row["timed"]["sync_free"] == "not checked (CPU)" and "ops_ours" not in row  # --no_counts
+    recipe = json.loads((tmp_path / "recipe_mnn_two_epochs_cpu.json").read_text())
+    assert recipe["benchmark"] == "recipe_run" and recipe["knn_history"]
