@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import io
 import logging
+import math
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -425,10 +426,22 @@ def detect_dataset_stats(dataset_name: str, dataset_stats: str | None = None) ->
     return "imagenet"
 
 
-def _blur_kernel_size(image_size: int) -> int:
-    """Odd Gaussian-blur kernel of about 10% of the image side, at least 3 (SimCLR/MoCo convention)."""
-    size = max(3, round(0.1 * image_size))
-    return size if size % 2 else size + 1
+# The recipes' blur: sigma ~ U(0.1, 2.0), as the reference code's PIL GaussianBlur(radius=sigma).
+BLUR_SIGMA = (0.1, 2.0)
+
+
+def _blur_kernel_size(image_size: int, max_sigma: float = BLUR_SIGMA[1]) -> int:
+    """Odd Gaussian-blur kernel that holds +-3 sigma of the widest blur (13 taps for sigma 2), so every sigma blurs
+    as PIL's GaussianBlur(radius=sigma) does (the reference code's blur: a full Gaussian); at least the SimCLR/MoCo
+    convention of 10% of the side (23 at 224 px). Smaller only where reflect padding needs it (sides under 7 px).
+
+    The kernel was 10% of the side before, 3 taps at 32 px: every sigma above about 0.8 then blurred alike (a point
+    spread over 0.80 px at sigma 2, against PIL's 2.0)."""
+    size = max(2 * math.ceil(3 * max_sigma) + 1, round(0.1 * image_size))
+    size += 1 - size % 2
+    while size > 3 and size // 2 >= image_size:  # reflect padding needs pad < side
+        size -= 2
+    return size
 
 
 _VIEW_DEFAULTS: dict[str, dict[str, Any]] = {
@@ -475,7 +488,7 @@ def build_view_transform(
 
     * ``strong``: RandomResizedCrop(scale=crop_scale), flip(flip_p), ColorJitter(0.4, 0.4,
       0.4, 0.1) x jitter_strength with p=jitter_p, grayscale(grayscale_p), Gaussian blur
-      (sigma 0.1-2.0, kernel ~10% of the side) with p=blur_p.
+      (sigma 0.1-2.0, a kernel of +-3 sigma: PIL's GaussianBlur(radius=sigma)) with p=blur_p.
     * ``weak``: RandomResizedCrop(scale=crop_scale), flip(flip_p=0.9, as the MNN code).
     * ``local``: the multi-crop local view: the ``strong`` pipeline on a RandomResizedCrop of
       ``crop_scale=(0.05, 0.4)`` resized to ``size`` (default ``image_size // 2``: 16 px for CIFAR),
@@ -508,7 +521,7 @@ def build_view_transform(
         augment += [
             v2.RandomApply([v2.ColorJitter(0.4 * s, 0.4 * s, 0.4 * s, 0.1 * s)], p=opts["jitter_p"]),
             v2.RandomGrayscale(p=opts["grayscale_p"]),
-            v2.RandomApply([v2.GaussianBlur(_blur_kernel_size(crop_size), sigma=(0.1, 2.0))], p=opts["blur_p"]),
+            v2.RandomApply([v2.GaussianBlur(_blur_kernel_size(crop_size), sigma=BLUR_SIGMA)], p=opts["blur_p"]),
         ]
     return v2.Compose(augment + to_tensor)
 
@@ -546,7 +559,7 @@ class DevicePhotometricAugment(torch.nn.Module):
             self.ops.extend([
                 K.ColorJitter(0.4 * s, 0.4 * s, 0.4 * s, 0.1 * s, p=opts["jitter_p"]),
                 K.RandomGrayscale(p=opts["grayscale_p"]),
-                K.RandomGaussianBlur(_blur_kernel_size(crop_size), sigma=(0.1, 2.0), border_type="reflect",
+                K.RandomGaussianBlur(_blur_kernel_size(crop_size), sigma=BLUR_SIGMA, border_type="reflect",
                                      p=opts["blur_p"]),
             ])
 
