@@ -1,7 +1,7 @@
 """Markdown tables from benchmarks/results/*.json, so README's tables are generated from results, not typed.
 
     python benchmarks/make_tables.py                       # print every table
-    python benchmarks/make_tables.py --write README.md     # rewrite the marked sections of README.md
+    python benchmarks/make_tables.py --write docs/results.md     # rewrite the marked sections of docs/results.md
 
 Sections: throughput (ours / limit, ours / lightly), memory, sweep (queue size, batch size), dataloader, quality,
 neighbours (label agreement of queue neighbours, `neighbours.py`) from CPU runs; throughput_gpu (bf16 with fp32
@@ -304,7 +304,7 @@ def recipe_section(reports) -> str:
             parts.append(table(["epoch", *(f"{h['epoch']:g}" for h in history)],
                                [["kNN top-1 (%)", *(f"{100 * h['knn_top1']:.1f}" for h in history)]]))
         if report.get("plot"):
-            parts.append(f"![kNN top-1 against epochs, {report['name']}]({report['plot']})")
+            parts.append(f"![kNN top-1 against epochs, {report['name']}](../{report['plot']})")
         versions = ", ".join(f"{k} {v}" for k, v in report.get("versions", {}).items())
         parts.append(f"Source: `{path.relative_to(path.parents[2]) if len(path.parents) > 2 else path}` "
                      f"(from `{report['sources']['log']}` and `{report['sources']['state']}`), {versions}. "
@@ -355,7 +355,7 @@ def quality_section(reports) -> str:
         parts += [intro, table(["method", "seeds", "epochs", "train min", "speed factor", "kNN top-1 (%)",
                                 "Δ random init (pp)", "separation (σ)"], rows)]
         if report.get("plot"):
-            parts.append(f"![kNN top-1 against training time and epochs, {report.get('tag')}]({report['plot']})")
+            parts.append(f"![kNN top-1 against training time and epochs, {report.get('tag')}](../{report['plot']})")
         parts.append(provenance(report, path))
     return "\n\n".join(parts)
 
