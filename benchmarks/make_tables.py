@@ -295,10 +295,14 @@ def recipe_section(reports) -> str:
         intro = (f"`{setting['method']}` recipe on {report['device_name']} ({setting['processes_device_precision']}): "
                  f"{progress['epochs_done']:.1f} of {setting['epochs']} epochs ({setting['total_steps']} steps of "
                  f"global batch {setting['global_batch']}, lr {setting['learning_rate']:g}, schedule over all "
-                 f"{setting['epochs']} epochs). Training {progress['train_images_per_s']:.0f} img/s "
-                 f"({progress['seconds_per_epoch_training']:.1f} s per epoch); {progress['seconds_per_epoch_overall']:.1f} "
-                 f"s per epoch with the kNN monitor and checkpoints, so the full run takes about "
-                 f"{progress['full_run_hours_estimate']:.1f} h. {report.get('machine_note', '')}")
+                 f"{setting['epochs']} epochs). ")
+        if progress["train_images_per_s"] is None:
+            intro += "Too short to time (the log's clock counts whole seconds). "
+        else:
+            intro += (f"Training {progress['train_images_per_s']:.0f} img/s ({progress['seconds_per_epoch_training']:.1f} "
+                      f"s per epoch); {progress['seconds_per_epoch_overall']:.1f} s per epoch with the kNN monitor and "
+                      f"checkpoints, so the full run takes about {progress['full_run_hours_estimate']:.1f} h. ")
+        intro += report.get("machine_note", "")
         parts.append(intro.strip())
         if history:
             parts.append(table(["epoch", *(f"{h['epoch']:g}" for h in history)],

@@ -46,6 +46,10 @@ def training_speed(points: list[tuple[int, int, int]], steps_per_epoch: int, bat
     """Overall seconds per epoch (kNN evaluations and checkpoints included) and the median training rate inside
     epochs (windows of one epoch that hold no epoch boundary, so no kNN or checkpoint)."""
     first, last = points[0], points[-1]
+    if last[1] == first[1]:
+        # tqdm's clock counts whole seconds: a run shorter than that (a CPU dry run on a fast machine) has no speed.
+        return {"steps_done": last[0], "elapsed_s": last[1], "seconds_per_epoch_overall": None,
+                "train_steps_per_s": None, "train_images_per_s": None, "seconds_per_epoch_training": None}
     overall_s_per_step = (last[1] - first[1]) / (last[0] - first[0])
     inside = []
     for epoch in sorted({p[2] for p in points}):
@@ -98,7 +102,8 @@ def main(argv: list[str] | None = None) -> None:
         "sources": {"log": args.log, "state": args.state},
     }
     speed = report["progress"]
-    speed["full_run_hours_estimate"] = round(speed["seconds_per_epoch_overall"] * int(epochs) / 3600, 2)
+    speed["full_run_hours_estimate"] = (None if speed["seconds_per_epoch_overall"] is None
+                                        else round(speed["seconds_per_epoch_overall"] * int(epochs) / 3600, 2))
     results_dir = Path(args.results_dir)
     plot = results_dir / f"recipe_{args.name}.png"
     if history:

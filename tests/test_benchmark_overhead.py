@@ -13,6 +13,7 @@ from torch import nn
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 import make_tables
 import overhead
+import recipe_run
 
 
 def test_op_counter_counts_launching_ops_and_tensors_from_python_data():
@@ -53,12 +54,27 @@ def test_gpu_check_script_dry_run_on_the_cpu(tmp_path):
     import subprocess
 
     root = Path(__file__).resolve().parents[1]
-    subprocess.run(["bash", str(root / "benchmarks" / "gpu_check.sh"), str(root / "data" / "cifar10_sample"),
-                    str(tmp_path)], cwd=root, env={**os.environ, "GPU_CHECK_DRY_RUN": "1", "PYTHON": sys.executable},
-                   check=True, capture_output=True, text=True, timeout=600)
+    run = subprocess.run(["bash", str(root / "benchmarks" / "gpu_check.sh"), str(root / "data" / "cifar10_sample"),
+                          str(tmp_path)], cwd=root, env={**os.environ, "GPU_CHECK_DRY_RUN": "1", "PYTHON": sys.executable},
+                         capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stderr[-3000:]
     timed = json.loads((tmp_path / "overhead_gpu.json").read_text())
     (row,) = timed["results"]
     assert row["method"] == "mnn" and row["timed"]["ours_images_per_s"] > 0 and 0 < row["timed"]["ours_over_limit"]
     assert row["timed"]["sync_free"] == "not checked (CPU)" and "ops_ours" not in row  # --no_counts
     recipe = json.loads((tmp_path / "recipe_mnn_two_epochs_cpu.json").read_text())
     assert recipe["benchmark"] == "recipe_run" and recipe["knn_history"]
+
+
+def test_recipe_speed_from_tqdm_lines_and_a_run_shorter_than_its_clock():
+    """tqdm prints elapsed time in whole seconds: 100 steps from 10 s to 20 s is 10 steps/s; a run whose lines all
+    read the same second (a dry run on a fast machine) has no speed rather than a division by zero."""
+    log = "\r".join(f"pretraining:  5%|#| {step}/400 [00:{elapsed:02d}<00:30, 9.9it/s, epoch={step // 100}, loss=1.0]"
+                     for step, elapsed in [(110, 10), (160, 15), (210, 20)])
+    points = recipe_run.parse_progress(log)
+    assert points == [(110, 10, 1), (160, 15, 1), (210, 20, 2)]
+    speed = recipe_run.training_speed(points, steps_per_epoch=100, batch=8)
+    assert speed["train_steps_per_s"] == 10 and speed["train_images_per_s"] == 80
+    assert speed["seconds_per_epoch_overall"] == 10
+    same_second = recipe_run.training_speed([(1, 0, 0), (2, 0, 0)], steps_per_epoch=100, batch=8)
+    assert same_second["train_images_per_s"] is None and same_second["steps_done"] == 2
