@@ -142,3 +142,23 @@ def write_json(path: str | Path, report: dict) -> Path:
 def set_threads(threads: int | None) -> None:
     if threads:
         torch.set_num_threads(threads)
+
+
+def encoder_calls(model: torch.nn.Module, inputs: dict) -> dict[str, list[tuple[int, ...]]]:
+    """Input shapes of every encoder call in one forward of a pretraining model, split into ``student`` (with
+    gradients) and ``teacher`` (the encoders on the teacher side of ``teacher_pairs()``): each method's route of
+    views, read off its own forward (so a new method needs no table here). PatchMix's ``encoder`` is its momentum
+    teacher, its student ``student_encoder``."""
+    from hf_contrastive.models import ContrastiveModel
+
+    teachers = {id(part) for teacher, _, _ in model.teacher_pairs() for part in teacher.modules()}
+    calls: dict[str, list[tuple[int, ...]]] = {"student": [], "teacher": []}
+    hooks = [module.register_forward_pre_hook(
+        lambda module, args: calls["teacher" if id(module) in teachers else "student"].append(tuple(args[0].shape)))
+        for module in model.modules() if isinstance(module, ContrastiveModel)]
+    try:
+        model(**inputs)
+    finally:
+        for hook in hooks:
+            hook.remove()
+    return calls

@@ -40,7 +40,7 @@ from hf_contrastive import data as data_lib
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import REPO_ROOT, SHARED_CIFAR10, display_path, environment, set_threads, usable_cores, write_json
 
-SAMPLE = REPO_ROOT / "data" / "cifar10_sample"
+SAMPLE = REPO_ROOT / "hf_contrastive" / "sample_data" / "cifar10_sample"
 
 
 def build_dataset(dataset_name: str, method: str, image_size: int, max_samples: int | None,

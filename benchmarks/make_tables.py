@@ -5,7 +5,8 @@
 
 Sections: throughput (ours / limit, ours / lightly), memory, sweep (queue size, batch size), dataloader, quality,
 neighbours (label agreement of queue neighbours, `neighbours.py`) from CPU runs; throughput_gpu (bf16 with fp32
-beside it) and dataloader_gpu from CUDA runs; recipe (recipe runs summarised by `recipe_run.py`).
+beside it) and dataloader_gpu from CUDA runs; recipe (recipe runs summarised by `recipe_run.py`); methods (README's
+method table: every registered method with its headline result, `--write README.md --sections methods`).
 With `--write FILE`, each section is written between the marker comments
 
     <!-- benchmarks:throughput:start -->
@@ -27,7 +28,7 @@ from pathlib import Path
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 SECTIONS = ("throughput", "memory", "sweep", "dataloader", "quality", "neighbours", "throughput_gpu", "dataloader_gpu",
-            "recipe", "overhead")
+            "recipe", "overhead", "methods")
 
 
 # ----------------------------------------------------------------------------- loading
@@ -307,6 +308,15 @@ def recipe_section(reports) -> str:
         if history:
             parts.append(table(["epoch", *(f"{h['epoch']:g}" for h in history)],
                                [["kNN top-1 (%)", *(f"{100 * h['knn_top1']:.1f}" for h in history)]]))
+        if report.get("linear_probe"):
+            linear = report["linear_probe"]
+            protocol = linear["protocol"]
+            parts.append(f"Linear probe ({protocol.get('reference_protocol', 'mnn')} protocol: {protocol['lr_schedule']} "
+                         f"schedule, lr {protocol['learning_rate']:g}, {protocol['epochs']} epochs) on "
+                         f"{linear['eval_samples']} test images: best {100 * linear['best_top1']:.2f}% (epoch "
+                         f"{linear['best_epoch']}), last {100 * linear['last_top1']:.2f}%.")
+        if report.get("wall_seconds") is not None:
+            parts.append(f"Wall time of the whole job: {report['wall_seconds'] / 60:.1f} min.")
         if report.get("plot"):
             parts.append(f"![kNN top-1 against epochs, {report['name']}](../{report['plot']})")
         versions = ", ".join(f"{k} {v}" for k, v in report.get("versions", {}).items())
@@ -314,6 +324,51 @@ def recipe_section(reports) -> str:
                      f"(from `{report['sources']['log']}` and `{report['sources']['state']}`), {versions}. "
                      f"Command: `{report['command']}`.")
     return "\n\n".join(parts)
+
+
+def methods_section(quality_reports) -> str:
+    """README's method table: one row per registered method (name, paper, what it changes, views, status, from its
+    `MethodSpec` and config), with the headline result: kNN top-1 after the fixed CPU budget that most methods ran
+    (quality.py), beside the random-init network's."""
+    import hf_contrastive
+
+    headline = max(quality_reports, key=lambda pr: len(pr[1].get("rows", [])), default=None)
+    by_method, budget, random_init = {}, None, None
+    if headline is not None:
+        path, report = headline
+        budget = report.get("protocol", {}).get("budget_minutes")
+        by_method = {r["method"]: r for r in report.get("rows", [])}
+        random_init = by_method.pop("random_init", None)
+
+    def views(config) -> str:
+        kinds = list(config.views)
+        grouped = [f"{kind} x{kinds.count(kind)}" if kinds.count(kind) > 1 else kind for kind in dict.fromkeys(kinds)]
+        neighbours = getattr(config, "neighbour_views", None)
+        return ", ".join(grouped) + (f" + a mined neighbour's {', '.join(neighbours)}" if neighbours else "")
+
+    def result(name: str) -> str:
+        row = by_method.get(name)
+        if row is None:
+            return "–"
+        delta = row.get("minus_random_init_pp")
+        return f"{100 * row['knn_top1_mean']:.1f}" + (f" ({delta:+.1f})" if delta is not None else "")
+
+    rows = []
+    for name in hf_contrastive.available_methods():
+        spec = hf_contrastive.get_method(name)
+        status = spec.status + (" (built from the abstract)" if spec.status == "reconstruction" else "")
+        rows.append([f"`{name}`", f"{spec.title} ([{spec.arxiv}](https://arxiv.org/abs/{spec.arxiv}))", spec.tagline,
+                     views(spec.config_class()), status, result(name)])
+    column = (f"kNN top-1 % after {budget:g} CPU min (Δ random init, pp)" if budget else "headline result")
+    text = table(["method", "paper", "what it changes", "views", "status", column], rows)
+    if headline is not None:
+        text += (f"\n\nHeadline: `{headline[0].name}` (`benchmarks/quality.py`, {headline[1].get('date', '')[:10]}): "
+                 f"ResNet-18, CIFAR-10, the same fixed budget of training on a 2-core CPU for every method, mean over "
+                 f"seeds; random init "
+                 + (f"{100 * random_init['knn_top1_mean']:.1f}%" if random_init else "not measured")
+                 + ". A sanity check that each method learns, not the papers' 200-epoch numbers "
+                 "([docs/results.md](docs/results.md)).")
+    return text
 
 
 def sampler_label(row: dict) -> str:
@@ -466,6 +521,7 @@ def main(argv: list[str] | None = None) -> int:
             [(p, r) for p, r in found.get("overhead", []) if args.include_quick or not is_quick(r, p)]),
         "recipe": lambda: recipe_section(
             sorted(found.get("recipe_run", []), key=lambda pr: pr[1].get("date", ""), reverse=True)),
+        "methods": lambda: methods_section(quality),
     }
     generated = {name: builders[name]() for name in args.sections}
     if not args.write:

@@ -42,10 +42,9 @@ from torch import nn
 from torch.utils._python_dispatch import TorchDispatchMode
 
 import hf_contrastive
-from hf_contrastive.models import ContrastiveModel
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import environment, set_threads, time_interleaved, write_json  # noqa: E402
+from common import encoder_calls, environment, set_threads, time_interleaved, write_json  # noqa: E402
 
 RECIPES = Path(__file__).resolve().parents[1] / "recipes" / "configs"
 # Ops that launch no work: allocation, aliasing and metadata.
@@ -109,22 +108,6 @@ def view_inputs(config, batch: int, generator: torch.Generator) -> dict[str, lis
     if getattr(config, "neighbour_views", None):
         inputs["neighbour_views"] = images(config.neighbour_views)
     return inputs
-
-
-def encoder_calls(model: nn.Module, inputs: dict) -> dict[str, list[tuple[int, ...]]]:
-    """Input shapes of every encoder call in one forward, split into ``student`` (with gradients) and ``teacher``
-    (the encoders on the teacher side of ``teacher_pairs()``)."""
-    teachers = {id(part) for teacher, _, _ in model.teacher_pairs() for part in teacher.modules()}
-    calls: dict[str, list[tuple[int, ...]]] = {"student": [], "teacher": []}
-    hooks = [module.register_forward_pre_hook(
-        lambda module, args: calls["teacher" if id(module) in teachers else "student"].append(tuple(args[0].shape)))
-        for module in model.modules() if isinstance(module, ContrastiveModel)]
-    try:
-        model(**inputs)
-    finally:
-        for hook in hooks:
-            hook.remove()
-    return calls
 
 
 def sgd(parameters) -> torch.optim.Optimizer:

@@ -55,15 +55,14 @@ import yaml
 from huggingface_hub.utils import HFValidationError, validate_repo_id
 
 import hf_contrastive
-from hf_contrastive.training import parse_args
+from hf_contrastive.training import Pretrainer, TrainerCallback, parse_args
 from hf_contrastive.training.arguments import parse_overrides
-from hf_contrastive.training.trainer import CHECKPOINT_PREFIX, Pretrainer, list_checkpoints
+from hf_contrastive.training.trainer import CHECKPOINT_PREFIX, list_checkpoints
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import (REPO_ROOT, RESULTS_DIR, SHARED_CIFAR10, cpu_model, display_path, environment, synchronize,
-                    write_json)
+from common import REPO_ROOT, RESULTS_DIR, SHARED_CIFAR10, cpu_model, display_path, environment, synchronize, write_json
 
-SAMPLE = REPO_ROOT / "data" / "cifar10_sample"
+SAMPLE = REPO_ROOT / "hf_contrastive" / "sample_data" / "cifar10_sample"
 RECIPES = REPO_ROOT / "recipes" / "configs"
 RANDOM_INIT = "random_init"
 # What lets a cut-off run continue: its plan (written when it starts) and the training clock of each checkpoint.
@@ -149,14 +148,32 @@ def make_args(argv: list[str], checkpoint_every_steps: int | None = None):
     checkpoints do not change what is trained."""
     args = parse_args(argv)
     args.checkpointing_steps = str(checkpoint_every_steps) if checkpoint_every_steps else None
+    args.card_plots = False  # the t-SNE map is not part of the benchmark
+    args.knn_random_init = False  # the benchmark measures random init once, as its own row (`run_random_init`)
     args.checkpoints_total_limit = 1
     return args
 
 
+class StepClock(TrainerCallback):
+    """Timestamps every optimiser step (for the probe) and ends training after the step that exceeds
+    `stop_after_s` seconds of training (a guard against a probe far too optimistic, e.g. on a busy machine)."""
+
+    def on_step_end(self, trainer: BudgetPretrainer, global_step: int) -> bool:
+        # The loop reads the loss only once per logging window, so on a GPU the host runs ahead of the device:
+        # wait for the step to finish, or the probe's median gap would be the launch time, not the step's.
+        synchronize(trainer.accelerator.device)
+        trainer.step_times.append(time.perf_counter())
+        if (trainer.stop_after_s and trainer.stopped_early_at_step is None
+                and trainer.training_seconds() > trainer.stop_after_s):
+            trainer.stopped_early_at_step = len(trainer.step_times)  # recorded in the JSON
+            return True
+        return False
+
+
 class BudgetPretrainer(Pretrainer):
     """The real training loop, plus: wall time of training excluding kNN evaluations and checkpoints at each
-    evaluation, per-step timestamps (for the probe), no card plots (t-SNE is not part of the benchmark), and the
-    training clock saved beside each checkpoint (`clock`: the one of the checkpoint a resumed run starts from)."""
+    evaluation, per-step timestamps (for the probe, `StepClock`), and the training clock saved beside each checkpoint
+    (`clock`: the one of the checkpoint a resumed run starts from)."""
 
     def __init__(self, args, skip_knn: bool = False, stop_after_s: float | None = None, clock: dict | None = None):
         clock = clock or {}
@@ -169,23 +186,7 @@ class BudgetPretrainer(Pretrainer):
         self._not_training_s = 0.0  # kNN evaluations, checkpoint saves and loads
         self.neighbour_mining_s = clock.get("neighbour_mining_s", 0.0)
         self._t0 = None
-        super().__init__(args)
-        scheduler_step = self.lr_scheduler.step
-
-        def timed_scheduler_step(*a, **k):  # called once per optimiser step by the loop
-            # The loop reads the loss only once per logging window, so on a GPU the host runs ahead of the device:
-            # wait for the step to finish, or the probe's median gap would be the launch time, not the step's.
-            synchronize(self.accelerator.device)
-            self.step_times.append(time.perf_counter())
-            if (self.stop_after_s and self._t0 is not None and self.stopped_early_at_step is None
-                    and self.training_seconds() > self.stop_after_s):
-                # Guard against a probe that was far too optimistic (a busy machine): the loop stops after this
-                # step (it compares its step count with max_train_steps after every step). Recorded in the JSON.
-                self.stopped_early_at_step = len(self.step_times)
-                self.max_train_steps = 1
-            return scheduler_step(*a, **k)
-
-        self.lr_scheduler.step = timed_scheduler_step
+        super().__init__(args, callbacks=[StepClock()])
 
     def train(self, *args, **kwargs):
         self._t0 = time.perf_counter()
@@ -229,9 +230,6 @@ class BudgetPretrainer(Pretrainer):
         self._not_training_s += spent
         self.eval_marks.append((train_s, spent))
         return result
-
-    def _write_card_plots(self, *args, **kwargs):
-        return {}
 
 
 def loop_step_gaps(method: str, run: dict, work_dir: Path, steps: int, subset: bool = True) -> list[float]:

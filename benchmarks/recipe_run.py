@@ -75,6 +75,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--versions", nargs="*", default=[], help="name=version pairs of the run's machine.")
     parser.add_argument("--machine_note", default="", help="Anything else a reader needs (why it stopped, ...).")
     parser.add_argument("--results_dir", default=str(RESULTS_DIR))
+    parser.add_argument("--linear_results", help="eval_results.json of recipes/linear_eval.py on the run's encoder: "
+                        "its best and last top-1 and protocol join the report.")
+    parser.add_argument("--wall_seconds", type=float, help="Wall time of the whole job (training, evaluation), "
+                        "when the caller measured it.")
     args = parser.parse_args(argv)
 
     log_text = Path(args.log).read_text(errors="replace")
@@ -101,6 +105,13 @@ def main(argv: list[str] | None = None) -> None:
         "knn_history": history,
         "sources": {"log": args.log, "state": args.state},
     }
+    if args.linear_results:
+        linear = json.loads(Path(args.linear_results).read_text())
+        report["linear_probe"] = {key: linear[key] for key in ("best_top1", "best_epoch", "last_top1", "last_epoch",
+                                                                "eval_samples", "protocol")}
+        report["sources"]["linear"] = args.linear_results
+    if args.wall_seconds is not None:
+        report["wall_seconds"] = round(args.wall_seconds, 1)
     speed = report["progress"]
     speed["full_run_hours_estimate"] = (None if speed["seconds_per_epoch_overall"] is None
                                         else round(speed["seconds_per_epoch_overall"] * int(epochs) / 3600, 2))

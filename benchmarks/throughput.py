@@ -7,7 +7,8 @@
 One image = one sample with all its views. "ours" is a full optimiser step of the method's ForPreTraining model
 (forward of every view, loss, backward, SGD step, teacher EMA, enqueue), as the training loop does it. The "limit"
 is the unavoidable work with the same backbone: forward+backward of the inputs the student sees and a no-grad
-forward of the inputs the teacher sees (VIEW_ROUTES), with no heads, queue or loss. Where lightly implements the
+forward of the inputs the teacher sees (read off the method's own forward: `common.encoder_calls`), with no
+heads, queue or loss. Where lightly implements the
 same method (SimCLR, MoCo v2, BYOL, NNCLR) and is installed (`pip install -e ".[bench]"`), lightly's version, built
 as lightly's examples build it on the same backbone, batch and views, is timed the same way. The three step
 functions run interleaved (rotating order) and each reports the median over the repeats after warm-up.
@@ -46,13 +47,13 @@ from torch import nn
 import hf_contrastive
 from hf_contrastive.models import modeling_contrastive
 from hf_contrastive.models.modeling_contrastive import (
-    ContrastiveModel,
     FeatureQueue,
     build_backbone,
 )
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import (
+    encoder_calls,
     environment,
     max_rss_mib,
     set_threads,
@@ -62,39 +63,6 @@ from common import (
     write_json,
 )
 
-# Which inputs each method sends through its student (with gradients) and through its teacher(s) (no gradients) in
-# one training step, read off each method's forward with its default config. Indices refer to
-# `inputs = views + neighbour_views` (see `make_inputs`); an index may repeat (a view seen twice). `ROUTE_ASSUMES`
-# lists the config values these routes were read for: `measure` refuses a config that differs.
-VIEW_ROUTES: dict[str, tuple[tuple[int, ...], tuple[int, ...]]] = {
-    "byol": ((0, 1), (0, 1)),            # symmetric: both views through student and teacher
-    "mnn": ((0, 1), (0, 1)),
-    "mocov2": ((0, 1), (0, 1)),
-    "mochi": ((0, 1), (0, 1)),
-    "sscl": ((0, 1), (0, 1)),
-    "potential_samples": ((0, 1), (0, 1)),
-    "simclr": ((0, 1), ()),
-    "nnclr": ((0, 1), ()),
-    "cacr": ((0, 1, 2, 3, 4), ()),
-    "msf": ((0,), (1,)),                 # strong view -> student, weak view -> teacher (symmetric=False)
-    "ressl": ((0,), (1,)),
-    "msvq": ((0,), (1, 2, 3)),           # x1 -> student; x2, x3 -> teacher 1; x4 -> teacher 2
-    # 2 global views (image_size) + 4 local views (image_size // 2) through the online network; the 2 global views
-    # through each momentum network (num_momentum_networks = 1).
-    "multinet_gl": ((0, 1, 2, 3, 4, 5), (0, 1)),
-    # student: x_1 and mix(x_2); teacher: x_1, x_2 and mix(x_1) (official asymmetric loss; mixing is a gather).
-    "patchmix": ((0, 1), (0, 1, 0)),
-    # SimCLR frame: both views and the neighbour view (input 2) through the one network.
-    "spps": ((0, 1, 2), ()),
-}
-ROUTE_ASSUMES: dict[str, dict] = {
-    "byol": {"symmetric": True},
-    "msf": {"symmetric": False},
-    "ressl": {"symmetric": False},
-    "patchmix": {"symmetric": False},
-    "multinet_gl": {"num_momentum_networks": 1, "num_global_views": 2},
-    "spps": {"base": "simclr", "neighbour_views": ["strong"]},
-}
 # PatchMix's own backbone is a ViT; its official ViT-S/2 (256 tokens, 12 blocks) costs ~10x a CIFAR ResNet-18 per
 # image, too much for a CPU benchmark. "tiny": ViT-Ti/4 at 32 px (64 patches + cls, 192-d, 12 blocks, 3 heads),
 # about a CIFAR ResNet-18's cost; "official": the method's default backbone.
@@ -106,55 +74,6 @@ PATCHMIX_BACKBONES = {
 }
 LIGHTLY_METHODS = ("simclr", "mocov2", "byol", "nnclr")
 QUEUE_SIZES = (4096, 16384, 65536)
-
-
-def route_for(method: str, config) -> tuple[tuple[int, ...], tuple[int, ...]]:
-    """The (student inputs, teacher inputs) of ``method``, after checking the config is the one they describe."""
-    for field, expected in ROUTE_ASSUMES.get(method, {}).items():
-        if getattr(config, field) != expected:
-            raise ValueError(f"VIEW_ROUTES[{method!r}] assumes {field}={expected!r}, the config has "
-                             f"{getattr(config, field)!r}: update VIEW_ROUTES for that setting.")
-    student, teacher = VIEW_ROUTES[method]
-    num_inputs = len(config.views) + len(getattr(config, "neighbour_views", None) or [])
-    if max(student + teacher) >= num_inputs:
-        raise ValueError(f"VIEW_ROUTES[{method!r}] names input {max(student + teacher)}, the method has {num_inputs}.")
-    return student, teacher
-
-
-def observed_route(model: nn.Module, views: list, neighbour_views: list) -> dict[str, list]:
-    """The input sides each encoder of ``model`` is called with in one forward: ``encoder`` is the student, the
-    encoders on the teacher side of ``teacher_pairs()`` the teachers (forward pre-hooks on every `ContrastiveModel`
-    inside the model). PatchMix's ``encoder`` is its momentum teacher, its student ``student_encoder``."""
-    calls: dict[str, list] = {"student": [], "teacher": []}
-    teachers = {id(part) for teacher, _, _ in model.teacher_pairs() for part in teacher.modules()}
-    hooks = []
-    for name, module in model.named_modules():
-        if not isinstance(module, ContrastiveModel):
-            continue
-        role = "teacher" if id(module) in teachers else "student" if name in ("encoder", "student_encoder") else name
-        calls.setdefault(role, [])
-        hooks.append(module.register_forward_pre_hook(
-            lambda _module, args, role=role: calls[role].append(int(args[0].shape[-1]))))
-    inputs = {"views": views, **({"neighbour_views": neighbour_views} if neighbour_views else {})}
-    try:
-        with torch.no_grad():
-            model(**inputs)
-    finally:
-        for hook in hooks:
-            hook.remove()
-    return calls
-
-
-def check_route(method: str, model: nn.Module, views: list, neighbour_views: list, route) -> None:
-    """VIEW_ROUTES must match what the method's forward really does (number and sides of the encoder calls)."""
-    inputs = views + neighbour_views
-    expected = {"student": sorted(int(inputs[i].shape[-1]) for i in route[0]),
-                "teacher": sorted(int(inputs[i].shape[-1]) for i in route[1])}
-    calls = observed_route(model, views, neighbour_views)
-    observed = {role: sorted(sides) for role, sides in calls.items()}
-    if observed != expected:
-        raise ValueError(f"VIEW_ROUTES[{method!r}] says encoder calls (input sides) {expected}, the model's forward "
-                         f"makes {observed}: update VIEW_ROUTES.")
 
 
 def view_side(kind: str, image_size: int) -> int:
@@ -222,21 +141,24 @@ def build_ours(spec, config, views, neighbour_views, device):
     return step, [model], optimizer
 
 
-def build_limit(spec, config, inputs, route, device):
-    student_inputs, teacher_inputs = route
+def build_limit(spec, config, route: dict[str, list[tuple[int, ...]]], device):
+    """The bare backbone doing the step's unavoidable work: one call per student input shape in ``route`` (forward
+    and backward, then SGD) and one no-grad call per teacher input shape (`common.encoder_calls`)."""
     torch.manual_seed(0)
     backbone = spec.model_class(config).to(device).train()
     teacher = spec.model_class(config).to(device).train().requires_grad_(False)
-    optimizer = make_optimizer(backbone.parameters(), inputs[0].shape[0])
+    student_inputs = [torch.randn(shape, device=device) for shape in route["student"]]
+    teacher_inputs = [torch.randn(shape, device=device) for shape in route["teacher"]]
+    optimizer = make_optimizer(backbone.parameters(), route["student"][0][0])
 
     def step() -> None:
-        total = sum(backbone(inputs[i]).pooler_output.sum() for i in student_inputs)
+        total = sum(backbone(x).pooler_output.sum() for x in student_inputs)
         total.backward()
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
         with torch.no_grad():
-            for i in teacher_inputs:
-                teacher(inputs[i]).pooler_output.sum()
+            for x in teacher_inputs:
+                teacher(x).pooler_output.sum()
 
     return step, [backbone, teacher], optimizer
 
@@ -451,12 +373,16 @@ def measure(method: str, batch: int, image_size: int, small_stem: bool, repeats:
             device: torch.device, patchmix_backbone: str = "tiny", with_lightly: bool = True,
             with_memory: bool = True, precision: str = "fp32", channels_last: bool = False) -> dict:
     spec, config = build_config(method, image_size, small_stem, patchmix_backbone=patchmix_backbone)
-    route = route_for(method, config)
     views, neighbour_views = make_inputs(config, batch, device, channels_last=channels_last)
-    inputs = views + neighbour_views
-    variants = {"ours": build_ours(spec, config, views, neighbour_views, device),
-                "limit": build_limit(spec, config, inputs, route, device)}
-    check_route(method, variants["ours"][1][0], views, neighbour_views, route)
+    ours = build_ours(spec, config, views, neighbour_views, device)
+    # Which inputs reach the student and the teacher(s): read off the method's own forward, one call per view (a
+    # copy with stack_views off: teachers are deep copies, each with its own config).
+    per_view = spec.pretraining_class(config.__class__(**{**config.to_dict(), "stack_views": False})).to(device)
+    with torch.no_grad():
+        route = encoder_calls(per_view, {"views": views, **({"neighbour_views": neighbour_views}
+                                                            if neighbour_views else {})})
+    del per_view
+    variants = {"ours": ours, "limit": build_limit(spec, config, route, device)}
     lightly_note = None
     if with_lightly and method in LIGHTLY_METHODS:
         ok, lightly_note = lightly_available()
@@ -470,8 +396,9 @@ def measure(method: str, batch: int, image_size: int, small_stem: bool, repeats:
         "small_image_stem": config.small_image_stem, "image_size": config.image_size, "batch": batch,
         "views": config.views, "view_sides": [view_side(k, config.image_size) for k in config.views],
         "neighbour_views": list(getattr(config, "neighbour_views", None) or []),
-        "student_inputs": list(route[0]), "teacher_inputs": list(route[1]),
-        "student_views": len(route[0]), "teacher_views": len(route[1]), "route_checked": True,
+        "student_calls": [list(shape[-2:]) for shape in route["student"]],
+        "teacher_calls": [list(shape[-2:]) for shape in route["teacher"]],
+        "student_views": len(route["student"]), "teacher_views": len(route["teacher"]),
         "timings": timings,
     }
     for name, timing in timings.items():

@@ -1,4 +1,4 @@
-"""Regenerate the small CIFAR-10 sample shipped in ``data/cifar10_sample``.
+"""Regenerate the small CIFAR-10 sample shipped in ``hf_contrastive/sample_data/cifar10_sample``.
 
 The sample is the first 2000 rows of the train shard and the first 500 rows of
 the test shard of the offline CIFAR-10 copy (``../shared/data/cifar10``, a JPEG
@@ -8,7 +8,7 @@ byte-for-byte with pyarrow and the ``huggingface`` schema metadata is kept, so
 
 Usage (from the repository root)::
 
-    python data/make_cifar10_sample.py [SOURCE_DIR] [--out data/cifar10_sample]
+    python data/make_cifar10_sample.py [SOURCE_DIR] [--out hf_contrastive/sample_data/cifar10_sample]
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ import pyarrow.parquet as pq
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_SOURCE = REPO_ROOT.parent / "shared" / "data" / "cifar10"
-DEFAULT_OUT = REPO_ROOT / "data" / "cifar10_sample"
+DEFAULT_OUT = REPO_ROOT / "hf_contrastive" / "sample_data" / "cifar10_sample"
 SHARD = "{split}-00000-of-00001.parquet"
 ROWS = {"train": 2000, "test": 500}
 
@@ -67,7 +67,7 @@ Regenerate with `python data/make_cifar10_sample.py [SOURCE_DIR]`.
 Load it:
 ```python
 from datasets import load_dataset
-ds = load_dataset("parquet", data_dir="data/cifar10_sample")   # splits: train, test
+ds = load_dataset("parquet", data_dir="hf_contrastive/sample_data/cifar10_sample")   # splits: train, test
 ```
 """
 

@@ -1,6 +1,6 @@
 """Images for the model card: kNN accuracy over training and a t-SNE map of test-set embeddings.
 
-Both functions write a PNG and return its path; ``model_cards/model_card.md`` shows ``knn_history.png`` and
+Both functions write a PNG and return its path; ``templates/model_card.md`` shows ``knn_history.png`` and
 ``embedding_tsne.png`` (the :data:`KNN_PLOT_FILE` / :data:`EMBEDDING_PLOT_FILE` names) when it is rendered with
 ``knn_plot`` / ``embedding_plot`` set. They use matplotlib's object-oriented API on an Agg canvas (no pyplot, no
 display, no global backend change) and scikit-learn's t-SNE; both libraries are imported only when a plot is made.

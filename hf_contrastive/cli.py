@@ -1,5 +1,6 @@
 """The ``hf-contrastive`` command (also ``python -m hf_contrastive``): argument parsing only.
 
+``hf-contrastive methods [NAME]`` (logic in `hf_contrastive.method_info`),
 ``hf-contrastive export CHECKPOINT_DIR OUTPUT_DIR [--format transformers|timm]`` (logic in `hf_contrastive.export`)
 and ``hf-contrastive embed MODEL IMAGES... --output embeddings.parquet`` (logic in `hf_contrastive.embed`).
 Errors the user can fix are printed as one line (no traceback) with exit code 2.
@@ -10,6 +11,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 PROG = "hf-contrastive"
 
@@ -17,9 +19,21 @@ PROG = "hf-contrastive"
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog=PROG,
-        description="Export trained hf_contrastive encoders and embed images with them.",
+        description="List the contrastive methods, export trained hf_contrastive encoders and embed images with them. "
+        "Training is `accelerate launch recipes/train.py` (its --help lists every flag).",
     )
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    methods = commands.add_parser(
+        "methods",
+        help="list the methods (paper, status, views), or one method's config fields and recipes",
+        description="Without NAME: every registered method with its paper, status (implemented / reconstruction) and "
+        "views. With NAME: its paper, views and config fields with their defaults (what --config_overrides and a "
+        "recipe's model: section set), and its recipe files.",
+    )
+    methods.add_argument("name", metavar="NAME", nargs="?", help="a method name, e.g. mnn (default: list them all)")
+    methods.add_argument("--recipes_dir", default="recipes/configs",
+                         help="where to look for the method's recipes (default: %(default)s, from the current folder)")
 
     export = commands.add_parser(
         "export",
@@ -67,6 +81,12 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _methods(args: argparse.Namespace) -> None:
+    from .method_info import method_details, methods_table
+
+    print(methods_table() if args.name is None else method_details(args.name, Path(args.recipes_dir)))
+
+
 def _export(args: argparse.Namespace) -> None:
     from .export import export
 
@@ -97,7 +117,7 @@ def _embed(args: argparse.Namespace) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit code (0, or 2 for an error the user can fix)."""
     args = build_parser().parse_args(argv)
-    handler = {"export": _export, "embed": _embed}[args.command]
+    handler = {"methods": _methods, "export": _export, "embed": _embed}[args.command]
     try:
         handler(args)
     except (ValueError, FileNotFoundError) as error:

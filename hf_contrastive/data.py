@@ -36,9 +36,13 @@ logger = logging.getLogger(__name__)
 IMAGE_COLUMN_CANDIDATES = ("img", "image")
 LABEL_COLUMN_CANDIDATES = ("label", "fine_label", "labels")
 EVAL_SPLIT_CANDIDATES = ("test", "validation", "valid", "val")
-VIEW_KINDS = ("strong", "weak", "local", "eval")
+VIEW_KINDS = ("strong", "weak", "local", "byol_blur", "byol_solarize", "eval")
 
 Stats = tuple[tuple[float, float, float], tuple[float, float, float]]
+#: The real CIFAR-10 sample shipped as package data (2,000 train / 500 test images): the default dataset of the
+#: training and evaluation recipes, so they run from a wheel as from a checkout.
+SAMPLE_DATASET = Path(__file__).resolve().parent / "sample_data" / "cifar10_sample"
+
 #: Per-dataset (mean, std) used by the reference code (methods.md section 0);
 #: "imagenet" is timm's IMAGENET_DEFAULT_MEAN / IMAGENET_DEFAULT_STD.
 DATASET_STATS: dict[str, Stats] = {
@@ -426,6 +430,63 @@ def detect_dataset_stats(dataset_name: str, dataset_stats: str | None = None) ->
     return "imagenet"
 
 
+@dataclass(frozen=True)
+class Normalisation:
+    """The (mean, std) a run normalises its images with, and where it came from.
+
+    ``source`` is ``"image_mean"`` (--image_mean/--image_std), ``"dataset_stats"`` (--dataset_stats), ``"guessed"``
+    (a known dataset's name in --dataset_name) or ``"fallback"`` (ImageNet's, for a name that matches none).
+    ``dataset_stats`` is the :data:`DATASET_STATS` key in every case (the model card maps it to a Hub dataset id)."""
+
+    dataset_stats: str
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+    source: str
+    dataset_name: str
+
+    @property
+    def message(self) -> str:
+        """One line for the start of a run: the values, why they were chosen and, unless given, how to change them."""
+        values = f"mean {_rounded(self.mean)}, std {_rounded(self.std)}"
+        if self.source == "image_mean":
+            return f"Normalisation: {values} (--image_mean/--image_std)."
+        if self.source == "dataset_stats":
+            return f"Normalisation: {self.dataset_stats} {values} (--dataset_stats {self.dataset_stats})."
+        # A local folder is named by its last part (the sample's full path is inside site-packages).
+        name = Path(self.dataset_name).name if Path(self.dataset_name).exists() else self.dataset_name
+        others = (f"--dataset_stats ({', '.join(sorted(DATASET_STATS))}) or --image_mean R G B --image_std R G B "
+                  "(your images' per-channel mean and std, pixels in [0, 1])")
+        if self.source == "guessed":
+            return (f"Normalisation: {self.dataset_stats} {values}, guessed from the dataset name {name!r}. "
+                    f"Other values: {others}.")
+        known = ", ".join(key for key in DATASET_STATS if key != "imagenet")
+        return (f"Normalisation: ImageNet {values}, the default for a dataset whose name ({name!r}) contains none of "
+                f"{known}. If your images differ, pass {others}.")
+
+
+def _rounded(values: Sequence[float]) -> str:
+    return "(" + ", ".join(f"{value:.4g}" for value in values) + ")"
+
+
+def resolve_normalisation(
+    dataset_name: str,
+    dataset_stats: str | None = None,
+    image_mean: Sequence[float] | None = None,
+    image_std: Sequence[float] | None = None,
+) -> Normalisation:
+    """The normalisation of a run: ``image_mean``/``image_std`` when given, else the :data:`DATASET_STATS` entry
+    named by ``dataset_stats`` or guessed from ``dataset_name`` (see :func:`detect_dataset_stats`)."""
+    key = detect_dataset_stats(dataset_name, dataset_stats)
+    if image_mean is not None and image_std is not None:
+        return Normalisation(key, tuple(image_mean), tuple(image_std), "image_mean", dataset_name)
+    if dataset_stats:
+        source = "dataset_stats"
+    else:
+        source = "fallback" if key == "imagenet" else "guessed"
+    mean, std = DATASET_STATS[key]
+    return Normalisation(key, mean, std, source, dataset_name)
+
+
 # The recipes' blur: sigma ~ U(0.1, 2.0), as the reference code's PIL GaussianBlur(radius=sigma).
 BLUR_SIGMA = (0.1, 2.0)
 
@@ -444,15 +505,25 @@ def _blur_kernel_size(image_size: int, max_sigma: float = BLUR_SIGMA[1]) -> int:
     return size
 
 
+# The photometric options of every strongly augmented view: ColorJitter(*jitter) x jitter_strength with p=jitter_p,
+# grayscale, Gaussian blur, solarize (PIL's ImageOps.solarize: pixels >= 128 inverted); crops resized bilinearly.
+_STRONG = {"crop_scale": (0.2, 1.0), "crop_interpolation": "bilinear", "flip_p": 0.5, "jitter": (0.4, 0.4, 0.4, 0.1),
+           "jitter_strength": 1.0, "jitter_p": 0.8, "grayscale_p": 0.2, "blur_p": 0.5, "solarize_p": 0.0}
+# BYOL's asymmetric pair (arXiv 2006.07733, table 6), as PatchMix's official module/augmentation.py uses it:
+# saturation 0.2, bicubic crops; the first view always blurred, the second rarely blurred and sometimes solarized.
+_BYOL_PAIR = {**_STRONG, "crop_interpolation": "bicubic", "jitter": (0.4, 0.4, 0.2, 0.1)}
+
 _VIEW_DEFAULTS: dict[str, dict[str, Any]] = {
-    "strong": {"crop_scale": (0.2, 1.0), "flip_p": 0.5, "jitter_strength": 1.0, "jitter_p": 0.8,
-               "grayscale_p": 0.2, "blur_p": 0.5},
-    "weak": {"crop_scale": (0.2, 1.0), "flip_p": 0.9},
+    "strong": dict(_STRONG),
+    "weak": {"crop_scale": (0.2, 1.0), "crop_interpolation": "bilinear", "flip_p": 0.9},
     # Multi-crop local view (SwAV/DINO): a small crop of a small part of the image, strongly augmented.
-    "local": {"size": None, "crop_scale": (0.05, 0.4), "flip_p": 0.5, "jitter_strength": 1.0, "jitter_p": 0.8,
-              "grayscale_p": 0.2, "blur_p": 0.5},
+    "local": {**_STRONG, "size": None, "crop_scale": (0.05, 0.4)},
+    "byol_blur": {**_BYOL_PAIR, "blur_p": 1.0},
+    "byol_solarize": {**_BYOL_PAIR, "blur_p": 0.1, "solarize_p": 0.2},
     "eval": {},
 }
+_PHOTOMETRIC_KINDS = ("strong", "local", "byol_blur", "byol_solarize")
+_INTERPOLATIONS = {"bilinear": v2.InterpolationMode.BILINEAR, "bicubic": v2.InterpolationMode.BICUBIC}
 
 
 def view_options(kind: str, overrides: dict[str, Any]) -> dict[str, Any]:
@@ -465,7 +536,19 @@ def view_options(kind: str, overrides: dict[str, Any]) -> dict[str, Any]:
             f"Unknown override(s) {unknown} for the {kind!r} view; "
             f"valid ones: {sorted(_VIEW_DEFAULTS[kind]) or 'none'}."
         )
-    return {**_VIEW_DEFAULTS[kind], **overrides}
+    options = {**_VIEW_DEFAULTS[kind], **overrides}
+    if "crop_interpolation" in options and options["crop_interpolation"] not in _INTERPOLATIONS:
+        raise ValueError(f"crop_interpolation of the {kind!r} view must be one of {list(_INTERPOLATIONS)}, "
+                         f"got {options['crop_interpolation']!r}.")
+    if "jitter" in options and not (isinstance(options["jitter"], list | tuple) and len(options["jitter"]) == 4):
+        raise ValueError(f"jitter of the {kind!r} view is (brightness, contrast, saturation, hue), got "
+                         f"{options['jitter']!r}.")
+    return options
+
+
+def _jitter_strengths(opts: dict[str, Any]) -> tuple[float, float, float, float]:
+    """ColorJitter's (brightness, contrast, saturation, hue), each scaled by ``jitter_strength``."""
+    return tuple(float(value) * opts["jitter_strength"] for value in opts["jitter"])
 
 
 def _view_crop_size(kind: str, image_size: int, opts: dict[str, Any]) -> int:
@@ -486,13 +569,17 @@ def build_view_transform(
 
     ``kind`` is one of :data:`VIEW_KINDS` (methods.md section 0):
 
-    * ``strong``: RandomResizedCrop(scale=crop_scale), flip(flip_p), ColorJitter(0.4, 0.4,
+    * ``strong``: RandomResizedCrop(scale=crop_scale), flip(flip_p), ColorJitter(*jitter = 0.4, 0.4,
       0.4, 0.1) x jitter_strength with p=jitter_p, grayscale(grayscale_p), Gaussian blur
-      (sigma 0.1-2.0, a kernel of +-3 sigma: PIL's GaussianBlur(radius=sigma)) with p=blur_p.
+      (sigma 0.1-2.0, a kernel of +-3 sigma: PIL's GaussianBlur(radius=sigma)) with p=blur_p, solarize
+      (pixels >= 128 of 255 inverted, PIL's ImageOps.solarize) with p=solarize_p (0 by default).
     * ``weak``: RandomResizedCrop(scale=crop_scale), flip(flip_p=0.9, as the MNN code).
     * ``local``: the multi-crop local view: the ``strong`` pipeline on a RandomResizedCrop of
       ``crop_scale=(0.05, 0.4)`` resized to ``size`` (default ``image_size // 2``: 16 px for CIFAR),
       so the tensor is ``[3, size, size]``.
+    * ``byol_blur`` / ``byol_solarize``: BYOL's asymmetric pair (PatchMix's official views): the ``strong``
+      pipeline with jitter (0.4, 0.4, 0.2, 0.1) and bicubic crops; blur p=1.0 on the first, blur p=0.1 and
+      solarize p=0.2 on the second.
     * ``eval``: bilinear resize to ``image_size`` x ``image_size`` then rescale and
       normalise, no randomness; this is what the exported ViTImageProcessor reproduces.
 
@@ -511,18 +598,20 @@ def build_view_transform(
 
     crop_size = _view_crop_size(kind, image_size, opts)
     augment = [
-        v2.RandomResizedCrop(crop_size, scale=tuple(opts["crop_scale"]), antialias=True),
+        v2.RandomResizedCrop(crop_size, scale=tuple(opts["crop_scale"]), antialias=True,
+                             interpolation=_INTERPOLATIONS[opts["crop_interpolation"]]),
         v2.RandomHorizontalFlip(p=opts["flip_p"]),
     ]
     if photometric_on_device:
         return v2.Compose(augment + [v2.ToImage(), v2.ToPureTensor()])
-    if kind in ("strong", "local"):
-        s = opts["jitter_strength"]
+    if kind in _PHOTOMETRIC_KINDS:
         augment += [
-            v2.RandomApply([v2.ColorJitter(0.4 * s, 0.4 * s, 0.4 * s, 0.1 * s)], p=opts["jitter_p"]),
+            v2.RandomApply([v2.ColorJitter(*_jitter_strengths(opts))], p=opts["jitter_p"]),
             v2.RandomGrayscale(p=opts["grayscale_p"]),
             v2.RandomApply([v2.GaussianBlur(_blur_kernel_size(crop_size), sigma=BLUR_SIGMA)], p=opts["blur_p"]),
         ]
+        if opts["solarize_p"] > 0:  # on the PIL image, so the threshold is 128 of 255 as ImageOps.solarize
+            augment.append(v2.RandomSolarize(threshold=128, p=opts["solarize_p"]))
     return v2.Compose(augment + to_tensor)
 
 
@@ -551,17 +640,18 @@ class DevicePhotometricAugment(torch.nn.Module):
         # A plain attribute, not a buffer: moving the module would also move kornia's sampling off the CPU generator.
         self.mean_std = torch.tensor([self.mean, self.std])
         self.ops = torch.nn.ModuleList()
-        if kind in ("strong", "local"):
+        if kind in _PHOTOMETRIC_KINDS:
             import kornia.augmentation as K  # only this path needs kornia
 
-            s = opts["jitter_strength"]
             crop_size = _view_crop_size(kind, image_size, opts)
             self.ops.extend([
-                K.ColorJitter(0.4 * s, 0.4 * s, 0.4 * s, 0.1 * s, p=opts["jitter_p"]),
+                K.ColorJitter(*_jitter_strengths(opts), p=opts["jitter_p"]),
                 K.RandomGrayscale(p=opts["grayscale_p"]),
                 K.RandomGaussianBlur(_blur_kernel_size(crop_size), sigma=BLUR_SIGMA, border_type="reflect",
                                      p=opts["blur_p"]),
             ])
+            if opts["solarize_p"] > 0:  # threshold fixed at 0.5 (128 of 255), nothing added: ImageOps.solarize
+                self.ops.append(K.RandomSolarize(thresholds=0.0, additions=0.0, p=opts["solarize_p"]))
 
     def forward(self, images: torch.Tensor, seed: int) -> torch.Tensor:
         if images.dtype != torch.uint8 or images.ndim != 4 or images.shape[1] != 3:

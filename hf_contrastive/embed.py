@@ -33,8 +33,9 @@ def load_encoder(model: str | Path, *, device: str | torch.device = "cpu", trust
     hf_contrastive's model types and transformers' own (``timm_wrapper``) load with the installed classes. A folder
     of another library that only has remote code (``auto_map``) needs ``trust_remote_code=True``.
     """
-    import hf_contrastive  # noqa: F401  (registers our model types with the Auto classes)
     from transformers import AutoConfig, AutoImageProcessor, AutoModel
+
+    import hf_contrastive  # noqa: F401  (registers our model types with the Auto classes)
 
     path = Path(model).expanduser()
     if path.is_dir():

@@ -126,6 +126,9 @@ def can_export_timm(config: PretrainedConfig) -> tuple[bool, str]:
             "transformers (the default): it exports the folder with its own model code, which loads with "
             "AutoModel.from_pretrained(folder, trust_remote_code=True) or, with hf_contrastive installed, without it."
         )
+    if backbone == "small_alexnet":
+        return False, ("small_alexnet (CACR's official encoder) is this package's own network, not a timm model: use "
+                       "--format transformers (the folder with its model code).")
     if not timm.is_model(backbone):
         return False, f"{backbone!r} is not a timm model name in the installed timm {timm.__version__}."
     return True, ""

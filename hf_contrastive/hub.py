@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -13,7 +14,8 @@ from transformers import PreTrainedModel, ViTImageProcessor
 from .models import FeatureQueue
 from .registry import MethodSpec
 
-MODEL_CARD_TEMPLATE = Path(__file__).resolve().parents[1] / "model_cards" / "model_card.md"
+# Package data (pyproject.toml), so that a wheel renders cards too.
+MODEL_CARD_TEMPLATE = Path(__file__).resolve().parent / "templates" / "model_card.md"
 # Local copies of Hub datasets map to their Hub id in the card metadata.
 KNOWN_DATASET_IDS = {"cifar10": "uoft-cs/cifar10", "cifar100": "uoft-cs/cifar100", "stl10": "tanganke/stl10",
                      "tiny-imagenet": "zh-plus/tiny-imagenet"}
@@ -31,6 +33,7 @@ class CardContext:
     command: str
     knn_top1: float | None
     eval_split: str
+    knn_top1_random_init: float | None = None
     recipe: dict[str, Any] = field(default_factory=dict)
     hardware: str = ""
     train_runtime_s: float | None = None
@@ -61,7 +64,7 @@ def render_model_card(
     knn_plot: bool = False,
     embedding_plot: bool = False,
 ) -> ModelCard:
-    """Render ``model_cards/model_card.md`` with huggingface_hub's ModelCard (metadata + model-index)."""
+    """Render ``hf_contrastive/templates/model_card.md`` with huggingface_hub's ModelCard (metadata + model-index)."""
     dataset_id = hub_dataset_id(context.dataset_name, context.dataset_stats)
     eval_results = None
     if context.knn_top1 is not None:
@@ -87,7 +90,7 @@ def render_model_card(
         eval_results=eval_results,
     )
     if not MODEL_CARD_TEMPLATE.is_file():
-        raise FileNotFoundError(f"Model card template missing at {MODEL_CARD_TEMPLATE}; reinstall from the source tree.")
+        raise FileNotFoundError(f"Model card template missing at {MODEL_CARD_TEMPLATE}; reinstall hf_contrastive.")
     return ModelCard.from_template(
         card_data,
         template_path=str(MODEL_CARD_TEMPLATE),
@@ -98,6 +101,7 @@ def render_model_card(
         parameters_millions=sum(p.numel() for p in model.encoder.parameters()) / 1e6,
         pretraining_parts=describe_pretraining_parts(model),
         dataset_display=dataset_display_name(context.dataset_name, context.dataset_stats),
+        hub_dataset_id=dataset_id,
         knn_plot=knn_plot,
         embedding_plot=embedding_plot,
     )
@@ -143,8 +147,9 @@ def save_hub_folder(
     folder.mkdir(parents=True, exist_ok=True)
     model.config.auto_map = spec.auto_map
     model.save_pretrained(folder, safe_serialization=True)
-    size = model.config.image_size
+    size = model.config.evaluation_image_size  # the eval transform's side (STL-10: the native 96 px)
     ViTImageProcessor(
+        do_convert_rgb=True,  # grayscale, palette and RGBA images become RGB, as training's decode_image does
         do_resize=True,
         size={"height": size, "width": size},
         resample=2,  # bilinear, as torchvision's Resize in the eval transform
@@ -156,7 +161,19 @@ def save_hub_folder(
     ).save_pretrained(folder)
     render_model_card(spec, model, context, repo_id, knn_plot, embedding_plot).save(folder / "README.md")
     (folder / "training_args.json").write_text(json.dumps(context.recipe, indent=2, default=str))
+    readable_by_all(folder)
     return folder
+
+
+def readable_by_all(folder: Path) -> None:
+    """Give every file of ``folder`` the mode a plain ``open()`` would (0644 under the usual umask 022):
+    safetensors writes its weights through a private temporary file (0600), which other users of a shared
+    machine, or a web server serving the folder, could not read."""
+    umask = os.umask(0)
+    os.umask(umask)
+    for path in folder.rglob("*"):
+        if path.is_file():
+            path.chmod(0o666 & ~umask)
 
 
 def push_folder_to_hub(folder: str | Path, repo_id: str, commit_message: str = "Upload hf_contrastive model") -> str:

@@ -1,8 +1,10 @@
 """Pure loss functions of every method (formula and shapes in each docstring)."""
 
 from .models.losses import (
+    MNN_MIXINGS,
     byol_loss,
     cacr_loss,
+    cross_view_infonce_loss,
     mnn_loss,
     mochi_loss,
     moco_loss,
@@ -20,8 +22,10 @@ from .models.losses import (
 )
 
 __all__ = [
+    "MNN_MIXINGS",
     "byol_loss",
     "cacr_loss",
+    "cross_view_infonce_loss",
     "mnn_loss",
     "mochi_loss",
     "moco_loss",

@@ -32,6 +32,7 @@ from transformers import (
 
 import hf_contrastive  # noqa: F401  (registers our model types with the Auto classes)
 from hf_contrastive import data as data_lib
+from hf_contrastive.data import SAMPLE_DATASET
 from hf_contrastive.evaluation.linear import (
     build_linear_train_transform,
     command_line,
@@ -39,7 +40,6 @@ from hf_contrastive.evaluation.linear import (
     record_results,
     resolve_preprocessing,
 )
-from hf_contrastive.training.arguments import SAMPLE_DATASET
 
 
 @dataclass
@@ -58,8 +58,9 @@ class FinetuneArguments:
     max_eval_samples: int | None = field(default=None, metadata={"help": "Keep the first N eval images."})
     min_crop_scale: float = field(default=0.5, metadata={
         "help": "Lower bound of the RandomResizedCrop scale of the train augmentation."})
-    trust_remote_code: bool = field(default=True, metadata={
-        "help": "Allow the folder's own code for model types hf_contrastive does not register."})
+    trust_remote_code: bool = field(default=False, metadata={
+        "help": "Run the folder's own Python code, for model types hf_contrastive does not register (ours and native "
+                "timm folders never need it). Only for folders you trust."})
     update_model_card: bool = field(default=True, metadata={
         "help": "Add the eval accuracy to the evaluated folder's README.md (model-index + table)."})
 

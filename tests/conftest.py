@@ -63,7 +63,7 @@ def offline_hub(tmp_path, monkeypatch):
 
 # ---------------------------------------------------------------------------- real CIFAR-10 images and their views
 
-SAMPLE_DIR = Path(__file__).resolve().parents[1] / "data" / "cifar10_sample"
+SAMPLE_DIR = Path(__file__).resolve().parents[1] / "hf_contrastive" / "sample_data" / "cifar10_sample"
 
 
 @pytest.fixture(scope="session")

@@ -30,19 +30,19 @@ def test_op_counter_counts_launching_ops_and_tensors_from_python_data():
 
 def test_overhead_report_for_two_recipes_and_its_table(tmp_path):
     output = tmp_path / "overhead.json"
-    overhead.main(["--methods", "mnn", "msf", "--proxy_repeats", "1", "--output", str(output), "--label", "test"])
+    overhead.main(["--methods", "mnn", "ressl", "--proxy_repeats", "1", "--output", str(output), "--label", "test"])
     report = json.loads(output.read_text())
     assert report["benchmark"] == "overhead" and report["label"] == "test" and report["code"]
     rows = {row["method"]: row for row in report["results"]}
-    # Read off the forwards with one call per view: MNN's two views through student and teacher, MSF one each.
+    # Read off the forwards with one call per view: MNN's two views through student and teacher, ReSSL one each.
     assert rows["mnn"]["per_view_encoder_calls"] == {"student": 2, "teacher": 2}
-    assert rows["msf"]["per_view_encoder_calls"] == {"student": 1, "teacher": 1}
+    assert rows["ressl"]["per_view_encoder_calls"] == {"student": 1, "teacher": 1}
     for row in rows.values():
         assert row["tensors_from_python_data_ours"] == 0
         assert row["ops_limit_stacked"] <= row["ops_limit"] < row["ops_ours"]
         assert row["op_ratio"] == round(row["ops_ours"] / row["ops_limit"], 3) and row["proxy_ours_over_limit"] > 0
-    # MNN's views stacked (one call per network) do MSF's bare work: one student and one teacher call.
-    assert rows["mnn"]["ops_limit_stacked"] == rows["msf"]["ops_limit"]
+    # MNN's views stacked (one call per network) do ReSSL's bare work: one student and one teacher call.
+    assert rows["mnn"]["ops_limit_stacked"] == rows["ressl"]["ops_limit"]
     section = make_tables.overhead_section([(output, report)])
     assert "| mnn |" in section and "test (`" in section and str(rows["mnn"]["ops_ours"]) in section
 
@@ -54,8 +54,8 @@ def test_gpu_check_script_dry_run_on_the_cpu(tmp_path):
     import subprocess
 
     root = Path(__file__).resolve().parents[1]
-    run = subprocess.run(["bash", str(root / "benchmarks" / "gpu_check.sh"), str(root / "data" / "cifar10_sample"),
-                          str(tmp_path)], cwd=root, env={**os.environ, "GPU_CHECK_DRY_RUN": "1", "PYTHON": sys.executable},
+    sample = root / "hf_contrastive" / "sample_data" / "cifar10_sample"
+    run = subprocess.run(["bash", str(root / "benchmarks" / "gpu_check.sh"), str(sample), str(tmp_path)], cwd=root, env={**os.environ, "GPU_CHECK_DRY_RUN": "1", "PYTHON": sys.executable},
                          capture_output=True, text=True, timeout=600)
     assert run.returncode == 0, run.stderr[-3000:]
     timed = json.loads((tmp_path / "overhead_gpu.json").read_text())
@@ -78,3 +78,20 @@ def test_recipe_speed_from_tqdm_lines_and_a_run_shorter_than_its_clock():
     assert speed["seconds_per_epoch_overall"] == 10
     same_second = recipe_run.training_speed([(1, 0, 0), (2, 0, 0)], steps_per_epoch=100, batch=8)
     assert same_second["train_images_per_s"] is None and same_second["steps_done"] == 2
+
+
+def test_throughput_reads_every_methods_route_off_its_forward():
+    """benchmarks/throughput.py keeps no hand-written table of which views reach which network: every registered
+    method (a new one included) is measured with the route its own forward takes, one call per view."""
+    import throughput
+
+    import hf_contrastive
+
+    expected = {"mnn": (2, 2), "msf": (1, 1), "msvq": (1, 3), "simclr": (2, 0), "multinet_gl": (6, 2)}
+    for method in hf_contrastive.available_methods():
+        row = throughput.measure(method, batch=4, image_size=32, small_stem=False, repeats=1, warmup=0,
+                                 device=torch.device("cpu"), with_lightly=False, with_memory=False)
+        assert row["ours_step_s"] > 0 and row["limit_step_s"] > 0 and row["student_views"] >= 1, method
+        if method in expected:
+            assert (row["student_views"], row["teacher_views"]) == expected[method], method
+    assert row["student_calls"] and all(len(side) == 2 for side in row["student_calls"])

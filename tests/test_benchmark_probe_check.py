@@ -18,8 +18,8 @@ def test_probe_and_full_split_loop_are_timed_step_by_step(tmp_path):
     output = tmp_path / "probe_check.json"
     # The sample's train split is 2,000 images: 15 steps of 128 per epoch, so 20 steps cross an epoch boundary.
     probe_check.main(["--methods", "simclr", "--steps", "20", "--probe_steps", "6", "--dataset_name",
-                      "data/cifar10_sample", "--workers", "0", "--output", str(output), "--work_dir",
-                      str(tmp_path / "work")])
+                      "hf_contrastive/sample_data/cifar10_sample", "--workers", "0", "--output", str(output),
+                      "--work_dir", str(tmp_path / "work")])
     report = json.loads(output.read_text())
     (row,) = report["methods"]
     assert row["method"] == "simclr"

@@ -104,7 +104,8 @@ def test_plots_only_redraws_the_published_plot_and_writes_no_json(tmp_path):
 def test_patchmix_run_takes_the_optimiser_of_its_backbone(tmp_path, backbone, optimizer, base_lr, decay, decay_end,
                                                           min_lr):
     """The command a PatchMix run trains with, read back through the real parser and recipe file."""
-    run = {"dataset_name": "data/cifar10_sample", "batch": 128, "base_learning_rate": 0.06, "seed": 0, "workers": 0,
+    run = {"dataset_name": "hf_contrastive/sample_data/cifar10_sample", "batch": 128, "base_learning_rate": 0.06,
+           "seed": 0, "workers": 0,
            "patchmix_backbone": backbone, "config_overrides": ""}
     args = quality.make_args(quality.training_argv("patchmix", run, tmp_path, 100, 5.0, 0))
     assert (args.optimizer, args.base_learning_rate, args.weight_decay, args.weight_decay_end,
@@ -138,7 +139,8 @@ def test_summary_and_table_name_the_calibration_method():
 
 def test_augmentations_reach_the_training_command(tmp_path):
     """A view-option ablation's command, read back through the real parser and multinet_gl's recipe file."""
-    run = {"dataset_name": "data/cifar10_sample", "batch": 128, "base_learning_rate": 0.06, "seed": 0, "workers": 0,
+    run = {"dataset_name": "hf_contrastive/sample_data/cifar10_sample", "batch": 128, "base_learning_rate": 0.06,
+           "seed": 0, "workers": 0,
            "patchmix_backbone": "resnet18", "config_overrides": "", "augmentations": "local={crop_scale: [0.14, 1.0]}"}
     args = quality.make_args(quality.training_argv("multinet_gl", run, tmp_path, 100, 5.0, 0))
     assert args.augmentations == {"local": {"crop_scale": [0.14, 1.0]}}
@@ -163,7 +165,8 @@ def test_spps_mines_with_the_sampler_of_a_kept_run(tmp_path):
     assert (record["encoder"], record["method"], record["seed"], record["knn_top1"]) == (str(model), "simclr", 1, 0.53)
     assert record["train_minutes"] == pytest.approx(60.0)  # 40 min on a CPU at speed factor 2/3
 
-    run = {"dataset_name": "data/cifar10_sample", "batch": 128, "base_learning_rate": 0.06, "seed": 0, "workers": 0,
+    run = {"dataset_name": "hf_contrastive/sample_data/cifar10_sample", "batch": 128, "base_learning_rate": 0.06,
+           "seed": 0, "workers": 0,
            "patchmix_backbone": "resnet18", "config_overrides": "", "spps_sampler": str(model)}
     args = quality.make_args(quality.training_argv("spps", run, tmp_path, 100, 5.0, 0))
     assert args.config_overrides["mining_encoder"] == str(model)
@@ -195,7 +198,8 @@ def test_spps_without_a_usable_sampler_fails_before_training(tmp_path, capsys):
 def test_random_init_of_an_ablation_keeps_only_simclr_fields(tmp_path):
     """An ablation of another method's loss field (PatchMix's mixing weights) still measures random init, on real
     sample images: SimCLR's encoder takes the fields it has (views) and the others are left out and recorded."""
-    run = {"dataset_name": "data/cifar10_sample", "batch": 128, "base_learning_rate": 0.06, "seed": 0, "workers": 0,
+    run = {"dataset_name": "hf_contrastive/sample_data/cifar10_sample", "batch": 128, "base_learning_rate": 0.06,
+           "seed": 0, "workers": 0,
            "patchmix_backbone": "resnet18",
            "config_overrides": "views=[strong, strong],mixed_to_original_weight=0,mixed_to_mixed_weight=0"}
     record = quality.run_random_init(run, tmp_path)
@@ -207,7 +211,8 @@ def test_random_init_of_an_ablation_keeps_only_simclr_fields(tmp_path):
 def test_patchmix_on_vit_has_its_own_folder_and_random_init(tmp_path, capsys):
     """`--patchmix_backbone vit_tiny` measures random init on the ViT-Ti/4 of a fresh PatchMix model (real sample
     images), and refuses other methods, which would otherwise land in the ViT's folder with their ResNet-18."""
-    run = {"dataset_name": "data/cifar10_sample", "batch": 128, "base_learning_rate": 0.06, "seed": 0, "workers": 0,
+    run = {"dataset_name": "hf_contrastive/sample_data/cifar10_sample", "batch": 128, "base_learning_rate": 0.06,
+           "seed": 0, "workers": 0,
            "patchmix_backbone": "vit_tiny", "config_overrides": ""}
     record = quality.run_random_init(run, tmp_path)
     assert record["backbone"] == "vit_tiny_patch16_224"
@@ -225,7 +230,8 @@ def test_a_cut_off_run_continues_from_its_last_checkpoint(tmp_path, capsys):
     training clock of the checkpoint it started from. Other options refuse to continue it."""
     results, work = tmp_path / "results", tmp_path / "work"
     options = ["--budget_minutes", "0.25", "--methods", "simclr", "--no_calibration", "--no_random_init",
-               "--dataset_name", "data/cifar10_sample", "--batch", "32", "--probe_steps", "5", "--knn_points", "0",
+               "--dataset_name", "hf_contrastive/sample_data/cifar10_sample", "--batch", "32", "--probe_steps", "5",
+               "--knn_points", "0",
                "--workers", "0", "--checkpoint_minutes", "0.05", "--results_dir", str(results), "--work_dir", str(work)]
     run_dir = work / "0.25min_lr0.06_b32" / "simclr_seed0"
     first = subprocess.Popen([sys.executable, "benchmarks/quality.py", *options], cwd=REPO_ROOT,

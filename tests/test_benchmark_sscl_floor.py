@@ -28,7 +28,8 @@ def test_floor_share_of_a_folder_and_of_a_checkpoint_with_another_config(tmp_pat
     save_file(model.state_dict(), tmp_path / "step_4" / "model.safetensors")
     output = tmp_path / "floor.json"
     sscl_floor.main(["--model", str(tmp_path / "model"), str(tmp_path / "step_4"), "--label", "folder", "checkpoint",
-                     "--config_from", str(tmp_path / "no_debiasing"), "--dataset_name", "data/cifar10_sample",
+                     "--config_from", str(tmp_path / "no_debiasing"),
+                     "--dataset_name", "hf_contrastive/sample_data/cifar10_sample",
                      "--images", "48", "--also_tau", "0.5", "1.0", "--output", str(output)])
     report = json.loads(output.read_text())
     assert report["benchmark"] == "sscl_floor" and report["protocol"]["images"] == 48
@@ -51,9 +52,9 @@ def test_refuses_other_methods_and_bare_checkpoints(tmp_path):
 
     MoCoV2ForPreTraining(MoCoV2Config(small_image_stem=False, queue_size=64)).save_pretrained(tmp_path / "moco")
     with pytest.raises(SystemExit, match="measures SSCL's loss only"):
-        sscl_floor.main(["--model", str(tmp_path / "moco"), "--dataset_name", "data/cifar10_sample", "--images", "8",
-                         "--output", str(tmp_path / "x.json")])
+        sscl_floor.main(["--model", str(tmp_path / "moco"), "--dataset_name", "hf_contrastive/sample_data/cifar10_sample",
+                         "--images", "8", "--output", str(tmp_path / "x.json")])
     (tmp_path / "empty").mkdir()
     with pytest.raises(SystemExit, match="--config_from"):
-        sscl_floor.main(["--model", str(tmp_path / "empty"), "--dataset_name", "data/cifar10_sample",
+        sscl_floor.main(["--model", str(tmp_path / "empty"), "--dataset_name", "hf_contrastive/sample_data/cifar10_sample",
                          "--output", str(tmp_path / "x.json")])

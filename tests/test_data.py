@@ -1,4 +1,5 @@
-"""Tests for hf_contrastive.data on real CIFAR-10 images (the sample shipped in data/cifar10_sample)."""
+"""Tests for hf_contrastive.data on real CIFAR-10 images (the sample shipped in
+hf_contrastive/sample_data/cifar10_sample)."""
 
 from __future__ import annotations
 
@@ -27,7 +28,7 @@ from hf_contrastive.data import (
 )
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-SAMPLE_DIR = REPO_ROOT / "data" / "cifar10_sample"
+SAMPLE_DIR = REPO_ROOT / "hf_contrastive" / "sample_data" / "cifar10_sample"
 CIFAR10_NAMES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
 MEAN, STD = DATASET_STATS["cifar10"]
 
@@ -239,12 +240,49 @@ def test_view_overrides_and_errors():
         blur = build_view_transform("strong", size, MEAN, STD).transforms[4].transforms[0]
         assert blur.kernel_size == (kernel, kernel)
 
-    with pytest.raises(ValueError, match="'strong', 'weak', 'local', 'eval'"):
+    with pytest.raises(ValueError, match="'strong', 'weak', 'local', 'byol_blur', 'byol_solarize', 'eval'"):
         build_view_transform("medium", 32, MEAN, STD)
     with pytest.raises(ValueError, match=r"\['blur_p'\].*crop_scale.*flip_p"):
         build_view_transform("weak", 32, MEAN, STD, blur_p=0.5)
     with pytest.raises(ValueError, match="none"):
         build_view_transform("eval", 32, MEAN, STD, flip_p=0.5)
+
+
+def test_byol_pair_presets_are_patchmix_official_views():
+    """PatchMix's module/augmentation.py (BYOL's asymmetric pair): ColorJitter(0.4, 0.4, 0.2, 0.1) p=0.8, grayscale
+    p=0.2, bicubic crops; blur p=1.0 on view 1; blur p=0.1 and solarize p=0.2 on view 2."""
+    from torchvision.transforms.v2 import InterpolationMode
+
+    first, second = (build_view_transform(kind, 32, MEAN, STD).transforms for kind in ("byol_blur", "byol_solarize"))
+    for ops in (first, second):
+        assert ops[0].interpolation == InterpolationMode.BICUBIC and ops[1].p == 0.5
+        jitter = ops[2].transforms[0]
+        assert ops[2].p == 0.8 and jitter.saturation == (0.8, 1.2) and jitter.brightness == (0.6, 1.4)
+        assert jitter.hue == (-0.1, 0.1) and ops[3].p == 0.2
+    assert first[4].p == 1.0 and not any(type(op).__name__ == "RandomSolarize" for op in first)
+    assert second[4].p == 0.1 and type(second[5]).__name__ == "RandomSolarize" and second[5].p == 0.2
+    # The strong preset keeps the MNN protocol's saturation 0.4 and has no solarize.
+    strong = build_view_transform("strong", 32, MEAN, STD).transforms
+    assert strong[2].transforms[0].saturation == (0.6, 1.4) and len(strong) == 5 + 3
+    with pytest.raises(ValueError, match="crop_interpolation"):
+        build_view_transform("strong", 32, MEAN, STD, crop_interpolation="nearest")
+
+
+def test_solarize_inverts_as_pil_on_the_cpu_and_the_device_path(cifar_images):
+    """PIL's ImageOps.solarize (the reference): every pixel value >= 128 becomes 255 - value. Only solarize is on
+    (p=1), the crop keeps the whole image."""
+    from PIL import ImageOps
+
+    from hf_contrastive.data import DevicePhotometricAugment
+
+    only_solarize = {"jitter_p": 0.0, "grayscale_p": 0.0, "blur_p": 0.0, "solarize_p": 1.0}
+    image = cifar_images[5]
+    expected = (np.asarray(ImageOps.solarize(image, 128), np.float64) / 255.0 - np.array(MEAN)) / np.array(STD)
+    cpu = build_view_transform("byol_solarize", 32, MEAN, STD, crop_scale=(1.0, 1.0), flip_p=0.0, **only_solarize)
+    np.testing.assert_allclose(cpu(image).permute(1, 2, 0).numpy(), expected, atol=1e-5)
+    device = DevicePhotometricAugment("byol_solarize", 32, MEAN, STD, **only_solarize)
+    pixels = torch.from_numpy(np.asarray(image).copy()).permute(2, 0, 1)[None]
+    np.testing.assert_allclose(device(pixels, seed=3)[0].permute(1, 2, 0).numpy(), expected, atol=1e-5)
 
 
 def test_dataset_stats_match_protocol_and_timm():

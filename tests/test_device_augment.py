@@ -88,6 +88,8 @@ def test_bad_inputs_say_what_to_do():
     with pytest.raises(ValueError, match="eval view has no random augmentation"):
         build_view_transform("eval", 32, MEAN, STD, photometric_on_device=True)
     with pytest.raises(ValueError, match="Unknown override"):
+        DevicePhotometricAugment("strong", 32, MEAN, STD, hue=0.5)
+    with pytest.raises(ValueError, match=r"jitter of the 'strong' view is \(brightness, contrast, saturation, hue\)"):
         DevicePhotometricAugment("strong", 32, MEAN, STD, jitter=0.5)
     with pytest.raises(ValueError, match="expects uint8"):
         DevicePhotometricAugment("strong", 32, MEAN, STD)(torch.zeros(2, 3, 32, 32), seed=0)

@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 import torch
 import torch.distributed as dist
-import torch.nn.functional as F
 import torch.multiprocessing as mp
+import torch.nn.functional as F
 
 from hf_contrastive.distributed import GlobalBatchNorm
 from hf_contrastive.losses import nnclr_loss, simclr_loss
@@ -320,7 +320,8 @@ def _train(output_dir: Path, processes: int, per_device_batch: int, method: str)
     if processes > 1:
         launcher += ["-m", "torch.distributed.run", "--nproc_per_node", str(processes), "--master_port", str(_free_port())]
     command = launcher + [
-        str(repo / "recipes" / "train.py"), "--method", method, "--dataset_name", str(repo / "data" / "cifar10_sample"),
+        str(repo / "recipes" / "train.py"), "--method", method,
+        "--dataset_name", str(repo / "hf_contrastive" / "sample_data" / "cifar10_sample"),
         "--max_train_samples", "128", "--max_eval_samples", "64", "--per_device_train_batch_size", str(per_device_batch),
         "--max_train_steps", "3", "--dataloader_num_workers", "0", "--report_to", "none", "--output_dir", str(output_dir),
         "--config_overrides", "projection_hidden_size=128,small_image_stem=false,distributed_batchnorm=sync",
@@ -366,12 +367,13 @@ def test_knn_eval_gives_the_same_accuracy_with_two_processes(tmp_path):
     torch.manual_seed(0)
     config = hf_contrastive.MNNConfig(small_image_stem=False, queue_size=64, projection_hidden_size=64, projection_dim=32)
     model = hf_contrastive.MNNForPreTraining(config).eval()
-    context = CardContext(dataset_name="data/cifar10_sample", dataset_stats="cifar10", train_samples=0, epochs=0.0,
-                          global_batch_size=0, command="pytest", knn_top1=None, eval_split="test")
+    context = CardContext(dataset_name="hf_contrastive/sample_data/cifar10_sample", dataset_stats="cifar10",
+                          train_samples=0, epochs=0.0, global_batch_size=0, command="pytest", knn_top1=None, eval_split="test")
     save_hub_folder(model, hf_contrastive.get_method("mnn"), tmp_path / "model", image_mean=(0.4914, 0.4822, 0.4465),
                     image_std=(0.2023, 0.1994, 0.2010), context=context)
     common = [str(repo / "recipes" / "knn_eval.py"), "--model_name_or_path", str(tmp_path / "model"),
-              "--dataset_name", str(repo / "data" / "cifar10_sample"), "--max_train_samples", "101",
+              "--dataset_name", str(repo / "hf_contrastive" / "sample_data" / "cifar10_sample"),
+              "--max_train_samples", "101",
               "--max_eval_samples", "63", "--per_device_eval_batch_size", "16", "--dataloader_num_workers", "0",
               "--no_update_model_card"]
     accuracies = {}

@@ -1,9 +1,9 @@
 """Evaluation recipes (kNN, linear probe, fine-tuning), the model-index updates and the model card plots.
 
-Everything runs on real CIFAR-10 images from ``data/cifar10_sample`` with a small random-init MNN folder written by
-``save_hub_folder`` (as at the end of training: its card already holds the training kNN number). The recipes' ``main``
-functions run in-process with tiny settings; their numbers are checked against an independent numpy kNN, the
-probe's training loss has to fall, and the folder's card has to end up with every entry exactly once.
+Everything runs on real CIFAR-10 images from ``hf_contrastive/sample_data/cifar10_sample`` with a small random-init MNN
+folder written by ``save_hub_folder`` (as at the end of training: its card already holds the training kNN number). The
+recipes' ``main`` functions run in-process with tiny settings; their numbers are checked against an independent numpy
+kNN, the probe's training loss has to fall, and the folder's card has to end up with every entry exactly once.
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ from hf_contrastive.hub import MODEL_CARD_TEMPLATE, CardContext, save_hub_folder
 from hf_contrastive.model_index import MIXED_TASK_NAME, SECTION_HEADING, update_model_index
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-SAMPLE = REPO_ROOT / "data" / "cifar10_sample"
+SAMPLE = REPO_ROOT / "hf_contrastive" / "sample_data" / "cifar10_sample"
 MEAN, STD = data_lib.DATASET_STATS["cifar10"]
 TRAINING_KNN = 0.1234
 TRAINING_TASK = "kNN classification (k=200, T=0.1, frozen features)"  # what render_model_card writes
@@ -190,10 +190,79 @@ def test_linear_probe_schedules():
     assert default_milestones(100) == (60, 80) and default_milestones(200) == (120, 160)
     step = [linear_probe_lr(epoch, 30.0, "step", 100) for epoch in (0, 59, 60, 79, 80, 99)]
     assert step == pytest.approx([30.0, 30.0, 3.0, 3.0, 0.3, 0.3])
-    cosine = [linear_probe_lr(epoch, 1.0, "cosine", 100) for epoch in (0, 50, 99)]
-    assert cosine == pytest.approx([1.0, 0.5, 0.5 * (1 + np.cos(np.pi * 0.99))])
+    per_epoch = [linear_probe_lr(epoch, 1.0, "cosine_per_epoch", 100) for epoch in (0, 50, 99)]
+    assert per_epoch == pytest.approx([1.0, 0.5, 0.5 * (1 + np.cos(np.pi * 0.99))])
     with pytest.raises(ValueError, match="schedule"):
         linear_probe_lr(0, 1.0, "linear", 100)
+
+
+def test_linear_probe_cosines_follow_torchs_cosine_annealing_per_step_and_per_epoch():
+    """MSVQ's probe steps CosineAnnealingLR(T_max=epochs x iterations) after every iteration; PatchMix's steps
+    CosineAnnealingLR(T_max=epochs) after every epoch. Our schedules give the lr each of its steps ran with."""
+    epochs, steps = 3, 4
+    for schedule, t_max, per_step in (("cosine", epochs * steps, True), ("cosine_per_epoch", epochs, False)):
+        optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.5)
+        scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=t_max)
+        for epoch in range(epochs):
+            for step in range(steps):
+                ours = linear_probe_lr(epoch, 0.5, schedule, epochs, step_in_epoch=step, steps_per_epoch=steps)
+                assert ours == pytest.approx(optimizer.param_groups[0]["lr"], rel=1e-9, abs=1e-12), (schedule, epoch, step)
+                optimizer.step()
+                if per_step:
+                    scheduler.step()
+            if not per_step:
+                scheduler.step()
+
+
+def test_eval_results_go_next_to_the_folder_and_remote_code_is_opt_in(tmp_path):
+    from hf_contrastive.evaluation.linear import LinearEvalArguments
+
+    (tmp_path / "run" / "model").mkdir(parents=True)
+    (tmp_path / "models" / "a").mkdir(parents=True)
+    (tmp_path / "models" / "b").mkdir(parents=True)
+    run = LinearEvalArguments(model_name_or_path=str(tmp_path / "run" / "model"))
+    assert run.default_output_dir("linear_eval") == tmp_path.resolve() / "run" / "linear_eval"
+    a = LinearEvalArguments(model_name_or_path=str(tmp_path / "models" / "a")).default_output_dir("linear_eval")
+    b = LinearEvalArguments(model_name_or_path=str(tmp_path / "models" / "b")).default_output_dir("linear_eval")
+    assert (a.name, b.name) == ("a-linear_eval", "b-linear_eval") and a.parent == b.parent
+    assert run.trust_remote_code is False  # the folder's own code runs only when asked
+
+
+def test_linear_protocols_head_init_and_patchmix_test_transform(sample_images):
+    from torchvision import transforms as T
+
+    from hf_contrastive.evaluation.linear import (
+        LinearEvalArguments,
+        build_linear_head,
+        build_resize_center_crop_transform,
+    )
+
+    torch.manual_seed(0)
+    head = build_linear_head(512, 10, "normal")  # the MNN/MSVQ reference LinearHead
+    assert abs(head.weight.std().item() - 0.01) < 0.001 and torch.equal(head.bias, torch.zeros(10))
+    assert build_linear_head(512, 10, "torch").weight.std().item() > 0.02  # nn.Linear's default: U(+-1/sqrt(512))
+    mnn = LinearEvalArguments(model_name_or_path="x")
+    assert (mnn.protocol, mnn.lr_schedule, mnn.head_init, mnn.peak_learning_rate(256)) == ("mnn", "step", "normal", 30.0)
+    msvq = LinearEvalArguments(model_name_or_path="x", protocol="msvq")
+    assert (msvq.lr_schedule, msvq.head_init, msvq.peak_learning_rate(512)) == ("cosine", "normal", 1.0)
+    patchmix = LinearEvalArguments(model_name_or_path="x", protocol="patchmix")
+    assert (patchmix.lr_schedule, patchmix.head_init) == ("cosine_per_epoch", "torch")
+    assert patchmix.peak_learning_rate(256) == pytest.approx(0.02) and patchmix.peak_learning_rate(512) == pytest.approx(0.04)
+    cacr = LinearEvalArguments(model_name_or_path="x", protocol="cacr")  # CACR-SSL small_scale linear_eval.py
+    assert (cacr.lr_schedule, cacr.head_init, cacr.per_device_train_batch_size, cacr.min_crop_scale) == (
+        "step", "torch", 128, 0.2)
+    assert cacr.peak_learning_rate(128) == 1e-3
+    assert LinearEvalArguments(model_name_or_path="x", protocol="cacr", per_device_train_batch_size=64,
+                               min_crop_scale=0.08).per_device_train_batch_size == 64
+    assert linear_probe_lr(80, 1e-3, "step", 100, gamma=0.2) == pytest.approx(1e-3 * 0.04)
+    with pytest.raises(ValueError, match="--protocol must be one of"):
+        LinearEvalArguments(model_name_or_path="x", protocol="simclr")
+    # PatchMix's main_linear.py test transform, written with torchvision's v1 API on PIL images.
+    reference = T.Compose([T.Resize(int(32 / 224 * 256), interpolation=T.InterpolationMode.BICUBIC), T.CenterCrop(32),
+                           T.ToTensor(), T.Normalize(MEAN, STD)])
+    ours = build_resize_center_crop_transform(32, MEAN, STD)
+    for image in sample_images(3):
+        torch.testing.assert_close(ours(image), reference(image), atol=1e-5, rtol=0)
 
 
 def test_linear_eval_results_and_training(evaluated):
@@ -402,3 +471,13 @@ def test_card_plots_from_real_features(tmp_path):
         saved.mkdir(parents=True, exist_ok=True)
         for path in (tsne, knn):
             shutil.copy(path, saved / path.name)
+
+
+def test_evaluation_does_not_import_training():
+    """The layers run one way: training uses evaluation (the kNN monitor), evaluation never imports training."""
+    import subprocess
+
+    code = ("import sys, hf_contrastive.evaluation.linear, hf_contrastive.evaluation.knn; "
+            "print(sorted(m for m in sys.modules if m.startswith('hf_contrastive.training')))")
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
+    assert run.stdout.strip() == "[]"

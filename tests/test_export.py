@@ -39,7 +39,7 @@ from hf_contrastive.export import ExportError, can_export_timm, export_timm, exp
 from hf_contrastive.hub import CardContext, save_hub_folder
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-SAMPLE_DIR = REPO_ROOT / "data" / "cifar10_sample"
+SAMPLE_DIR = REPO_ROOT / "hf_contrastive" / "sample_data" / "cifar10_sample"
 MEAN, STD = DATASET_STATS["cifar10"]
 KNN_TOP1 = 0.3125
 SMALL_HEADS = dict(queue_size=64, projection_hidden_size=64, projection_dim=32)

@@ -1,6 +1,6 @@
 """Publish and reuse: the Hub folder written by ``save_hub_folder`` after a (tiny) real MNN training run.
 
-Everything runs on real CIFAR-10 images from ``data/cifar10_sample``:
+Everything runs on real CIFAR-10 images from ``hf_contrastive/sample_data/cifar10_sample``:
 
 * remote code: a child Python in which ``hf_contrastive`` cannot be imported loads the folder with
   ``trust_remote_code=True`` (AutoModel, the image-feature-extraction pipeline, AutoModelForImageClassification);
@@ -42,12 +42,12 @@ from hf_contrastive.data import DATASET_STATS, build_view_transform, decode_imag
 from hf_contrastive.hub import CardContext, push_folder_to_hub, save_hub_folder
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-SAMPLE_DIR = REPO_ROOT / "data" / "cifar10_sample"
+SAMPLE_DIR = REPO_ROOT / "hf_contrastive" / "sample_data" / "cifar10_sample"
 MEAN, STD = DATASET_STATS["cifar10"]
 REPO_ID = "org/mnn-resnet18"
 KNN_TOP1 = 0.432149  # the card must report it rounded to 4 digits
 TRAIN_COMMAND = (
-    "accelerate launch recipes/train.py --method mnn --dataset_name data/cifar10_sample "
+    "accelerate launch recipes/train.py --method mnn --dataset_name hf_contrastive/sample_data/cifar10_sample "
     "--per_device_train_batch_size 16 --max_steps 2 --push_to_hub --hub_model_id org/mnn-resnet18"
 )
 PRETRAIN_BATCH = 16
@@ -363,6 +363,12 @@ def test_image_processor_reproduces_eval_transform(published, splits):
         pixels = processor(resized, return_tensors="pt")["pixel_values"]
         assert pixels.shape == (1, 3, 32, 32)
         torch.testing.assert_close(pixels[0], eval_transform(resized), atol=1e-5, rtol=0)
+    # Grayscale and RGBA images are converted to RGB first, as training decodes them (decode_image).
+    for mode in ("L", "RGBA"):
+        converted = image.convert(mode)
+        pixels = processor(converted, return_tensors="pt")["pixel_values"]
+        expected = eval_transform(decode_image(converted))  # RGBA here is fully opaque
+        torch.testing.assert_close(pixels[0], expected, atol=1e-5, rtol=0)
 
 
 # ---------------------------------------------------------------- push (HTTP layer replaced)

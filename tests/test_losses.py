@@ -72,6 +72,34 @@ def test_mnn_loss_mixes_raw_vectors_before_normalising():
     assert abs(got - normalised_first) > 0.1
 
 
+@pytest.mark.parametrize("lam", [0.0, 0.37, 1.0])
+def test_mnn_loss_normalize_then_mix_matches_numpy(lam):
+    """The official model's norm_nn branch: lam * norm(n) + (1 - lam) * norm(z), not normalised again, so the
+    neighbour term is 2 - 2 <norm(p), mixed> with a mixed vector shorter than 1."""
+    rng = np.random.default_rng(3)
+    p, z, n = rng.normal(size=(5, 6)), rng.normal(size=(5, 6)) * 3, rng.normal(size=(5, 4, 6)) * 0.5
+    total = 0.0
+    for i in range(5):
+        pi = _unit(p[i])
+        term = 2 - 2 * pi @ _unit(z[i])
+        for j in range(4):
+            mixed = lam * _unit(n[i, j]) + (1 - lam) * _unit(z[i])
+            term += (2 - 2 * pi @ mixed) / 4
+        total += term
+    got = mnn_loss(*(torch.tensor(a) for a in (p, z, n)), lam, mixing="normalize_then_mix").item()
+    assert got == pytest.approx(total / 5, rel=1e-6)
+    if 0 < lam < 1:  # the two forms differ strictly inside (0, 1)
+        assert abs(got - _numpy_mnn_loss(p, z, n, lam)) > 1e-3
+
+
+def test_mnn_loss_normalize_then_mix_by_hand():
+    # p along x, z along x, neighbour along y, lam 0.5: mixed = (0.5, 0.5), <p, mixed> = 0.5, term = 1.
+    p, z, n = torch.tensor([[1.0, 0.0]]), torch.tensor([[4.0, 0.0]]), torch.tensor([[[0.0, 2.0]]])
+    assert mnn_loss(p, z, n, 0.5, mixing="normalize_then_mix").item() == pytest.approx(1.0, abs=1e-6)
+    with pytest.raises(ValueError, match="mixing must be one of"):
+        mnn_loss(p, z, n, 0.5, mixing="norm_nn")
+
+
 def test_mnn_loss_gradient_flows_to_predictions_only():
     p = torch.randn(4, 16, requires_grad=True)
     z = torch.randn(4, 16, requires_grad=True)
@@ -98,7 +126,15 @@ def test_mnn_loss_bfloat16_inputs_computed_in_float32():
 
 # ----------------------------------------------------------------------------- baselines, against numpy loops
 
-from hf_contrastive.losses import byol_loss, moco_loss, msf_loss, nnclr_loss, relational_loss, simclr_loss  # noqa: E402
+from hf_contrastive.losses import (  # noqa: E402
+    byol_loss,
+    cross_view_infonce_loss,
+    moco_loss,
+    msf_loss,
+    nnclr_loss,
+    relational_loss,
+    simclr_loss,
+)
 
 
 def _rows_unit(x: np.ndarray) -> np.ndarray:
@@ -130,6 +166,18 @@ def test_simclr_loss_matches_numpy():
 def test_simclr_loss_by_hand_two_images():
     # B=1: the only other row is the positive, so the loss is 0 whatever the vectors.
     assert simclr_loss(torch.tensor([[1.0, 0.0]]), torch.tensor([[0.0, 1.0]]), 0.5).item() == pytest.approx(0.0, abs=1e-6)
+
+
+def test_cross_view_infonce_loss_matches_numpy():
+    """The MNN benchmark's SimCLR: each view against the other view of every image only, both directions."""
+    rng = np.random.default_rng(16)
+    z1, z2 = rng.normal(size=(5, 6)), rng.normal(size=(5, 6))
+    a, b = _rows_unit(z1), _rows_unit(z2)
+    forward = -sum(_log_softmax(np.array([a[i] @ b[j] / 0.2 for j in range(5)]))[i] for i in range(5)) / 5
+    backward = -sum(_log_softmax(np.array([b[i] @ a[j] / 0.2 for j in range(5)]))[i] for i in range(5)) / 5
+    got = cross_view_infonce_loss(*_t(z1, z2), 0.2).item()
+    assert got == pytest.approx((forward + backward) / 2, rel=1e-6)
+    assert abs(got - simclr_loss(*_t(z1, z2), 0.2).item()) > 1e-3  # no same-view negatives: not NT-Xent
 
 
 def test_moco_loss_matches_numpy():
@@ -164,6 +212,29 @@ def test_nnclr_loss_matches_numpy(k):
     expected = total / (5 * k)
     got = nnclr_loss(torch.tensor(neighbors[:, 0] if k == 1 else neighbors), torch.tensor(predictions), 0.2)
     assert got.item() == pytest.approx(expected, rel=1e-5)
+
+
+@pytest.mark.parametrize("k", [1, 3])
+def test_nnclr_loss_with_prediction_to_neighbours_matches_numpy(k):
+    """The MNN benchmark's NNCLR: the paper's term averaged with each prediction against all B k neighbours, its own
+    k neighbours as positives with their log-probabilities summed (not averaged)."""
+    rng = np.random.default_rng(17)
+    neighbors, predictions = rng.normal(size=(4, k, 6)), rng.normal(size=(4, 6))
+    nn_, p = _rows_unit(neighbors), _rows_unit(predictions)
+    paper = 0.0
+    for j in range(k):
+        for i in range(4):
+            paper -= _log_softmax(np.array([nn_[i, j] @ p[m] / 0.2 for m in range(4)]))[i]
+    paper /= 4 * k
+    flat = nn_.reshape(4 * k, 6)  # row b * k + l: neighbour l of sample b
+    reverse = 0.0
+    for i in range(4):
+        log_probs = _log_softmax(np.array([p[i] @ flat[r] / 0.2 for r in range(4 * k)]))
+        reverse -= sum(log_probs[i * k + j] for j in range(k))
+    reverse /= 4
+    got = nnclr_loss(torch.tensor(neighbors), torch.tensor(predictions), 0.2, prediction_to_neighbors=True).item()
+    assert got == pytest.approx((paper + reverse) / 2, rel=1e-6)
+    assert nnclr_loss(torch.tensor(neighbors), torch.tensor(predictions), 0.2).item() == pytest.approx(paper, rel=1e-6)
 
 
 def test_msf_loss_matches_numpy():

@@ -265,7 +265,8 @@ def test_config_has_no_generation_parameter_names():
 
 @pytest.mark.parametrize(
     "recipe, tau_neg, image_size",
-    [("cacr_cifar10.yaml", 0.9, 32), ("cacr_cifar100.yaml", 2.0, 32), ("cacr_stl10.yaml", 2.0, 64)],
+    [("cacr_cifar10.yaml", 0.9, 32), ("cacr_cifar100.yaml", 2.0, 32), ("cacr_stl10.yaml", 2.0, 64),
+     ("cacr_cifar10_alexnet.yaml", 0.9, 32)],
 )
 def test_recipes_build_the_official_setting(recipe, tau_neg, image_size):
     args = parse_args(["--config", str(REPO_ROOT / "recipes" / "configs" / recipe)])
@@ -275,3 +276,73 @@ def test_recipes_build_the_official_setting(recipe, tau_neg, image_size):
     assert config.views == ["strong"] * 5 and config.image_size == image_size
     mean, std = data_lib.DATASET_STATS[args.dataset_stats]
     data_lib.build_view_transform("strong", image_size, mean, std, **args.augmentations["strong"])  # valid overrides
+    # The official view: ColorJitter(0.4, 0.4, 0.4, 0.4) on every image (hue 0.4, not the protocol's 0.1), no blur.
+    jitter = data_lib.build_view_transform("strong", image_size, mean, std, **args.augmentations["strong"]).transforms[2]
+    assert jitter.p == 1.0 and jitter.transforms[0].hue == (-0.4, 0.4)
+
+
+def _official_small_alexnet_fc7(encoder, x: torch.Tensor) -> torch.Tensor:
+    """The official SmallAlexNet's forward up to fc7 (layer_index=-2), written with torch.nn.functional from its
+    description (eval mode: BatchNorm with running statistics) and our module's weights."""
+    import torch.nn.functional as F
+
+    def bn(module, h):
+        return F.batch_norm(h, module.running_mean, module.running_var, module.weight, module.bias, False, 0.0, module.eps)
+
+    blocks = encoder.backbone.features
+    for index, block in enumerate(blocks):
+        x = F.relu(bn(block[1], F.conv2d(x, block[0].weight, padding=1)))
+        if index in (0, 1, 4):  # max-pool after conv blocks 1, 2 and 5
+            x = F.max_pool2d(x, 3, 2)
+    x = x.flatten(1)
+    for fc in (encoder.backbone.fc6, encoder.backbone.fc7):
+        x = F.relu(bn(fc[1], F.linear(x, fc[0].weight)))
+    return x
+
+
+@pytest.mark.parametrize("image_size, flat", [(32, 192 * 3 * 3), (64, 192 * 7 * 7)])
+def test_small_alexnet_is_the_official_encoder(image_size, flat, sample_views):
+    """JegZheng/CACR-SSL small_scale_experiments/*/encoder.py: 96-192-384-384-192 3x3 convs without bias, BN, ReLU,
+    max-pool 3/2 after blocks 1, 2, 5; fc6 and fc7 Linear(no bias, 4096) + BN1d + ReLU; weights N(0, 0.02). Our
+    pooled output is fc7's, what the official linear evaluation reads; the projector is fc8, Linear(4096, 128)."""
+    torch.manual_seed(0)
+    model = CACRForPreTraining(CACRConfig(backbone="small_alexnet", small_image_stem=False, image_size=image_size,
+                                          projection_layers=1, projection_dim=128))
+    backbone = model.encoder.backbone
+    convs = [block[0] for block in backbone.features]
+    assert [(c.in_channels, c.out_channels, c.kernel_size, c.bias) for c in convs] == [
+        (3, 96, (3, 3), None), (96, 192, (3, 3), None), (192, 384, (3, 3), None), (384, 384, (3, 3), None),
+        (384, 192, (3, 3), None)]
+    assert backbone.fc6[0].in_features == flat and backbone.fc7[0].out_features == 4096 == model.config.hidden_size
+    assert abs(backbone.fc7[0].weight.std().item() - 0.02) < 0.001 and abs(convs[3].weight.std().item() - 0.02) < 0.001
+    assert [type(m).__name__ for m in model.projector] == ["Linear"]
+    assert (model.projector[0].in_features, model.projector[0].out_features) == (4096, 128)
+    assert model.projector[0].bias is not None
+    (x,) = sample_views(["weak"], count=4, image_size=image_size)
+    with torch.no_grad():
+        model.train()(views=[x] * 5)  # a training step moves the BatchNorm running statistics off identity
+        model.eval()
+        torch.testing.assert_close(model.encoder(x).pooler_output, _official_small_alexnet_fc7(model.encoder, x))
+    with pytest.raises(ValueError, match="small_image_stem: false"):
+        CACRForPreTraining(CACRConfig(backbone="small_alexnet", small_image_stem=True))
+
+
+def test_alexnet_recipe_trains_and_its_folder_loads_with_automodel(tmp_path):
+    from transformers import AutoModel
+
+    from hf_contrastive.export import can_export_timm
+    from hf_contrastive.training import train
+
+    train(parse_args([
+        "--config", str(REPO_ROOT / "recipes" / "configs" / "cacr_cifar10_alexnet.yaml"),
+        "--dataset_name", str(REPO_ROOT / "hf_contrastive" / "sample_data" / "cifar10_sample"),
+        "--max_train_samples", "32", "--max_eval_samples", "32", "--per_device_train_batch_size", "16",
+        "--max_train_steps", "2", "--dataloader_num_workers", "0", "--report_to", "none", "--knn_k", "5",
+        "--output_dir", str(tmp_path),
+    ]))
+    encoder = AutoModel.from_pretrained(tmp_path / "model")
+    assert encoder.config.backbone == "small_alexnet"
+    with torch.no_grad():
+        assert encoder.eval()(torch.zeros(2, 3, 32, 32)).pooler_output.shape == (2, 4096)
+    exportable, why = can_export_timm(encoder.config)
+    assert not exportable and "--format transformers" in why

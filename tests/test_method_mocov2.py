@@ -6,6 +6,8 @@ The generic test over all methods (training on real images, Hub folder) lives el
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -40,6 +42,7 @@ def test_defaults_are_the_benchmark_recipe_and_head_has_no_batch_norm():
     config = MoCoV2Config()
     assert (config.tau, config.ema_momentum, config.queue_size) == (0.2, 0.99, 4096)
     assert (config.projection_hidden_size, config.projection_dim, config.views) == (2048, 128, ["strong", "strong"])
+    assert config.enqueue_both_views is True  # MoCo's CIFAR demo; the benchmark's recipe sets False
     model = _model()
     # MoCo v2 MLP: Linear (bias) -> ReLU -> Linear, no BatchNorm
     assert [type(layer).__name__ for layer in model.projector] == ["Linear", "ReLU", "Linear"]
@@ -99,6 +102,27 @@ def test_loss_is_symmetric_moco_against_the_queue_snapshot_and_keys_are_both_vie
     assert model.queue.pointer.item() == 2 * BATCH
     torch.testing.assert_close(model.queue.features[: 2 * BATCH], keys)
     torch.testing.assert_close(model.queue.features[2 * BATCH :], queue_before[2 * BATCH :])
+
+
+def test_the_benchmark_enqueues_the_second_views_keys_only_and_its_recipe_says_so(views):
+    """pc-cp/Benchmark-Methods-For-MNN enqueues in its update=True direction, whose keys are the second view's: B keys
+    per step. The loss is unchanged; mocov2_cifar10.yaml, which sits beside the benchmark's numbers, does this."""
+    import yaml
+
+    recipe = yaml.safe_load((Path(__file__).resolve().parents[1] / "recipes/configs/mocov2_cifar10.yaml").read_text())
+    assert recipe["model"]["enqueue_both_views"] is False
+    model = _model(enqueue_both_views=False).train()
+    assert model.queue_keys_per_sample == 1 and _model().queue_keys_per_sample == 2
+    queue_before = model.queue.features.clone()
+    output = model(views=views)
+    with torch.no_grad():
+        q1, q2 = _student(model, views[0]), _student(model, views[1])
+        k1, k2 = _teacher(model, views[0]), _teacher(model, views[1])
+    expected = 0.5 * (moco_loss(q1, k2, queue_before, 0.2) + moco_loss(q2, k1, queue_before, 0.2))
+    torch.testing.assert_close(output.loss.detach(), expected)
+    torch.testing.assert_close(output.queue_keys["queue"], k2)
+    model.enqueue(output.queue_keys)
+    assert model.queue.pointer.item() == BATCH
 
 
 def test_teacher_keys_use_shuffle_bn_when_batch_norm_is_split(views):

@@ -1,4 +1,5 @@
-"""MSVQ-specific behaviour (methods.md section 2), on real CIFAR-10 images from data/cifar10_sample.
+"""MSVQ-specific behaviour (methods.md section 2), on real CIFAR-10 images from the packaged sample
+(hf_contrastive/sample_data/cifar10_sample).
 
 Checked: the config's defaults and range errors; the head layout (no BN, biases); both teachers start as the student,
 are frozen and follow it by EMA with their own momenta; forward enqueues teacher 1(x2) into queue_1 and teacher 2(x4)
@@ -26,7 +27,7 @@ from hf_contrastive.data import (
 from hf_contrastive.models.configuration_msvq import MSVQConfig
 from hf_contrastive.models.modeling_msvq import MSVQForPreTraining
 
-SAMPLE_DIR = Path(__file__).resolve().parents[1] / "data" / "cifar10_sample"
+SAMPLE_DIR = Path(__file__).resolve().parents[1] / "hf_contrastive" / "sample_data" / "cifar10_sample"
 MEAN, STD = DATASET_STATS["cifar10"]
 BATCH = 16
 SMALL = dict(projection_hidden_size=64, projection_dim=32, queue_size=64, small_image_stem=False)

@@ -40,17 +40,23 @@ def test_defaults_and_heads():
     assert (config.tau, config.queue_size, config.nn_topk) == (0.2, 4096, 1)
     assert (config.projection_hidden_size, config.prediction_hidden_size, config.projection_dim) == (2048, 2048, 128)
     assert config.views == ["strong", "strong"]
+    assert (config.projection_layers, config.prediction_to_neighbors) == (3, False)
     model = _model()
-    for head, sizes in ((model.projector, (512, 64, 32)), (model.predictor, (32, 48, 32))):
-        assert [type(layer).__name__ for layer in head] == ["Linear", "BatchNorm1d", "ReLU", "Linear"]
-        assert (head[0].in_features, head[0].out_features, head[-1].out_features) == sizes
+    # The paper's (and the benchmark's) projector: 3 Linear layers, BatchNorm after every one, ReLU but after the last.
+    assert [type(layer).__name__ for layer in model.projector] == [
+        "Linear", "BatchNorm1d", "ReLU", "Linear", "BatchNorm1d", "ReLU", "Linear", "BatchNorm1d"]
+    assert [(lin.in_features, lin.out_features, lin.bias) for lin in list(model.projector)[::3]] == [
+        (512, 64, None), (64, 64, None), (64, 32, None)]
+    assert [type(layer).__name__ for layer in model.predictor] == ["Linear", "BatchNorm1d", "ReLU", "Linear"]
+    assert (model.predictor[0].in_features, model.predictor[0].out_features, model.predictor[-1].out_features) == (32, 48, 32)
     assert model.teacher_pairs() == []
     assert not any(name.startswith("teacher_") for name, _ in model.named_parameters())
 
 
-@pytest.mark.parametrize("nn_topk", [1, 3])
-def test_loss_uses_nearest_neighbours_of_own_projection_against_other_views_predictions(views, nn_topk):
-    model = _model(nn_topk=nn_topk).train()
+@pytest.mark.parametrize("nn_topk, both", [(1, False), (3, False), (3, True)])
+def test_loss_uses_nearest_neighbours_of_own_projection_against_other_views_predictions(views, nn_topk, both):
+    """``both``: the benchmark's prediction-to-neighbours term is added (prediction_to_neighbors=True)."""
+    model = _model(nn_topk=nn_topk, prediction_to_neighbors=both).train()
     queue_before = model.queue.features.clone()
     pointer_before = model.queue.pointer.clone()
     output = model(views=views)
@@ -59,10 +65,11 @@ def test_loss_uses_nearest_neighbours_of_own_projection_against_other_views_pred
     (z1, p1), (z2, p2) = _projections(model, views[0]), _projections(model, views[1])  # train-mode BN, per view
     n1, n2 = nearest_neighbors(z1, queue_before, nn_topk), nearest_neighbors(z2, queue_before, nn_topk)
     assert n1.shape == (BATCH, nn_topk, 32)
-    expected = 0.5 * (nnclr_loss(n1, p2, 0.2) + nnclr_loss(n2, p1, 0.2))
+    expected = 0.5 * (nnclr_loss(n1, p2, 0.2, both) + nnclr_loss(n2, p1, 0.2, both))
     torch.testing.assert_close(output.loss.detach(), expected)
-    # not the pairing of a view's neighbours with its own predictions
-    assert not torch.allclose(output.loss.detach(), 0.5 * (nnclr_loss(n1, p1, 0.2) + nnclr_loss(n2, p2, 0.2)))
+    # not the pairing of a view's neighbours with its own predictions, and not the other loss definition
+    assert not torch.allclose(output.loss.detach(), 0.5 * (nnclr_loss(n1, p1, 0.2, both) + nnclr_loss(n2, p2, 0.2, both)))
+    assert not torch.allclose(output.loss.detach(), 0.5 * (nnclr_loss(n1, p2, 0.2, not both) + nnclr_loss(n2, p1, 0.2, not both)))
 
     keys = output.queue_keys["queue"]
     assert set(output.queue_keys) == {"queue"} and keys.shape == (BATCH, 32)
@@ -103,6 +110,7 @@ def test_gradients_flow_through_predictions_only(views):
         ({"prediction_hidden_size": 0}, ValueError, "must be >= 1"),
         ({"views": ["strong"]}, ValueError, "exactly two views"),
         ({"nn_topk": 1.5}, TypeError, "nn_topk must be int"),
+        ({"projection_layers": 1}, ValueError, "projection_layers must be >= 2"),
     ],
 )
 def test_config_validation(fields, error, message):

@@ -296,7 +296,7 @@ def test_defaults_are_the_official_cifar_recipe():
     assert (config.projection_hidden_size, config.projection_dim) == (4096, 256)
     assert (config.projection_layers, config.prediction_layers) == (3, 2)
     assert (config.mixed_to_original_weight, config.mixed_to_mixed_weight, config.symmetric) == (0.5, 0.5, False)
-    assert config.distributed_batchnorm == "sync" and config.views == ["strong", "strong"]
+    assert config.distributed_batchnorm == "sync" and config.views == ["byol_blur", "byol_solarize"]
     assert PatchMixConfig(backbone="resnet18").backbone_kwargs == {}  # the ViT kwargs only go with the ViT
 
 

@@ -5,10 +5,12 @@ The generic test over all methods (training on real images, Hub folder) lives el
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
 
-from hf_contrastive.losses import simclr_loss
+from hf_contrastive.losses import cross_view_infonce_loss, simclr_loss
 from hf_contrastive.models import FeatureQueue
 from hf_contrastive.models.configuration_simclr import SimCLRConfig
 from hf_contrastive.models.modeling_simclr import SimCLRForPreTraining
@@ -28,9 +30,10 @@ def _model(**overrides) -> SimCLRForPreTraining:
     return SimCLRForPreTraining(SimCLRConfig(**{**SMALL, **overrides}))
 
 
-def test_defaults_are_the_benchmark_recipe():
+def test_defaults_are_the_papers_definition_at_the_benchmark_sizes():
     config = SimCLRConfig()
     assert (config.projection_hidden_size, config.projection_dim, config.tau) == (2048, 128, 0.2)
+    assert (config.negatives, config.projection_output_batch_norm) == ("all_views", False)
     assert config.views == ["strong", "strong"]
     model = SimCLRForPreTraining(SimCLRConfig(**SMALL))
     linear, batch_norm = model.projector[0], model.projector[1]
@@ -98,3 +101,23 @@ def test_config_validation(fields, error, message):
 def test_config_has_no_generation_parameter_names():
     # transformers 5 drops/rejects generation-parameter names such as temperature/top_k in configs.
     assert not {"temperature", "top_k", "top_p"} & set(SimCLRConfig().to_dict())
+
+
+def test_the_benchmarks_definition_and_the_cifar10_recipe_that_uses_it(views):
+    """pc-cp/Benchmark-Methods-For-MNN's SimCLR: cross-view InfoNCE in both directions (no same-view negatives) and a
+    projector ending Linear (no bias) + BatchNorm; simclr_cifar10.yaml, which sits beside its numbers, uses both."""
+    import yaml
+
+    recipe = yaml.safe_load((Path(__file__).resolve().parents[1] / "recipes/configs/simclr_cifar10.yaml").read_text())
+    assert recipe["model"]["negatives"] == "other_view" and recipe["model"]["projection_output_batch_norm"] is True
+    model = _model(negatives="other_view", projection_output_batch_norm=True).train()
+    assert [type(layer).__name__ for layer in model.projector] == ["Linear", "BatchNorm1d", "ReLU", "Linear", "BatchNorm1d"]
+    assert model.projector[3].bias is None and model.projector[0].bias is None
+    output = model(views=views)
+    with torch.no_grad():
+        z1 = model.projector(model.encoder(views[0]).pooler_output)
+        z2 = model.projector(model.encoder(views[1]).pooler_output)
+    torch.testing.assert_close(output.loss.detach(), cross_view_infonce_loss(z1, z2, 0.2))
+    assert not torch.allclose(output.loss.detach(), simclr_loss(z1, z2, 0.2))
+    with pytest.raises(ValueError, match="negatives must be one of"):
+        SimCLRConfig(negatives="same_view")

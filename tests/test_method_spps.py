@@ -25,7 +25,7 @@ from hf_contrastive.models.modeling_spps import SPPSForPreTraining
 from hf_contrastive.training import Pretrainer, parse_args, train
 
 BATCH = 16
-SAMPLE = Path(__file__).resolve().parents[1] / "data" / "cifar10_sample"
+SAMPLE = Path(__file__).resolve().parents[1] / "hf_contrastive" / "sample_data" / "cifar10_sample"
 # Standard ResNet stem (16x cheaper at 32 px than the small-image stem) and small heads keep the file fast.
 SMALL = {"projection_hidden_size": 64, "projection_dim": 32, "queue_size": 64, "small_image_stem": False}
 

@@ -24,7 +24,7 @@ from hf_contrastive.hub import CardContext, save_hub_folder
 from hf_contrastive.training import parse_args, train
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-SAMPLE = REPO_ROOT / "data" / "cifar10_sample"
+SAMPLE = REPO_ROOT / "hf_contrastive" / "sample_data" / "cifar10_sample"
 MEAN, STD = data_lib.DATASET_STATS["cifar10"]
 METHODS = hf_contrastive.available_methods()
 # Methods whose default backbone is too slow for the suite (PatchMix: ViT-S/2) get a tiny one of the same family.
@@ -63,6 +63,25 @@ def test_every_method_is_registered():
         assert spec.config_class.model_type == name
         assert spec.status in ("implemented", "reconstruction")
         assert spec.arxiv and spec.paper and spec.bibtex.strip().startswith("@")
+
+
+def test_every_method_module_is_discovered_and_has_its_places():
+    """Methods are found from hf_contrastive/methods/*.py (no hand-kept list): each one has a CIFAR-10 recipe that
+    trains it, a row in README's method table, its arXiv id in docs/methods.md and a linear protocol the probe knows."""
+    import yaml
+
+    from hf_contrastive.evaluation.linear import LINEAR_PROTOCOLS
+
+    modules = sorted(path.stem for path in (REPO_ROOT / "hf_contrastive" / "methods").glob("*.py")
+                     if path.stem != "__init__")
+    assert modules == sorted(METHODS)
+    readme, methods_doc = (REPO_ROOT / "README.md").read_text(), (REPO_ROOT / "docs" / "methods.md").read_text()
+    for name in METHODS:
+        recipe = yaml.safe_load((REPO_ROOT / "recipes" / "configs" / f"{name}_cifar10.yaml").read_text())
+        assert recipe["method"] == name, name
+        assert f"| `{name}` |" in readme, name
+        assert f"arXiv {hf_contrastive.get_method(name).arxiv}" in methods_doc, name
+        assert hf_contrastive.get_method(name).linear_protocol in LINEAR_PROTOCOLS, name
 
 
 # A value out of range for each shared field, and the message every method must give for it.
@@ -222,7 +241,7 @@ def test_stacked_views_give_the_loss_and_gradients_of_one_call_per_view(name, bn
         calls = []
         for module in model.modules():
             if isinstance(module, hf_contrastive.models.ContrastiveModel):
-                module.register_forward_pre_hook(lambda module, args: calls.append(1))
+                module.register_forward_pre_hook(lambda module, args, calls=calls: calls.append(1))
         torch.manual_seed(1)  # the same random draws (shuffle-BN permutations, mixing, lambdas) in both
         outputs = model(views=views)
         outputs.loss.backward()

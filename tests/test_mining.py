@@ -11,7 +11,7 @@ import torch
 from hf_contrastive import data as data_lib
 from hf_contrastive import mining
 
-SAMPLE = Path(__file__).resolve().parents[1] / "data" / "cifar10_sample"
+SAMPLE = Path(__file__).resolve().parents[1] / "hf_contrastive" / "sample_data" / "cifar10_sample"
 
 
 def test_neighbour_table_matches_a_numpy_search():

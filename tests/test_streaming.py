@@ -17,7 +17,7 @@ from hf_contrastive import data as data_lib
 from hf_contrastive.training import parse_args, train
 
 REPO = Path(__file__).resolve().parents[1]
-SAMPLE = REPO / "data" / "cifar10_sample"
+SAMPLE = REPO / "hf_contrastive" / "sample_data" / "cifar10_sample"
 STREAM_RUN = ["--method", "simclr", "--dataset_name", str(SAMPLE), "--streaming", "--max_train_samples", "96",
               "--max_eval_samples", "32", "--per_device_train_batch_size", "16", "--shuffle_buffer_size", "48",
               "--dataloader_num_workers", "0", "--report_to", "none", "--knn_every_n_epochs", "0",

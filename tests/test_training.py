@@ -21,7 +21,7 @@ import hf_contrastive
 from hf_contrastive.training import Pretrainer, parse_args, train
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-SAMPLE = str(REPO_ROOT / "data" / "cifar10_sample")
+SAMPLE = str(REPO_ROOT / "hf_contrastive" / "sample_data" / "cifar10_sample")
 
 # A short run: 96 training images in batches of 32 (3 steps per epoch), a 64-image kNN test set.
 SMALL_RUN = [
@@ -51,9 +51,22 @@ def test_run_writes_results_and_hub_folder(finished_run):
     folder = finished_run / "model"
     assert {"config.json", "model.safetensors", "preprocessor_config.json", "README.md"} <= {p.name for p in folder.iterdir()}
     card = (folder / "README.md").read_text()
-    assert "0.%s" % str(round(results["knn_top1"], 4))[2:] in card
+    assert f"0.{str(round(results['knn_top1'], 4))[2:]}" in card
+    assert f"(random init: {100 * results['knn_top1_random_init']:.2f}%)" in card
     for plot in ("knn_history.png", "embedding_tsne.png"):  # shown in the card, stored beside it
         assert (folder / plot).stat().st_size > 1000 and f"({plot})" in card
+    umask = os.umask(0)
+    os.umask(umask)
+    modes = {path.name: path.stat().st_mode & 0o777 for path in folder.iterdir() if path.is_file()}
+    assert modes["model.safetensors"] == 0o666 & ~umask and set(modes.values()) == {0o666 & ~umask}, modes
+
+
+def test_random_init_knn_is_the_same_network_on_the_same_images(finished_run, tmp_path):
+    """The baseline printed beside the final kNN is the untrained network of the run (same seed, same bank and test
+    images), measured before the first step."""
+    results = json.loads((finished_run / "all_results.json").read_text())
+    untrained = Pretrainer(parse_args(SMALL_RUN + ["--num_train_epochs", "2", "--output_dir", str(tmp_path)]))
+    assert untrained.evaluate_knn()[0] == results["knn_top1_random_init"]
 
 
 def test_trained_encoder_loads_with_automodel(finished_run):
@@ -143,7 +156,6 @@ def test_no_arguments_is_the_embedded_sample_job():
 @pytest.mark.parametrize(
     ("extra", "error", "message"),
     [
-        (["--method", "simclr2"], ValueError, "Unknown method 'simclr2'. Available methods: byol, cacr, mnn, mochi, mocov2, msf, msvq, multinet_gl, nnclr, patchmix, potential_samples, ressl, simclr, spps, sscl"),
         (["--backbone", "resnet_does_not_exist"], ValueError, "not a timm model name"),
         (["--config_overrides", "queue_size=abc"], TypeError, "queue_size must be int"),
         (["--config_overrides", "queue_sise=10"], ValueError, "Unknown mnn config fields"),
@@ -309,6 +321,58 @@ def test_no_token_in_outputs(tmp_path, monkeypatch):
     for path in tmp_path.rglob("*"):
         if path.is_file():
             assert secret.encode() not in path.read_bytes(), path
+
+
+def test_eval_image_size_reaches_the_knn_monitor_and_the_exported_processor(tmp_path):
+    """The STL-10 recipes train on 64 px crops and evaluate the native 96 px images, as the MNN/MSVQ references:
+    here 16 px crops and 24 px evaluation images."""
+    from transformers import AutoImageProcessor
+
+    args = parse_args(SMALL_RUN[:-2] + ["--config_overrides", "queue_size=128,small_image_stem=false,eval_image_size=24",
+                                        "--image_size", "16", "--max_train_steps", "2", "--output_dir", str(tmp_path)])
+    trainer = Pretrainer(args)
+    bank_batch = next(iter(trainer.knn_dataloaders[0]))
+    assert tuple(bank_batch["pixel_values"].shape[-2:]) == (24, 24)
+    assert tuple(next(iter(trainer.train_dataloader))["views"][0].shape[-2:]) == (16, 16)
+    trainer.train()
+    processor = AutoImageProcessor.from_pretrained(tmp_path / "model")
+    assert processor.size == {"height": 24, "width": 24}
+    config = json.loads((tmp_path / "model" / "config.json").read_text())
+    assert (config["image_size"], config["eval_image_size"]) == (16, 24)
+
+
+def test_callbacks_see_every_step_evaluation_and_checkpoint_and_can_end_training(tmp_path):
+    """TrainerCallback hooks, as transformers' TrainerCallback: a callback that asks to stop after step 3 of a
+    6-step run ends it there, and the run still writes its final kNN, Hub folder and results."""
+    from hf_contrastive.training import TrainerCallback
+
+    class Recorder(TrainerCallback):
+        def __init__(self):
+            self.events = []
+
+        def on_train_begin(self, trainer, global_step):
+            self.events.append(("begin", global_step, trainer.max_train_steps))
+
+        def on_step_end(self, trainer, global_step):
+            self.events.append(("step", global_step))
+            return global_step == 3
+
+        def on_evaluate(self, trainer, global_step, metrics):
+            self.events.append(("evaluate", global_step, 0.0 <= metrics["knn_top1"] <= 1.0))
+
+        def on_save(self, trainer, global_step, checkpoint):
+            self.events.append(("save", global_step, checkpoint.name))
+
+        def on_train_end(self, trainer, results):
+            self.events.append(("end", results["global_step"]))
+
+    recorder = Recorder()
+    results = train(parse_args(SMALL_RUN + ["--max_train_steps", "6", "--checkpointing_steps", "2",
+                                            "--no_card_plots", "--output_dir", str(tmp_path)]), callbacks=[recorder])
+    assert recorder.events == [("evaluate", 0, True), ("begin", 0, 6), ("step", 1), ("save", 2, "step_2"), ("step", 2),
+                               ("step", 3), ("evaluate", 3, True), ("end", 3)]
+    assert results["global_step"] == 3 and (tmp_path / "model" / "model.safetensors").is_file()
+    assert not (tmp_path / "model" / "knn_history.png").exists()  # --no_card_plots
 
 
 def test_mnn_config_rejects_out_of_range_values():

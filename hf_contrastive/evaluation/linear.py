@@ -1,15 +1,28 @@
 """Linear probe of a frozen encoder (methods.md section 0) and the pieces shared by the evaluation recipes.
 
 Protocol (MNN / MSVQ reference code): the backbone is frozen and kept in eval mode (BatchNorm uses its running
-statistics), a ``Linear(num_features, C)`` head is trained with SGD (nesterov, momentum 0.9, no weight decay) for 100
-epochs with batch 256, and the test top-1 is measured after every epoch. Two learning-rate schedules:
+statistics), a ``Linear(num_features, C)`` head (weights N(0, 0.01), zero bias, as the reference ``LinearHead``) is
+trained with SGD (nesterov, momentum 0.9, no weight decay) for 100 epochs with batch 256, and the test top-1 is
+measured after every epoch. ``--protocol`` picks a reference's whole recipe (`LINEAR_PROTOCOLS`):
 
-* ``step`` (MNN repo): lr 30, x0.1 at epochs 60 and 80 (at 60% and 80% of ``num_epochs`` when it is not 100);
-* ``cosine`` (MSVQ repo): lr 1.0, ``lr x 0.5 (1 + cos(pi epoch / num_epochs))``, set at the start of each epoch.
+* ``mnn`` (MNN repo, the default): ``step`` schedule, lr 30, x0.1 at epochs 60 and 80 (at 60% and 80% of
+  ``num_epochs`` when it is not 100);
+* ``msvq`` (MSVQ repo): ``cosine`` schedule, lr 1.0, ``lr x 0.5 (1 + cos(pi t / T))`` over the T optimiser steps of
+  the run, set at every step (its ``CosineAnnealingLR(T_max=epochs x iterations)``);
+* ``patchmix`` (visresearch/patchmix ``main_linear.py``): ``cosine_per_epoch`` schedule (``CosineAnnealingLR`` over
+  the epochs, stepped once per epoch), lr 0.02 x global batch / 256, torch's default head init, bicubic train crops,
+  and a test transform of ``Resize(size x 256/224, bicubic) + CenterCrop(size)`` (36 then 32 px on CIFAR);
+* ``cacr`` (JegZheng/CACR-SSL ``small_scale_experiments/*/linear_eval.py``): Adam (lr 1e-3, betas (0.5, 0.999)),
+  ``step`` schedule with x0.2 at epochs 60 and 80, batch 128, torch's default head init, train crops of scale
+  0.2-1 (its STL-10 script: 0.08-1, pass ``--min_crop_scale 0.08``). Its STL-10 test images are
+  ``Resize(70) + CenterCrop(64)``; here they are resized to the folder's size.
 
 Train-time augmentation is the reference linear evaluation's: ``RandomResizedCrop(size)`` (torchvision's default
 scale 0.08-1) + horizontal flip + normalisation (:func:`build_linear_train_transform`); the test set uses the
-protocol's eval transform (``data.build_view_transform("eval", ...)``). The backbone runs under ``torch.no_grad`` on
+protocol's eval transform (``data.build_view_transform("eval", ...)``, or PatchMix's resize and centre crop). The
+crops are ``size`` = the encoder's training ``image_size``; the test images are the folder's processor size, which
+is larger where the references evaluate at the native resolution (STL-10: 64 px crops, 96 px test images; a
+globally pooled CNN takes both). The backbone runs under ``torch.no_grad`` on
 every training batch (the augmented crops change every epoch, so train features cannot be cached); test features
 are deterministic and are extracted once, then every epoch's head is evaluated on them, which gives the same
 numbers as re-encoding the test set each epoch. The reference repos report the best test epoch: the results give
@@ -44,11 +57,27 @@ from .. import data as data_lib
 from ..distributed import distributed_without_gpu
 from ..hub import hub_dataset_id
 from ..model_index import update_model_index
-from ..training.arguments import SAMPLE_DATASET
 
-LR_SCHEDULES = ("step", "cosine")
-#: Default learning rate of each schedule (MNN repo: 30 with steps; MSVQ repo: 1.0 with cosine).
-DEFAULT_LEARNING_RATES = {"step": 30.0, "cosine": 1.0}
+LR_SCHEDULES = ("step", "cosine", "cosine_per_epoch")
+OPTIMIZERS = ("sgd", "adam")
+#: Default learning rate of each schedule (MNN repo: 30 with steps; MSVQ repo: 1.0 with cosine; PatchMix: 0.02 per
+#: 256 images of global batch, scaled in `LinearEvalArguments.resolve`).
+DEFAULT_LEARNING_RATES = {"step": 30.0, "cosine": 1.0, "cosine_per_epoch": 0.02}
+#: Keys every protocol sets; ``None`` in `LINEAR_PROTOCOLS` means the shared default.
+_SHARED = {"optimizer": "sgd", "learning_rate": None, "lr_gamma": 0.1, "batch_size": 256, "min_crop_scale": 0.08}
+HEAD_INITS = ("normal", "torch")
+#: Each reference's linear protocol: schedule, head init, crop interpolation, test transform, lr scaling.
+LINEAR_PROTOCOLS = {
+    "mnn": {**_SHARED, "lr_schedule": "step", "head_init": "normal", "interpolation": "bilinear", "test": "resize",
+            "lr_scales_with_batch": False},
+    "msvq": {**_SHARED, "lr_schedule": "cosine", "head_init": "normal", "interpolation": "bilinear", "test": "resize",
+             "lr_scales_with_batch": False},
+    "patchmix": {**_SHARED, "lr_schedule": "cosine_per_epoch", "head_init": "torch", "interpolation": "bicubic",
+                 "test": "resize_center_crop", "lr_scales_with_batch": True},
+    "cacr": {**_SHARED, "optimizer": "adam", "learning_rate": 1e-3, "lr_gamma": 0.2, "batch_size": 128,
+             "min_crop_scale": 0.2, "lr_schedule": "step", "head_init": "torch", "interpolation": "bilinear",
+             "test": "resize", "lr_scales_with_batch": False},
+}
 #: Epochs (out of 100) at which the ``step`` schedule multiplies the learning rate by 0.1.
 REFERENCE_MILESTONES = (60, 80)
 REFERENCE_EPOCHS = 100
@@ -80,25 +109,27 @@ class FrozenEvalArguments:
     per_device_eval_batch_size: int = field(default=512, metadata={"help": "Batch per process for feature extraction."})
     dataloader_num_workers: int = field(default=2, metadata={"help": "DataLoader worker processes."})
     seed: int = field(default=42, metadata={"help": "Random seed."})
-    trust_remote_code: bool = field(default=True, metadata={
-        "help": "Allow the folder's own code for model types hf_contrastive does not register (ours always use the "
-                "installed classes)."})
+    trust_remote_code: bool = field(default=False, metadata={
+        "help": "Run the folder's own Python code, for model types hf_contrastive does not register (ours and native "
+                "timm folders never need it). Only for folders you trust."})
     update_model_card: bool = field(default=True, metadata={
         "help": "Add the result to the folder's README.md (model-index + Evaluation results table)."})
 
     def __post_init__(self) -> None:
         if self.dataset_name is None:
-            self.dataset_name = str(SAMPLE_DATASET)
+            self.dataset_name = str(data_lib.SAMPLE_DATASET)
         if self.per_device_eval_batch_size <= 0:
             raise ValueError(f"--per_device_eval_batch_size must be positive, got {self.per_device_eval_batch_size}.")
 
     def default_output_dir(self, recipe: str) -> Path:
-        """``<folder>/../<recipe>`` for a local folder (``outputs/run/model`` -> ``outputs/run/<recipe>``)."""
+        """Next to the evaluated folder: a run's ``outputs/run/model`` -> ``outputs/run/<recipe>``; any other
+        folder ``models/a`` -> ``models/a-<recipe>``, so folders side by side do not share one."""
         if self.output_dir:
             return Path(self.output_dir)
         folder = Path(self.model_name_or_path)
         if folder.is_dir():
-            return folder.resolve().parent / recipe
+            folder = folder.resolve()
+            return folder.parent / (recipe if folder.name == "model" else f"{folder.name}-{recipe}")
         return Path("outputs") / f"{self.model_name_or_path.replace('/', '--')}-{recipe}"
 
 
@@ -106,30 +137,60 @@ class FrozenEvalArguments:
 class LinearEvalArguments(FrozenEvalArguments):
     """``recipes/linear_eval.py``: the linear probe of methods.md section 0."""
 
+    protocol: str = field(default="mnn", metadata={
+        "help": "The reference protocol: mnn (SGD, step schedule, lr 30), msvq (SGD, per-step cosine, lr 1.0), "
+                "patchmix (SGD, per-epoch cosine, lr 0.02 x batch/256, bicubic crops, resize + centre-crop test "
+                "images, default head init) or cacr (Adam lr 1e-3, x0.2 at 60/80, batch 128, crops 0.2-1). "
+                "--lr_schedule, --learning_rate, --head_init, --per_device_train_batch_size and --min_crop_scale "
+                "override its parts."})
     num_train_epochs: int = field(default=REFERENCE_EPOCHS, metadata={"help": "Epochs of linear training."})
-    per_device_train_batch_size: int = field(default=256, metadata={"help": "Batch per process (protocol: 256)."})
-    lr_schedule: str = field(default="step", metadata={
-        "help": "step: lr 30, x0.1 at epochs 60 and 80 (MNN repo); cosine: lr 1.0 cosine (MSVQ repo)."})
+    per_device_train_batch_size: int | None = field(default=None, metadata={
+        "help": "Batch per process (default: the protocol's, 256; CACR's 128)."})
+    lr_schedule: str | None = field(default=None, metadata={
+        "help": "step: x0.1 at epochs 60 and 80 (MNN repo); cosine: cosine over every optimiser step (MSVQ repo); "
+                "cosine_per_epoch: cosine set once per epoch (PatchMix). Default: the protocol's."})
     learning_rate: float | None = field(default=None, metadata={
-        "help": "Overrides the schedule's default learning rate (30 for step, 1.0 for cosine)."})
+        "help": "Overrides the default learning rate (30 for step, 1.0 for cosine, 0.02 x global batch / 256 for "
+                "cosine_per_epoch)."})
+    head_init: str | None = field(default=None, metadata={
+        "help": "normal: weights N(0, 0.01) and zero bias (MNN/MSVQ repos); torch: nn.Linear's default (PatchMix). "
+                "Default: the protocol's."})
     lr_milestones: str | None = field(default=None, metadata={
-        "help": "Epochs of the x0.1 steps, e.g. '60,80' (default: 60%% and 80%% of --num_train_epochs)."})
-    momentum: float = field(default=0.9, metadata={"help": "SGD momentum (nesterov)."})
+        "help": "Epochs of the step schedule's decays (x0.1; CACR's x0.2), e.g. '60,80' (default: 60%% and 80%% of "
+                "--num_train_epochs)."})
+    momentum: float = field(default=0.9, metadata={"help": "SGD momentum (nesterov); not used by Adam (cacr)."})
     weight_decay: float = field(default=0.0, metadata={"help": "SGD weight decay (protocol: 0)."})
-    min_crop_scale: float = field(default=0.08, metadata={
+    min_crop_scale: float | None = field(default=None, metadata={
         "help": "RandomResizedCrop scale lower bound of the train augmentation (torchvision's default 0.08)."})
 
     def __post_init__(self) -> None:
         super().__post_init__()
+        if self.protocol not in LINEAR_PROTOCOLS:
+            raise ValueError(f"--protocol must be one of {list(LINEAR_PROTOCOLS)}, got {self.protocol!r}.")
+        preset = LINEAR_PROTOCOLS[self.protocol]
+        self.lr_schedule = self.lr_schedule or preset["lr_schedule"]
+        self.head_init = self.head_init or preset["head_init"]
+        if self.per_device_train_batch_size is None:
+            self.per_device_train_batch_size = preset["batch_size"]
+        if self.min_crop_scale is None:
+            self.min_crop_scale = preset["min_crop_scale"]
         if self.lr_schedule not in LR_SCHEDULES:
             raise ValueError(f"--lr_schedule must be one of {LR_SCHEDULES}, got {self.lr_schedule!r}.")
+        if self.head_init not in HEAD_INITS:
+            raise ValueError(f"--head_init must be one of {HEAD_INITS}, got {self.head_init!r}.")
         for name in ("num_train_epochs", "per_device_train_batch_size"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"--{name} must be positive, got {getattr(self, name)}.")
 
-    @property
-    def peak_learning_rate(self) -> float:
-        return self.learning_rate if self.learning_rate is not None else DEFAULT_LEARNING_RATES[self.lr_schedule]
+    def peak_learning_rate(self, global_batch_size: int) -> float:
+        """``--learning_rate``, else the schedule's default (PatchMix's scaled by the global batch / 256)."""
+        if self.learning_rate is not None:
+            return self.learning_rate
+        preset = LINEAR_PROTOCOLS[self.protocol]
+        if preset["learning_rate"] is not None and self.lr_schedule == preset["lr_schedule"]:
+            return preset["learning_rate"]
+        base = DEFAULT_LEARNING_RATES[self.lr_schedule]
+        return base * global_batch_size / 256 if LINEAR_PROTOCOLS[self.protocol]["lr_scales_with_batch"] else base
 
     @property
     def milestones(self) -> tuple[int, ...]:
@@ -147,15 +208,27 @@ def default_milestones(num_epochs: int) -> tuple[int, ...]:
 
 
 def linear_probe_lr(
-    epoch: int, base_lr: float, schedule: str, num_epochs: int, milestones: Sequence[int] = REFERENCE_MILESTONES
+    epoch: int, base_lr: float, schedule: str, num_epochs: int, milestones: Sequence[int] = REFERENCE_MILESTONES,
+    step_in_epoch: int = 0, steps_per_epoch: int = 1, gamma: float = 0.1,
 ) -> float:
-    """Learning rate of (0-based) ``epoch``: ``step`` -> ``base_lr x 0.1^(milestones <= epoch)``;
-    ``cosine`` -> ``base_lr x 0.5 (1 + cos(pi epoch / num_epochs))``. Set once at the start of each epoch."""
+    """Learning rate of optimiser step ``step_in_epoch`` (0-based) of ``epoch`` (0-based):
+
+    * ``step``: ``base_lr x gamma^(number of milestones <= epoch)`` (gamma 0.1; CACR's 0.2), constant within an epoch;
+    * ``cosine``: ``base_lr x 0.5 (1 + cos(pi t / T))`` with ``t = epoch x steps_per_epoch + step_in_epoch`` and
+      ``T = num_epochs x steps_per_epoch`` (a cosine over every step, as MSVQ's per-iteration ``CosineAnnealingLR``);
+    * ``cosine_per_epoch``: ``base_lr x 0.5 (1 + cos(pi epoch / num_epochs))``, constant within an epoch.
+    """
     if schedule == "step":
-        return base_lr * 0.1 ** sum(epoch >= m for m in milestones)
+        return base_lr * gamma ** sum(epoch >= m for m in milestones)
     if schedule == "cosine":
+        progress = (epoch * steps_per_epoch + step_in_epoch) / (num_epochs * steps_per_epoch)
+        return base_lr * 0.5 * (1.0 + math.cos(math.pi * progress))
+    if schedule == "cosine_per_epoch":
         return base_lr * 0.5 * (1.0 + math.cos(math.pi * epoch / num_epochs))
     raise ValueError(f"Unknown lr schedule {schedule!r}; valid: {LR_SCHEDULES}.")
+
+
+_INTERPOLATIONS = {"bilinear": v2.InterpolationMode.BILINEAR, "bicubic": v2.InterpolationMode.BICUBIC}
 
 
 def build_linear_train_transform(
@@ -164,17 +237,46 @@ def build_linear_train_transform(
     std: Sequence[float],
     crop_scale: tuple[float, float] = (0.08, 1.0),
     flip_p: float = 0.5,
+    interpolation: str = "bilinear",
 ) -> Callable[[PIL.Image.Image], torch.Tensor]:
     """Train augmentation of the reference linear evaluation: ``RandomResizedCrop(image_size, scale=crop_scale)``
-    (torchvision's default scale), horizontal flip, then rescale to [0, 1] and normalise. RGB PIL image ->
-    float32 ``[3, image_size, image_size]``. Also the light augmentation of ``recipes/finetune.py`` (scale 0.5-1)."""
+    (torchvision's default scale; bicubic in PatchMix's), horizontal flip, then rescale to [0, 1] and normalise. RGB
+    PIL image -> float32 ``[3, image_size, image_size]``. Also the light augmentation of ``recipes/finetune.py``
+    (scale 0.5-1)."""
     return v2.Compose([
-        v2.RandomResizedCrop(image_size, scale=tuple(crop_scale), antialias=True),
+        v2.RandomResizedCrop(image_size, scale=tuple(crop_scale), antialias=True,
+                             interpolation=_INTERPOLATIONS[interpolation]),
         v2.RandomHorizontalFlip(p=flip_p),
         v2.ToImage(),
         v2.ToDtype(torch.float32, scale=True),
         v2.Normalize(list(mean), list(std)),
     ])
+
+
+def build_resize_center_crop_transform(
+    image_size: int, mean: Sequence[float], std: Sequence[float]
+) -> Callable[[PIL.Image.Image], torch.Tensor]:
+    """PatchMix's linear-evaluation test transform: ``Resize(int(image_size / 224 x 256), bicubic)`` (the shorter
+    side), ``CenterCrop(image_size)``, rescale, normalise: 36 then 32 px on CIFAR."""
+    return v2.Compose([
+        v2.Resize(int(image_size / 224 * 256), interpolation=v2.InterpolationMode.BICUBIC, antialias=True),
+        v2.CenterCrop(image_size),
+        v2.ToImage(),
+        v2.ToDtype(torch.float32, scale=True),
+        v2.Normalize(list(mean), list(std)),
+    ])
+
+
+def build_linear_head(num_features: int, num_classes: int, init: str = "normal") -> nn.Linear:
+    """``Linear(num_features, num_classes)``; ``init="normal"``: weights N(0, 0.01) and zero bias, as the MNN/MSVQ
+    reference ``LinearHead``; ``"torch"``: nn.Linear's default (PatchMix)."""
+    if init not in HEAD_INITS:
+        raise ValueError(f"head init must be one of {HEAD_INITS}, got {init!r}.")
+    head = nn.Linear(num_features, num_classes)
+    if init == "normal":
+        nn.init.normal_(head.weight, mean=0.0, std=0.01)
+        nn.init.zeros_(head.bias)
+    return head
 
 
 # ----------------------------------------------------------------------------- encoder and preprocessing
@@ -190,14 +292,21 @@ class Preprocessing:
     source: str
 
 
-def load_frozen_encoder(model_name_or_path: str, trust_remote_code: bool = True) -> nn.Module:
+def load_frozen_encoder(model_name_or_path: str, trust_remote_code: bool = False) -> nn.Module:
     """``AutoModel`` of a folder (our methods resolve to the installed classes; a native timm folder gives
     ``TimmWrapperModel``), in eval mode with every parameter frozen. Its ``forward(pixel_values)`` must return a
-    ``pooler_output`` ``[B, D]``."""
-    import hf_contrastive  # noqa: F401  (registers our model types with the Auto classes)
+    ``pooler_output`` ``[B, D]``. The folder's own code runs only with ``trust_remote_code``."""
     from transformers import AutoModel
 
-    encoder = AutoModel.from_pretrained(model_name_or_path, trust_remote_code=trust_remote_code)
+    import hf_contrastive  # noqa: F401  (registers our model types with the Auto classes)
+
+    try:
+        encoder = AutoModel.from_pretrained(model_name_or_path, trust_remote_code=trust_remote_code)
+    except ValueError as error:
+        if trust_remote_code or "trust_remote_code" not in str(error):
+            raise
+        raise ValueError(f"{model_name_or_path} is a model type hf_contrastive does not register and ships its own "
+                         "code; pass --trust_remote_code if you trust that code.") from None
     encoder.eval()
     encoder.requires_grad_(False)
     return encoder
@@ -306,6 +415,9 @@ def train_linear_probe(
     momentum: float = 0.9,
     weight_decay: float = 0.0,
     nesterov: bool = True,
+    head_init: str = "normal",
+    optimizer_name: str = "sgd",
+    lr_gamma: float = 0.1,
 ) -> dict[str, Any]:
     """Train ``Linear(D, num_classes)`` on the frozen ``encoder``'s pooled features; evaluate after every epoch.
 
@@ -315,6 +427,9 @@ def train_linear_probe(
             image; its ``set_epoch`` is called every epoch, so augmentations depend on (seed, epoch, index) only).
         test_dataloader: *unprepared* loader of ``data.EvalImageDataset`` batches (deterministic transform).
         milestones: epochs of the x0.1 steps of the ``step`` schedule (default: 60% and 80% of ``num_epochs``).
+        head_init: ``normal`` (N(0, 0.01), zero bias) or ``torch`` (`build_linear_head`).
+        optimizer_name: ``sgd`` (``momentum``, ``nesterov``, ``weight_decay``) or ``adam`` (CACR's: betas (0.5, 0.999),
+            ``weight_decay``). lr_gamma: the ``step`` schedule's factor at each milestone.
 
     Returns a JSON-able dict: ``history`` (per epoch: ``epoch`` (1-based), ``lr``, ``train_loss``, ``train_top1``
     on the augmented training batches, ``test_top1``), ``best_top1``, ``best_epoch``, ``last_top1``, ``num_features``,
@@ -329,25 +444,32 @@ def train_linear_probe(
     test_dataloader = accelerator.prepare(test_dataloader)
     test_features, test_labels = extract_pooled_features(encoder, test_dataloader, accelerator, "test features")
 
-    head = nn.Linear(test_features.shape[1], num_classes)
-    optimizer = torch.optim.SGD(head.parameters(), lr=learning_rate, momentum=momentum, nesterov=nesterov,
-                                weight_decay=weight_decay)
+    head = build_linear_head(test_features.shape[1], num_classes, head_init)
+    if optimizer_name not in OPTIMIZERS:
+        raise ValueError(f"optimizer must be one of {OPTIMIZERS}, got {optimizer_name!r}.")
+    if optimizer_name == "adam":
+        optimizer = torch.optim.Adam(head.parameters(), lr=learning_rate, betas=(0.5, 0.999), weight_decay=weight_decay)
+    else:
+        optimizer = torch.optim.SGD(head.parameters(), lr=learning_rate, momentum=momentum, nesterov=nesterov,
+                                    weight_decay=weight_decay)
     head, optimizer, train_loader = accelerator.prepare(head, optimizer, train_dataloader)
     dataset = train_dataloader.dataset
     history: list[dict[str, float]] = []
     progress = tqdm(range(num_epochs), desc="linear probe", disable=not accelerator.is_local_main_process,
                     dynamic_ncols=True)
+    steps_per_epoch = len(train_loader)
     for epoch in progress:
-        lr = linear_probe_lr(epoch, learning_rate, lr_schedule, num_epochs, milestones)
-        for group in optimizer.param_groups:
-            group["lr"] = lr
+        lr = linear_probe_lr(epoch, learning_rate, lr_schedule, num_epochs, milestones, gamma=lr_gamma)  # 1st step
         if hasattr(dataset, "set_epoch"):
             dataset.set_epoch(epoch)
         if hasattr(train_loader, "set_epoch"):
             train_loader.set_epoch(epoch)
         head.train()
         totals = torch.zeros(3, device=accelerator.device, dtype=torch.float64)  # loss sum, correct, count
-        for batch in train_loader:
+        for step_in_epoch, batch in enumerate(train_loader):
+            for group in optimizer.param_groups:
+                group["lr"] = linear_probe_lr(epoch, learning_rate, lr_schedule, num_epochs, milestones,
+                                              step_in_epoch, steps_per_epoch, gamma=lr_gamma)
             with torch.no_grad(), accelerator.autocast():
                 features = encoder(batch["views"][0]).pooler_output
             logits = head(features.float())
@@ -447,8 +569,13 @@ def run_linear_eval(
     prep = resolve_preprocessing(args.model_name_or_path, encoder, dataset_stats=args.dataset_stats,
                                  image_size=args.image_size)
     splits = load_labelled_splits(args)
-    train_transform = build_linear_train_transform(prep.image_size, prep.mean, prep.std,
-                                                   crop_scale=(args.min_crop_scale, 1.0))
+    preset = LINEAR_PROTOCOLS[args.protocol]
+    # Train crops at the encoder's training side, test images at the processor's (larger where the reference
+    # evaluates at the native resolution: STL-10 64 / 96 px).
+    crop_size = args.image_size or getattr(encoder.config, "image_size", None) or prep.image_size
+    train_transform = build_linear_train_transform(crop_size, prep.mean, prep.std,
+                                                   crop_scale=(args.min_crop_scale, 1.0),
+                                                   interpolation=preset["interpolation"])
     train_dataset = data_lib.MultiViewDataset(splits.train, splits.image_column, splits.label_column,
                                               [train_transform], seed=args.seed)
     workers = args.dataloader_num_workers
@@ -457,27 +584,41 @@ def run_linear_eval(
         collate_fn=data_lib.collate_views, num_workers=workers, persistent_workers=workers > 0,
         generator=torch.Generator().manual_seed(args.seed),
     )
-    test_transform = data_lib.build_view_transform("eval", prep.image_size, prep.mean, prep.std)
+    if preset["test"] == "resize_center_crop":
+        test_transform = build_resize_center_crop_transform(prep.image_size, prep.mean, prep.std)
+        test_description = f"Resize({int(prep.image_size / 224 * 256)}, bicubic) + CenterCrop({prep.image_size})"
+    else:
+        test_transform = data_lib.build_view_transform("eval", prep.image_size, prep.mean, prep.std)
+        test_description = f"Resize({prep.image_size})"
     test_dataloader = eval_dataloader(splits.eval, splits, test_transform, args.per_device_eval_batch_size, workers)
     global_batch = args.per_device_train_batch_size * accelerator.num_processes
+    learning_rate = args.peak_learning_rate(global_batch)
     accelerator.print(
-        f"linear probe | {args.model_name_or_path} | {len(splits.train)} train / {len(splits.eval)} "
-        f"{splits.eval_split_name} images, {splits.num_classes} classes | {args.num_train_epochs} epochs | "
-        f"global batch {global_batch} | {args.lr_schedule} schedule, lr {args.peak_learning_rate:g}"
-        + (f", x0.1 at epochs {list(args.milestones)}" if args.lr_schedule == "step" else "")
+        f"linear probe ({args.protocol} protocol) | {args.model_name_or_path} | {len(splits.train)} train / "
+        f"{len(splits.eval)} {splits.eval_split_name} images, {splits.num_classes} classes | {args.num_train_epochs} "
+        f"epochs | global batch {global_batch} | {args.lr_schedule} schedule, lr {learning_rate:g}"
+        + (f", x{preset['lr_gamma']:g} at epochs {list(args.milestones)}" if args.lr_schedule == "step" else "")
+        + f" | {preset['optimizer']}"
+        + f" | head init {args.head_init} | train crops {crop_size} px, test {test_description}"
     )
     probe = train_linear_probe(
         encoder, train_dataloader, test_dataloader, accelerator, splits.num_classes,
-        num_epochs=args.num_train_epochs, learning_rate=args.peak_learning_rate, lr_schedule=args.lr_schedule,
-        milestones=args.milestones, momentum=args.momentum, weight_decay=args.weight_decay,
+        num_epochs=args.num_train_epochs, learning_rate=learning_rate, lr_schedule=args.lr_schedule,
+        milestones=args.milestones, momentum=args.momentum, weight_decay=args.weight_decay, head_init=args.head_init,
+        optimizer_name=preset["optimizer"], lr_gamma=preset["lr_gamma"],
     )
     dataset_id, dataset_label = detect_dataset_id(args.dataset_name, args.dataset_stats)
     protocol = {
-        "epochs": args.num_train_epochs, "global_batch_size": global_batch, "optimizer": "SGD nesterov",
+        "reference_protocol": args.protocol,
+        "epochs": args.num_train_epochs, "global_batch_size": global_batch,
+        "optimizer": "Adam betas (0.5, 0.999)" if preset["optimizer"] == "adam" else "SGD nesterov",
         "momentum": args.momentum, "weight_decay": args.weight_decay, "lr_schedule": args.lr_schedule,
-        "learning_rate": args.peak_learning_rate,
+        "learning_rate": learning_rate, "head_init": args.head_init,
         "lr_milestones": list(args.milestones) if args.lr_schedule == "step" else None,
-        "train_augmentation": f"RandomResizedCrop({prep.image_size}, scale=({args.min_crop_scale}, 1)) + flip",
+        "lr_gamma": preset["lr_gamma"] if args.lr_schedule == "step" else None,
+        "train_augmentation": f"RandomResizedCrop({crop_size}, scale=({args.min_crop_scale}, 1), "
+                              f"{preset['interpolation']}) + flip",
+        "test_transform": test_description,
         "image_size": prep.image_size, "normalisation": prep.source,
         "train_split": args.train_split, "train_samples": probe["train_samples"], "eval_samples": probe["eval_samples"],
     }

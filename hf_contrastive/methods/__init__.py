@@ -1,39 +1,23 @@
 """One module per method, each defining ``SPEC``: its `MethodSpec` (model family, paper, status).
 
-To add a method, create ``<name>.py`` here and list it in ``ALL_METHODS``; ``import hf_contrastive`` registers
-every entry with the transformers Auto classes.
+Every module of this package is a method: to add one, create ``<name>.py`` here with a ``SPEC`` whose ``name`` is
+the module's name; ``import hf_contrastive`` finds it and registers it with the transformers Auto classes.
 """
 
-from . import mnn
-from . import simclr
-from . import mocov2
-from . import nnclr
-from . import byol
-from . import msf
-from . import ressl
-from . import msvq
-from . import mochi
-from . import sscl
-from . import multinet_gl
-from . import cacr
-from . import patchmix
-from . import potential_samples
-from . import spps
+import importlib
+import pkgutil
 
-ALL_METHODS = [
-    mnn.SPEC,
-    simclr.SPEC,
-    mocov2.SPEC,
-    nnclr.SPEC,
-    byol.SPEC,
-    msf.SPEC,
-    ressl.SPEC,
-    msvq.SPEC,
-    mochi.SPEC,
-    sscl.SPEC,
-    multinet_gl.SPEC,
-    cacr.SPEC,
-    patchmix.SPEC,
-    potential_samples.SPEC,
-    spps.SPEC,
-]
+
+def _discover() -> list:
+    specs = []
+    for module_info in sorted(pkgutil.iter_modules(__path__), key=lambda info: info.name):
+        module = importlib.import_module(f"{__name__}.{module_info.name}")
+        spec = getattr(module, "SPEC", None)
+        if spec is None or spec.name != module_info.name:
+            raise ImportError(f"hf_contrastive.methods.{module_info.name} must define SPEC = MethodSpec(name="
+                              f"{module_info.name!r}, ...); got {spec!r}.")
+        specs.append(spec)
+    return specs
+
+
+ALL_METHODS = _discover()

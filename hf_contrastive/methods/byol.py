@@ -12,6 +12,7 @@ SPEC = MethodSpec(
     classification_class=BYOLForImageClassification,
     paper="Bootstrap Your Own Latent: A New Approach to Self-Supervised Learning",
     arxiv="2006.07733",
+    tagline="predictor regresses the EMA teacher's projection, no negatives",
     summary="No negatives: a student with a predictor regresses the normalised projection of the other view made by "
     "an EMA teacher (symmetric normalised squared distance).",
     reported_results={

@@ -12,6 +12,8 @@ SPEC = MethodSpec(
     classification_class=CACRForImageClassification,
     paper="Contrastive Attraction and Contrastive Repulsion for Representation Learning",
     arxiv="2105.03746",
+    linear_protocol="cacr",
+    tagline="attraction to the farther positives, repulsion from the closer in-batch negatives (softmax-weighted distances); official small AlexNet or ResNet-18",
     summary="One network and a projector; each view attracts the other views of its image with weights that grow "
     "with their distance and repels the other images of the global batch with weights that grow as they get "
     "closer (softmax-weighted squared distances); no teacher, no queue.",

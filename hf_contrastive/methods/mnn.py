@@ -11,6 +11,7 @@ SPEC = MethodSpec(
     classification_class=MNNForImageClassification,
     paper="MNN: Mixed Nearest-Neighbors for Self-Supervised Learning",
     arxiv="2311.00562",
+    tagline="MSF-style targets, but each of the k queue neighbours is mixed with the target (lambda ~ U(0,1)); weight 1 for the positive, 1/k per mixed neighbour",
     summary="BYOL/MSF-style positives plus queue neighbours mixed with the target (lambda ~ U(0,1)), "
     "weighted 1 for the true positive and 1/k for each mixed neighbour.",
     display_name="MNN",

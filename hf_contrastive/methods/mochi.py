@@ -12,6 +12,7 @@ SPEC = MethodSpec(
     classification_class=MoCHiForImageClassification,
     paper="Hard Negative Mixing for Contrastive Learning",
     arxiv="2010.01028",
+    tagline="MoCo v2 plus synthetic hard negatives: mixtures of the hardest queue entries and of the query with them",
     summary="MoCo v2 whose logits gain, per query, synthetic negatives mixed from pairs of its hardest queue entries "
     "and, harder still, from the query itself with one of them (all detached), symmetrised over the two views.",
     status="implemented",

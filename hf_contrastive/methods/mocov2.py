@@ -12,6 +12,7 @@ SPEC = MethodSpec(
     classification_class=MoCoV2ForImageClassification,
     paper="Improved Baselines with Momentum Contrastive Learning",
     arxiv="2003.04297",
+    tagline="EMA key encoder + queue of negative keys, symmetric",
     summary="Queries from the student are contrasted against the EMA teacher's key of the other view and a queue of "
     "past keys as negatives (MoCo with an MLP head and stronger augmentation), symmetrised over the two views.",
     reported_results={

@@ -12,6 +12,7 @@ SPEC = MethodSpec(
     classification_class=MSFForImageClassification,
     paper="Mean Shift for Self-Supervised Learning",
     arxiv="2105.07269",
+    tagline="BYOL target plus its k nearest queue neighbours, weak view to the teacher",
     summary="BYOL with more targets: the student's prediction of a strong view is pulled towards the EMA teacher's "
     "projection of a weak view and its k nearest neighbours in a queue of past teacher projections.",
     reported_results={

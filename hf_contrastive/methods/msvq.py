@@ -12,6 +12,8 @@ SPEC = MethodSpec(
     classification_class=MSVQForImageClassification,
     paper="MSVQ: Self-Supervised Learning with Multiple Sample Views and Queues",
     arxiv="2305.05370",
+    linear_protocol="msvq",
+    tagline="relational loss against three weak-view targets from two EMA teachers with different momenta, two queues",
     summary="ReSSL's relational loss against three weak-view targets from two EMA teachers with different momenta, "
     "each compared over its own queue (no positive term, no predictor).",
     reported_results={

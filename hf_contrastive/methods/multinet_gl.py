@@ -18,6 +18,7 @@ SPEC = MethodSpec(
     classification_class=MultiNetGLForImageClassification,
     paper="Multi-network Contrastive Learning Based on Global and Local Representations",
     arxiv="2306.15930",
+    tagline="online network on 2 global + 4 local crops, momentum network(s) on the global crops, InfoNCE over every cross-network pair",
     summary="An online network embeds global and local (multi-crop) views and momentum networks embed the global "
     "views; every online embedding is contrasted (InfoNCE) with each momentum network's embedding of the other "
     "global views, which multiplies the contrasted pairs (reconstruction from the abstract).",

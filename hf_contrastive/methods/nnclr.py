@@ -12,6 +12,7 @@ SPEC = MethodSpec(
     classification_class=NNCLRForImageClassification,
     paper="With a Little Help from My Friends: Nearest-Neighbor Contrastive Learning of Visual Representations",
     arxiv="2104.14548",
+    tagline="positive = nearest queue neighbour of the own projection; no teacher",
     summary="SimCLR-style InfoNCE in which the positive of each prediction is the nearest neighbour, in a support "
     "queue of past projections, of the other view's projection; no EMA teacher.",
     reported_results={

@@ -19,6 +19,7 @@ SPEC = MethodSpec(
     classification_class=PotentialSamplesForImageClassification,
     paper="Rethinking Samples Selection for Contrastive Learning: Mining of Potential Samples",
     arxiv="2311.00358",
+    tagline="MoCo frame; queue neighbours of the key as extra positives, negatives from a band of similarity ranks",
     summary="Reconstruction from the abstract, on MoCo v2: each query's positives are the teacher key of the other "
     "view plus queue entries mined around it (hard top-k and soft similarity weights, mixed), and its negatives are "
     "the queue entries in a band of similarity ranks to the key, neither too hard nor too easy.",

@@ -12,6 +12,7 @@ SPEC = MethodSpec(
     classification_class=ReSSLForImageClassification,
     paper="ReSSL: Relational Self-Supervised Learning with Weak Augmentation",
     arxiv="2107.09282",
+    tagline="student's similarity distribution over the queue matches the sharper teacher's",
     summary="No positive term: the student's similarity distribution over a queue (strong view, tau 0.1) is matched "
     "to the sharper distribution of an EMA teacher on a weak view (tau 0.04).",
     reported_results={

@@ -12,6 +12,7 @@ SPEC = MethodSpec(
     classification_class=SimCLRForImageClassification,
     paper="A Simple Framework for Contrastive Learning of Visual Representations",
     arxiv="2002.05709",
+    tagline="one network, InfoNCE over the global batch: NT-Xent (paper) or the MNN benchmark's cross-view form (its recipe)",
     summary="One network and a projector trained with NT-Xent: each view's positive is the other view of the same "
     "image and every other view in the global batch is a negative; no teacher, no queue.",
     reported_results={

@@ -13,6 +13,7 @@ SPEC = MethodSpec(
     classification_class=SPPSForImageClassification,
     paper="Semantic Positive Pairs for Enhancing Visual Representation Learning of Instance Discrimination Methods",
     arxiv="2306.16122",
+    tagline="a pretrained encoder mines each image's nearest images; one of them is an extra positive (SimCLR or MoCo v2 frame)",
     summary="Reconstruction from the abstract: a frozen pretrained encoder mines each training image's nearest "
     "neighbours once; a view of one of them, drawn per epoch, is an extra positive of both views of the image in a "
     "multi-positive (SupCon-style) InfoNCE on a SimCLR (default) or MoCo v2 frame.",

@@ -15,6 +15,7 @@ SPEC = MethodSpec(
     classification_class=SSCLForImageClassification,
     paper="Synthetic Hard Negative Samples for Contrastive Learning",
     arxiv="2304.02971",
+    tagline="MoCo v2 with MoCHi-style mixed negatives, hardness-weighted negatives and a debiased denominator",
     summary="Reconstruction from the abstract on MoCo v2: negatives mixed from each query's hardest queue entries are "
     "added to the queue, every negative is reweighted by its hardness (exp(beta q.n)) and the denominator is "
     "debiased for false negatives (Chuang et al.), symmetrised over the two views.",

@@ -3,8 +3,24 @@
 Every file here imports only torch, timm, transformers and its siblings (``from .x import y``).
 """
 
+from .configuration_byol import BYOLConfig
+from .configuration_cacr import CACRConfig
 from .configuration_contrastive import ContrastiveConfig
 from .configuration_mnn import MNNConfig
+from .configuration_mochi import MoCHiConfig
+from .configuration_mocov2 import MoCoV2Config
+from .configuration_msf import MSFConfig
+from .configuration_msvq import MSVQConfig
+from .configuration_multinet_gl import MultiNetGLConfig
+from .configuration_nnclr import NNCLRConfig
+from .configuration_patchmix import PatchMixConfig
+from .configuration_potential_samples import PotentialSamplesConfig
+from .configuration_ressl import ReSSLConfig
+from .configuration_simclr import SimCLRConfig
+from .configuration_spps import SPPSConfig
+from .configuration_sscl import SSCLConfig
+from .modeling_byol import BYOLForImageClassification, BYOLForPreTraining, BYOLModel
+from .modeling_cacr import CACRForImageClassification, CACRForPreTraining, CACRModel
 from .modeling_contrastive import (
     ContrastiveEncoderOutput,
     ContrastiveForImageClassification,
@@ -17,46 +33,30 @@ from .modeling_contrastive import (
     SplitBatchNorm2d,
     all_gather_with_grad,
     build_backbone,
+    ema_update_,
     embed_views,
     forward_shuffled,
-    ema_update_,
     load_split_batchnorm_state,
     nearest_neighbors,
     split_batchnorm_state,
 )
 from .modeling_mnn import MNNForImageClassification, MNNForPreTraining, MNNModel
-from .configuration_simclr import SimCLRConfig
-from .modeling_simclr import SimCLRForImageClassification, SimCLRForPreTraining, SimCLRModel
-from .configuration_mocov2 import MoCoV2Config
-from .modeling_mocov2 import MoCoV2ForImageClassification, MoCoV2ForPreTraining, MoCoV2Model
-from .configuration_nnclr import NNCLRConfig
-from .modeling_nnclr import NNCLRForImageClassification, NNCLRForPreTraining, NNCLRModel
-from .configuration_byol import BYOLConfig
-from .modeling_byol import BYOLForImageClassification, BYOLForPreTraining, BYOLModel
-from .configuration_msf import MSFConfig
-from .modeling_msf import MSFForImageClassification, MSFForPreTraining, MSFModel
-from .configuration_ressl import ReSSLConfig
-from .modeling_ressl import ReSSLForImageClassification, ReSSLForPreTraining, ReSSLModel
-from .configuration_msvq import MSVQConfig
-from .modeling_msvq import MSVQForImageClassification, MSVQForPreTraining, MSVQModel
-from .configuration_mochi import MoCHiConfig
 from .modeling_mochi import MoCHiForImageClassification, MoCHiForPreTraining, MoCHiModel
-from .configuration_sscl import SSCLConfig
-from .modeling_sscl import SSCLForImageClassification, SSCLForPreTraining, SSCLModel
-from .configuration_multinet_gl import MultiNetGLConfig
+from .modeling_mocov2 import MoCoV2ForImageClassification, MoCoV2ForPreTraining, MoCoV2Model
+from .modeling_msf import MSFForImageClassification, MSFForPreTraining, MSFModel
+from .modeling_msvq import MSVQForImageClassification, MSVQForPreTraining, MSVQModel
 from .modeling_multinet_gl import MultiNetGLForImageClassification, MultiNetGLForPreTraining, MultiNetGLModel
-from .configuration_cacr import CACRConfig
-from .modeling_cacr import CACRForImageClassification, CACRForPreTraining, CACRModel
-from .configuration_patchmix import PatchMixConfig
+from .modeling_nnclr import NNCLRForImageClassification, NNCLRForPreTraining, NNCLRModel
 from .modeling_patchmix import PatchMixForImageClassification, PatchMixForPreTraining, PatchMixModel
-from .configuration_potential_samples import PotentialSamplesConfig
 from .modeling_potential_samples import (
     PotentialSamplesForImageClassification,
     PotentialSamplesForPreTraining,
     PotentialSamplesModel,
 )
-from .configuration_spps import SPPSConfig
+from .modeling_ressl import ReSSLForImageClassification, ReSSLForPreTraining, ReSSLModel
+from .modeling_simclr import SimCLRForImageClassification, SimCLRForPreTraining, SimCLRModel
 from .modeling_spps import SPPSForImageClassification, SPPSForPreTraining, SPPSModel
+from .modeling_sscl import SSCLForImageClassification, SSCLForPreTraining, SSCLModel
 
 __all__ = [
     "ContrastiveConfig",

@@ -15,13 +15,16 @@ class CACRConfig(ContrastiveConfig):
     the other views of that image (attracted with weights that grow with their distance) and whose negatives are
     the other images of the global batch (repelled with weights that grow as they get closer); see
     `hf_contrastive.losses.cacr_loss`. No teacher, no queue. Defaults follow the official small-scale code
-    (JegZheng/CACR-SSL, ``small_scale_experiments``, CIFAR-10 command of its README); the projector is the MNN
-    benchmark's (methods.md section 3), since the official small-scale encoder is an AlexNet whose last layers play
-    that role. Backbone fields: see `ContrastiveConfig`.
+    (JegZheng/CACR-SSL, ``small_scale_experiments``, CIFAR-10 command of its README) on the package's ResNet-18, with
+    the MNN benchmark's projector (methods.md section 3). The official encoder, whose numbers the paper reports, is a
+    small AlexNet: `backbone="small_alexnet"` with `projection_layers=1` (its fc8) is that network
+    (`recipes/configs/cacr_cifar10_alexnet.yaml`). Backbone fields: see `ContrastiveConfig`.
 
     Args:
         projection_hidden_size (`int`, defaults to 2048): hidden width of the projector (Linear no bias, BN, ReLU,
             Linear), as the MNN benchmark's SimCLR.
+        projection_layers (`int`, defaults to 2): Linear layers of the projector; 1 is a single Linear with bias
+            (the official AlexNet's fc8 on its 4096-d fc7).
         projection_dim (`int`, defaults to 128): output size of the projector (`D`); the official code's
             `--feat_dim 128`.
         tau_pos (`float`, defaults to 1.0): `t+`, sharpness of the positive (attraction) weights
@@ -44,6 +47,7 @@ class CACRConfig(ContrastiveConfig):
     def __init__(
         self,
         projection_hidden_size: int = 2048,
+        projection_layers: int = 2,
         projection_dim: int = 128,
         tau_pos: float = 1.0,
         tau_neg: float = 0.9,
@@ -54,6 +58,7 @@ class CACRConfig(ContrastiveConfig):
         **kwargs,
     ):
         self.projection_hidden_size = projection_hidden_size
+        self.projection_layers = projection_layers
         self.projection_dim = projection_dim
         self.tau_pos = tau_pos
         self.tau_neg = tau_neg
@@ -65,7 +70,7 @@ class CACRConfig(ContrastiveConfig):
 
     def validate_fields(self) -> None:
         super().validate_fields()
-        self.check_sizes("projection_hidden_size", "projection_dim")
+        self.check_sizes("projection_hidden_size", "projection_dim", "projection_layers")
         self.check_non_negative("tau_pos", "tau_neg")
         self.check_positive("alpha", "beta")
         if len(self.views) < 2:

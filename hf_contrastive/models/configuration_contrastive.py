@@ -30,7 +30,11 @@ class ContrastiveConfig(PretrainedConfig):
         stem_max_pool (`bool`, defaults to `False`):
             Keep the stem max-pool when `small_image_stem` is on: off for 32 px inputs, on for 64 px inputs.
         image_size (`int`, defaults to 32):
-            Side of the square training and evaluation images.
+            Side of the square training crops, and of the evaluation images unless `eval_image_size` is set.
+        eval_image_size (`int`, *optional*):
+            Side the evaluation images are resized to (kNN monitor, exported image processor, linear-probe test set)
+            when it differs from `image_size`: the STL-10 recipes train on 64 px crops and evaluate the native 96 px
+            images, as the reference code does (a globally pooled CNN takes both).
         num_channels (`int`, defaults to 3):
             Input channels.
         bn_splits (`int`, defaults to 1):
@@ -64,6 +68,7 @@ class ContrastiveConfig(PretrainedConfig):
         small_image_stem: bool = True,
         stem_max_pool: bool = False,
         image_size: int = 32,
+        eval_image_size: int | None = None,
         num_channels: int = 3,
         bn_splits: int = 1,
         distributed_batchnorm: str = "local",
@@ -77,6 +82,7 @@ class ContrastiveConfig(PretrainedConfig):
         self.small_image_stem = small_image_stem
         self.stem_max_pool = stem_max_pool
         self.image_size = image_size
+        self.eval_image_size = eval_image_size
         self.num_channels = num_channels
         self.bn_splits = bn_splits
         self.distributed_batchnorm = distributed_batchnorm
@@ -85,6 +91,11 @@ class ContrastiveConfig(PretrainedConfig):
         self.hidden_size = hidden_size
         super().__init__(**kwargs)
         self.validate_fields()
+
+    @property
+    def evaluation_image_size(self) -> int:
+        """Side of the evaluation images: ``eval_image_size``, else ``image_size``."""
+        return self.eval_image_size or self.image_size
 
     def validate_fields(self) -> None:
         """Check every field declared in the ``__init__`` signatures against its type annotation.
@@ -107,6 +118,8 @@ class ContrastiveConfig(PretrainedConfig):
                     )
         if self.image_size <= 0 or self.num_channels <= 0 or self.bn_splits <= 0:
             raise ValueError("image_size, num_channels and bn_splits must be positive integers.")
+        if self.eval_image_size is not None and self.eval_image_size <= 0:
+            raise ValueError(f"eval_image_size must be a positive integer or null, got {self.eval_image_size}.")
         if self.distributed_batchnorm not in ("local", "sync"):
             raise ValueError(f"distributed_batchnorm must be 'local' or 'sync', got {self.distributed_batchnorm!r}.")
         if self.ema_momentum_schedule not in ("constant", "cosine"):
@@ -136,6 +149,11 @@ class ContrastiveConfig(PretrainedConfig):
         for name in names:
             if not getattr(self, name) >= 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}.")
+
+    def check_choice(self, name: str, choices: tuple[str, ...]) -> None:
+        """The named field (a variant of the method) must be one of ``choices``."""
+        if getattr(self, name) not in choices:
+            raise ValueError(f"{name} must be one of {list(choices)}, got {getattr(self, name)!r}.")
 
     def check_momentum(self, *names: str) -> None:
         """Each named field (an EMA momentum) must be in [0, 1): 1 would freeze the teacher."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from .configuration_contrastive import ContrastiveConfig
+from .losses import MNN_MIXINGS
 
 
 class MNNConfig(ContrastiveConfig):
@@ -17,6 +18,11 @@ class MNNConfig(ContrastiveConfig):
         ema_momentum (`float`, defaults to 0.99): teacher EMA momentum `m` (0.996 for STL-10/Tiny-ImageNet).
         queue_size (`int`, defaults to 4096): support queue length `K` (16384 for STL-10/Tiny-ImageNet).
         nn_topk (`int`, defaults to 5): neighbours `k` taken from the queue per target.
+        neighbor_mixing (`str`, defaults to `"mix_then_normalize"`): how a neighbour `n` and the target `z` are mixed
+            (`hf_contrastive.losses.mnn_loss`). `"mix_then_normalize"`: `norm(lam n + (1 - lam) z)`, what the official
+            `main.py` runs. `"normalize_then_mix"`: `lam norm(n) + (1 - lam) norm(z)`, not normalised again, the
+            official model's `norm_nn` branch, which its `scripts.sh` asks for (`--norm_nn`) but `main.py` never
+            parses. Which of the two produced the published 91.47% is therefore not certain (docs/methods.md).
         views (`list[str]`, defaults to `["strong", "weak"]`): augmentation preset of each input view, in the order
             the model reads them (`hf_contrastive.data.VIEW_KINDS`). The teacher projections of the second view
             are enqueued.
@@ -31,6 +37,7 @@ class MNNConfig(ContrastiveConfig):
         ema_momentum: float = 0.99,
         queue_size: int = 4096,
         nn_topk: int = 5,
+        neighbor_mixing: str = "mix_then_normalize",
         views: list | None = None,
         **kwargs,
     ):
@@ -39,6 +46,7 @@ class MNNConfig(ContrastiveConfig):
         self.ema_momentum = ema_momentum
         self.queue_size = queue_size
         self.nn_topk = nn_topk
+        self.neighbor_mixing = neighbor_mixing
         self.views = list(views) if views is not None else ["strong", "weak"]
         super().__init__(**kwargs)
 
@@ -48,4 +56,5 @@ class MNNConfig(ContrastiveConfig):
         self.check_sizes("queue_size", "projection_dim", "projection_hidden_size")
         if self.nn_topk < 1 or self.nn_topk > self.queue_size:
             raise ValueError(f"nn_topk must be between 1 and queue_size ({self.queue_size}), got {self.nn_topk}.")
+        self.check_choice("neighbor_mixing", MNN_MIXINGS)
         self.check_views("MNN", 2, roles="query, key")

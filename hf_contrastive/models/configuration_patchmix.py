@@ -53,7 +53,9 @@ class PatchMixConfig(ContrastiveConfig):
         moco_vit_init (`bool`, defaults to `True`): initialise a timm ViT backbone as the official code (MoCo v3's ViT
             init: xavier-uniform Linear layers, the qkv matrix as three separate xavier blocks, zero biases,
             xavier-uniform patch embedding, cls token N(0, 1e-6)). False keeps the package's generic init.
-        views (`list[str]`, defaults to `["strong", "strong"]`): augmentation preset of each of the two views.
+        views (`list[str]`, defaults to `["byol_blur", "byol_solarize"]`): augmentation preset of each of the two
+            views (`hf_contrastive.data.VIEW_KINDS`): the official pair (BYOL's: saturation 0.2, bicubic crops, blur
+            p=1.0 on the first view, blur p=0.1 and solarize p=0.2 on the second).
     """
 
     model_type = "patchmix"
@@ -94,7 +96,7 @@ class PatchMixConfig(ContrastiveConfig):
         self.mixed_to_mixed_weight = mixed_to_mixed_weight
         self.symmetric = symmetric
         self.moco_vit_init = moco_vit_init
-        self.views = list(views) if views is not None else ["strong", "strong"]
+        self.views = list(views) if views is not None else ["byol_blur", "byol_solarize"]
         super().__init__(backbone=backbone, backbone_kwargs=backbone_kwargs, small_image_stem=small_image_stem,
                          distributed_batchnorm=distributed_batchnorm, ema_momentum_schedule=ema_momentum_schedule,
                          **kwargs)

@@ -9,6 +9,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+MNN_MIXINGS = ("mix_then_normalize", "normalize_then_mix")
+
 
 def _upcast(x: torch.Tensor) -> torch.Tensor:
     """float16/bfloat16 -> float32 (losses are computed in at least float32); float32/float64 unchanged."""
@@ -28,12 +30,20 @@ def mnn_loss(
     targets: torch.Tensor,
     neighbors: torch.Tensor,
     lam: float | torch.Tensor,
+    mixing: str = "mix_then_normalize",
 ) -> torch.Tensor:
     r"""One direction of the MNN loss (methods.md section 1; the official code's embedding-space mixing).
 
+    ``mixing="mix_then_normalize"`` (what the official ``main.py`` runs):
     ```
     mixed_ij = norm(lam * n_ij + (1 - lam) * z_i)                  # mix raw vectors, then normalise
     loss     = mean_i [ d(p_i, z_i) + (1/k) * sum_j d(p_i, mixed_ij) ]
+    ```
+    ``mixing="normalize_then_mix"`` (the official model's ``norm_nn`` branch, which the shipped ``scripts.sh`` asks
+    for with ``--norm_nn`` but ``main.py`` never parses): the mixed target is not normalised again, so its term is
+    ``2 - 2 <norm(p_i), mixed_ij>`` with
+    ```
+    mixed_ij = lam * norm(n_ij) + (1 - lam) * norm(z_i)
     ```
     The true positive has weight 1 and the ``k`` mixed neighbours share weight 1 (1/k each). No temperature.
 
@@ -42,19 +52,26 @@ def mnn_loss(
         targets: ``[B, D]`` teacher projections ``z`` (raw; detached by the caller).
         neighbors: ``[B, k, D]`` raw queue entries nearest to each target.
         lam: mixing coefficient in ``[0, 1]``, a float or 0-d tensor, one value for the whole call.
+        mixing: ``"mix_then_normalize"`` or ``"normalize_then_mix"`` (`MNN_MIXINGS`), see above.
 
     Returns:
         0-d tensor, the mean loss over the batch (computed in float32).
     """
+    if mixing not in MNN_MIXINGS:
+        raise ValueError(f"mixing must be one of {MNN_MIXINGS}, got {mixing!r}.")
     if predictions.dim() != 2 or targets.shape != predictions.shape:
         raise ValueError(f"predictions and targets must both be [B, D]; got {tuple(predictions.shape)} and {tuple(targets.shape)}.")
     if neighbors.dim() != 3 or neighbors.shape[0] != predictions.shape[0] or neighbors.shape[2] != predictions.shape[1]:
         raise ValueError(f"neighbors must be [B, k, D] = [{predictions.shape[0]}, k, {predictions.shape[1]}]; got {tuple(neighbors.shape)}.")
     predictions, targets, neighbors = _upcast(predictions), _upcast(targets), _upcast(neighbors)
     lam = torch.as_tensor(lam, dtype=torch.float32, device=predictions.device)
-    mixed = lam * neighbors + (1 - lam) * targets.unsqueeze(1)  # [B, k, D]
     positive_term = normalized_distance(predictions, targets)  # [B]
-    mixed_term = normalized_distance(predictions.unsqueeze(1), mixed).mean(dim=1)  # [B]
+    if mixing == "mix_then_normalize":
+        mixed = lam * neighbors + (1 - lam) * targets.unsqueeze(1)  # [B, k, D]
+        mixed_term = normalized_distance(predictions.unsqueeze(1), mixed).mean(dim=1)  # [B]
+    else:
+        mixed = lam * F.normalize(neighbors, dim=2) + (1 - lam) * F.normalize(targets, dim=1).unsqueeze(1)
+        mixed_term = (2 - 2 * (F.normalize(predictions, dim=1).unsqueeze(1) * mixed).sum(dim=2)).mean(dim=1)  # [B]
     return (positive_term + mixed_term).mean()
 
 
@@ -87,6 +104,31 @@ def simclr_loss(z1: torch.Tensor, z2: torch.Tensor, tau: float) -> torch.Tensor:
     logits.fill_diagonal_(float("-inf"))  # a row is not its own negative
     positives = torch.arange(batch, 3 * batch, device=z.device) % (2 * batch)  # row i's positive: i + B mod 2B
     return F.cross_entropy(logits, positives)
+
+
+def cross_view_infonce_loss(z1: torch.Tensor, z2: torch.Tensor, tau: float) -> torch.Tensor:
+    r"""Cross-view InfoNCE in both directions: the SimCLR of the MNN benchmark (pc-cp/Benchmark-Methods-For-MNN).
+
+    Each view of image ``i`` is contrasted only with the OTHER view of every image (no same-view negatives). With
+    ``s_ij = <norm(z1_i), norm(z2_j)> / tau`` ``[B, B]``:
+    ```
+    loss = 0.5 * ( mean_i [ -s_ii + log sum_j exp(s_ij) ] + mean_j [ -s_jj + log sum_i exp(s_ij) ] )
+    ```
+    i.e. the mean of the row-wise and the column-wise cross-entropy of ``s`` with the diagonal as labels: ``B - 1``
+    negatives per row, where `simclr_loss` (NT-Xent) has ``2B - 2``.
+
+    Args:
+        z1, z2: ``[B, D]`` raw projections of the two views (row ``i`` of each is the same image).
+        tau: temperature.
+
+    Returns:
+        0-d tensor (float32).
+    """
+    _check_pair(z1, z2, "z1 and z2")
+    z1, z2 = F.normalize(_upcast(z1), dim=1), F.normalize(_upcast(z2), dim=1)
+    logits = z1 @ z2.T / tau  # [B, B]
+    labels = torch.arange(z1.shape[0], device=z1.device)
+    return 0.5 * (F.cross_entropy(logits, labels) + F.cross_entropy(logits.T, labels))
 
 
 def moco_loss(q: torch.Tensor, k: torch.Tensor, queue: torch.Tensor, tau: float) -> torch.Tensor:
@@ -128,21 +170,29 @@ def byol_loss(predictions: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     return normalized_distance(_upcast(predictions), _upcast(targets)).mean()
 
 
-def nnclr_loss(neighbors: torch.Tensor, predictions: torch.Tensor, tau: float) -> torch.Tensor:
+def nnclr_loss(
+    neighbors: torch.Tensor, predictions: torch.Tensor, tau: float, prediction_to_neighbors: bool = False
+) -> torch.Tensor:
     r"""NNCLR (arXiv 2104.14548): the nearest neighbour of sample ``i`` is the positive of prediction ``i``.
 
+    Neighbours to predictions (the NNCLR paper's loss), for each rank ``j`` of the ``k`` neighbours:
     ```
     logits_ij = <norm(n_i), norm(p_j)> / tau                # [B, B]: the other rows are negatives
-    loss      = mean_i CE(logits_i, label i)
+    loss_nb   = mean over ranks and i of CE(logits_i, label i)
     ```
-    With several neighbours per sample (``neighbors`` ``[B, k, D]``), each rank ``j`` of neighbours is one such
-    loss and the result is their mean (the multi-positive variant of the MNN benchmark).
+    ``prediction_to_neighbors=True`` adds the reverse term of the MNN benchmark's NNCLR: each prediction against all
+    ``B k`` neighbours of the batch, its own ``k`` neighbours as positives, their log-probabilities SUMMED:
+    ```
+    loss_pn = mean_i [ - sum_j log softmax_{(b, l)}( <norm(p_i), norm(n_bl)> / tau )[(i, j)] ]
+    loss    = 0.5 * (loss_nb + loss_pn)
+    ```
     Pass tensors gathered from all processes (predictions with gradients) to use every process's negatives.
 
     Args:
         neighbors: ``[B, D]`` or ``[B, k, D]`` raw queue entries nearest to each sample's own projection.
         predictions: ``[B, D]`` raw student predictions of the other view.
         tau: temperature.
+        prediction_to_neighbors: add the reverse term (see above).
 
     Returns:
         0-d tensor (float32).
@@ -156,9 +206,14 @@ def nnclr_loss(neighbors: torch.Tensor, predictions: torch.Tensor, tau: float) -
         )
     neighbors = F.normalize(_upcast(neighbors), dim=2)
     predictions = F.normalize(_upcast(predictions), dim=1)
-    labels = torch.arange(predictions.shape[0], device=predictions.device)
-    losses = [F.cross_entropy(neighbors[:, j] @ predictions.T / tau, labels) for j in range(neighbors.shape[1])]
-    return torch.stack(losses).mean()
+    batch, k = neighbors.shape[:2]
+    labels = torch.arange(batch, device=predictions.device)
+    loss = torch.stack([F.cross_entropy(neighbors[:, j] @ predictions.T / tau, labels) for j in range(k)]).mean()
+    if not prediction_to_neighbors:
+        return loss
+    log_probs = F.log_softmax(predictions @ neighbors.reshape(batch * k, -1).T / tau, dim=1)  # [B, B k], (b, l) order
+    own = log_probs.reshape(batch, batch, k)[labels, labels]  # [B, k]: log-prob of each of row i's own neighbours
+    return 0.5 * (loss - own.sum(dim=1).mean())
 
 
 def msf_loss(predictions: torch.Tensor, targets: torch.Tensor, neighbors: torch.Tensor) -> torch.Tensor:

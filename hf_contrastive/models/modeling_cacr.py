@@ -53,7 +53,8 @@ class CACRForPreTraining(ContrastiveForPreTraining):
     def __init__(self, config: CACRConfig):
         super().__init__(config)
         self.encoder = CACRModel(config)
-        self.projector = MLPHead(config.hidden_size, config.projection_hidden_size, config.projection_dim, batch_norm=True)
+        self.projector = MLPHead(config.hidden_size, config.projection_hidden_size, config.projection_dim,
+                                 batch_norm=True, num_layers=config.projection_layers)
         self.post_init()
         self.init_teachers()  # no teachers: only keeps the base-class contract
 

@@ -20,7 +20,6 @@ from transformers.utils import ModelOutput
 
 from .configuration_contrastive import ContrastiveConfig
 
-
 # ----------------------------------------------------------------------------- backbone
 
 
@@ -163,8 +162,67 @@ def _use_split_batchnorm(module: nn.Module, num_splits: int) -> None:
             _use_split_batchnorm(child, num_splits)
 
 
+class SmallAlexNet(nn.Module):
+    """The small AlexNet of CACR's official small-scale experiments (JegZheng/CACR-SSL, after Wang & Isola 2020), up
+    to fc7: the layers its linear evaluation reads (``layer_index=-2``); fc8 (Linear to the embedding, then L2
+    normalisation) is the method's projector (`CACRConfig.projection_layers = 1`).
+
+    Five 3x3 conv blocks (no bias) with BatchNorm and ReLU, 96-192-384-384-192 channels, a 3x3 stride-2 max-pool
+    after blocks 1, 2 and 5, then fc6 and fc7: Linear (no bias, 4096), BatchNorm1d, ReLU. Weights N(0, 0.02) (each
+    layer's ``init_std``), norms identity, as the official ``init_weights_``. The flattened conv output is
+    192 x 3 x 3 at 32 px and 192 x 7 x 7 at 64 px (the official CIFAR and STL-10 encoders); it follows
+    ``image_size``, so the network takes only that input side.
+
+    The timm-style interface ContrastiveModel reads: ``num_features`` (4096), ``forward_features`` (the conv map
+    ``[B, 192, s, s]``) and ``forward_head(map, pre_logits=True)`` (fc7's output ``[B, 4096]``).
+    """
+
+    num_features = 4096
+
+    def __init__(self, in_channels: int = 3, image_size: int = 32):
+        super().__init__()
+
+        def conv_block(cin: int, cout: int, pool: bool) -> nn.Sequential:
+            layers = [nn.Conv2d(cin, cout, kernel_size=3, padding=1, bias=False), nn.BatchNorm2d(cout),
+                      nn.ReLU(inplace=True)]
+            return nn.Sequential(*layers, nn.MaxPool2d(3, 2)) if pool else nn.Sequential(*layers)
+
+        self.features = nn.Sequential(conv_block(in_channels, 96, True), conv_block(96, 192, True),
+                                      conv_block(192, 384, False), conv_block(384, 384, False),
+                                      conv_block(384, 192, True))
+        side = image_size
+        for _ in range(3):  # the three 3x3 stride-2 max-pools (no padding)
+            side = (side - 3) // 2 + 1
+        if side < 1:
+            raise ValueError(f"small_alexnet needs image_size >= 15 (three 3x3 stride-2 max-pools), got {image_size}.")
+        self.fc6 = nn.Sequential(nn.Linear(192 * side * side, 4096, bias=False), nn.BatchNorm1d(4096), nn.ReLU(inplace=True))
+        self.fc7 = nn.Sequential(nn.Linear(4096, 4096, bias=False), nn.BatchNorm1d(4096), nn.ReLU(inplace=True))
+        for module in self.modules():
+            if isinstance(module, (nn.Conv2d, nn.Linear)):
+                # Read by ContrastivePreTrainedModel._init_weights, which transformers calls on the layers themselves.
+                module.init_std = 0.02
+                nn.init.normal_(module.weight, 0.0, module.init_std)
+
+    def forward_features(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        return self.features(pixel_values)
+
+    def forward_head(self, feature_map: torch.Tensor, pre_logits: bool = True) -> torch.Tensor:
+        return self.fc7(self.fc6(feature_map.flatten(1)))
+
+
+#: Backbones that are not timm models: name -> builder from the config.
+NON_TIMM_BACKBONES = {"small_alexnet": lambda config: SmallAlexNet(config.num_channels, config.image_size)}
+
+
 def build_backbone(config: ContrastiveConfig) -> nn.Module:
-    """A timm model without classifier (``num_classes=0``), built from scratch, with the optional small-image stem."""
+    """A timm model without classifier (``num_classes=0``), built from scratch, with the optional small-image stem;
+    or one of `NON_TIMM_BACKBONES` (``small_alexnet``)."""
+    if config.backbone in NON_TIMM_BACKBONES:
+        if config.small_image_stem:
+            raise ValueError(f"{config.backbone} has its own small-image layers: set small_image_stem: false.")
+        backbone = NON_TIMM_BACKBONES[config.backbone](config)
+        _use_split_batchnorm(backbone, config.bn_splits)
+        return backbone
     if not timm.is_model(config.backbone):
         close = timm.list_models(f"*{config.backbone.split('_')[0]}*")[:10]
         raise ValueError(
@@ -194,16 +252,30 @@ def build_backbone(config: ContrastiveConfig) -> nn.Module:
 
 
 class MLPHead(nn.Sequential):
-    """``Linear -> [BN] -> ReLU -> Linear``: the projector/predictor of BYOL-style methods.
+    """``Linear -> [BN] -> ReLU -> ... -> Linear [-> BN]``: the projector/predictor of the methods.
 
-    ``batch_norm=True`` gives the BYOL/MNN layout (first Linear without bias); ``False`` the MoCo v2 / MSVQ layout.
+    ``num_layers`` Linear layers (2: one hidden layer; 1: a single Linear), every hidden one followed by [BN] and
+    ReLU.
+    ``batch_norm=True`` gives the BYOL/MNN layout (hidden Linears without bias); ``False`` the MoCo v2 / MSVQ layout.
+    ``output_batch_norm=True`` ends with a BatchNorm1d after the last Linear (then without bias), as the projectors of
+    NNCLR and of the MNN benchmark's SimCLR. The module indices of the default (2 layers, no output BN) are
+    ``0 Linear, 1 BN, 2 ReLU, 3 Linear``, as they have always been, so saved weights keep their names.
     """
 
-    def __init__(self, in_features: int, hidden_features: int, out_features: int, batch_norm: bool = True):
-        layers = [nn.Linear(in_features, hidden_features, bias=not batch_norm)]
-        if batch_norm:
-            layers.append(nn.BatchNorm1d(hidden_features))
-        layers += [nn.ReLU(inplace=True), nn.Linear(hidden_features, out_features)]
+    def __init__(self, in_features: int, hidden_features: int, out_features: int, batch_norm: bool = True,
+                 num_layers: int = 2, output_batch_norm: bool = False):
+        if num_layers < 1:
+            raise ValueError(f"An MLP head has at least 1 Linear layer, got num_layers={num_layers}.")
+        layers = []
+        for index in range(num_layers - 1):
+            layers.append(nn.Linear(in_features if index == 0 else hidden_features, hidden_features, bias=not batch_norm))
+            if batch_norm:
+                layers.append(nn.BatchNorm1d(hidden_features))
+            layers.append(nn.ReLU(inplace=True))
+        last_in = in_features if num_layers == 1 else hidden_features
+        layers.append(nn.Linear(last_in, out_features, bias=not output_batch_norm))
+        if output_batch_norm:
+            layers.append(nn.BatchNorm1d(out_features))
         super().__init__(*layers)
 
 
@@ -297,7 +369,7 @@ def forward_shuffled(module_fn, pixel_values: torch.Tensor, shuffle: bool) -> to
     return module_fn(pixel_values[order])[torch.argsort(order)]
 
 
-def embed_views(encoder: "ContrastiveModel", heads: Sequence[nn.Module], views: list[torch.Tensor],
+def embed_views(encoder: ContrastiveModel, heads: Sequence[nn.Module], views: list[torch.Tensor],
                 shuffle: bool = False) -> list[torch.Tensor]:
     """``heads[-1](...heads[0](encoder(x).pooler_output))`` for every view ``x``: the encoder in as few calls as
     possible (`ContrastiveModel.encode_views`), the heads once per view (their BatchNorm1d normalises one view).
@@ -420,7 +492,11 @@ class ContrastivePreTrainedModel(PreTrainedModel):
     def _init_weights(self, module: nn.Module) -> None:
         # Replaces transformers' normal(0.02) default: convolutions get He init (torchvision's ResNet init, used by
         # the reference code), linear layers torch's default, norms identity; queues random unit vectors.
-        if isinstance(module, nn.Conv2d):
+        if isinstance(module, (nn.Conv2d, nn.Linear)) and hasattr(module, "init_std"):  # SmallAlexNet: N(0, 0.02)
+            nn.init.normal_(module.weight, 0.0, module.init_std)
+            if module.bias is not None:
+                nn.init.zeros_(module.bias)
+        elif isinstance(module, nn.Conv2d):
             nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
             if module.bias is not None:
                 nn.init.zeros_(module.bias)

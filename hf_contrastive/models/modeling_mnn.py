@@ -82,14 +82,14 @@ class MNNForPreTraining(ContrastiveForPreTraining):
         predictions_strong, predictions_weak = self._students(views)
         targets_strong, targets_weak = self._teachers(views)
         queue_snapshot = self.queue.features  # read-only here; enqueue happens after the step
-        k = self.config.nn_topk
+        k, mixing = self.config.nn_topk, self.config.neighbor_mixing
         # One lambda ~ U(0, 1) per loss call, shared by the batch and the neighbours.
         lam_a, lam_b = torch.rand(2, device=strong.device)
         loss_strong_to_weak = mnn_loss(
-            predictions_strong, targets_weak, nearest_neighbors(targets_weak, queue_snapshot, k), lam_a
+            predictions_strong, targets_weak, nearest_neighbors(targets_weak, queue_snapshot, k), lam_a, mixing
         )
         loss_weak_to_strong = mnn_loss(
-            predictions_weak, targets_strong, nearest_neighbors(targets_strong, queue_snapshot, k), lam_b
+            predictions_weak, targets_strong, nearest_neighbors(targets_strong, queue_snapshot, k), lam_b, mixing
         )
         loss = 0.5 * (loss_strong_to_weak + loss_weak_to_strong)
         return ContrastivePreTrainingOutput(loss=loss, queue_keys={"queue": targets_weak.detach().float()})

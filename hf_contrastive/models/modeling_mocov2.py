@@ -48,14 +48,17 @@ class MoCoV2ForPreTraining(ContrastiveForPreTraining):
     k_v = teacher_projector(teacher_encoder(x_v))          # EMA teacher, no grad, shuffle-BN when bn_splits > 1
     loss = 0.5 * (moco_loss(q_1, k_2, Q, tau) + moco_loss(q_2, k_1, Q, tau))
     ```
-    ``Q`` is the queue as it was before this step (both directions read the same snapshot). The keys of both views,
-    ``cat(k_1, k_2)`` ``[2B, D]``, are returned for enqueueing, so the queue must hold at least 2 x the global batch.
-    The loop calls ``momentum_update()`` after each optimiser step and ``enqueue()`` with the gathered keys.
+    ``Q`` is the queue as it was before this step (both directions read the same snapshot). The keys returned for
+    enqueueing are ``cat(k_1, k_2)`` ``[2B, D]`` (``config.enqueue_both_views``, MoCo's CIFAR demo) or ``k_2``
+    ``[B, D]`` (the MNN benchmark). The loop calls ``momentum_update()`` after each optimiser step and ``enqueue()``
+    with the gathered keys.
     """
 
-    queue_keys_per_sample = 2  # both views' keys are enqueued
-
     config_class = MoCoV2Config
+
+    @property
+    def queue_keys_per_sample(self) -> int:
+        return 2 if self.config.enqueue_both_views else 1
 
     def __init__(self, config: MoCoV2Config):
         super().__init__(config)
@@ -88,5 +91,5 @@ class MoCoV2ForPreTraining(ContrastiveForPreTraining):
         queue_snapshot = self.queue.features  # read-only here; enqueue happens after the step
         tau = self.config.tau
         loss = 0.5 * (moco_loss(q1, k2, queue_snapshot, tau) + moco_loss(q2, k1, queue_snapshot, tau))
-        keys = torch.cat([k1, k2]).detach().float()  # [2B, D]
+        keys = (torch.cat([k1, k2]) if self.config.enqueue_both_views else k2).detach().float()  # [2B or B, D]
         return ContrastivePreTrainingOutput(loss=loss, queue_keys={"queue": keys})

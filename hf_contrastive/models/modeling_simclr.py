@@ -8,7 +8,7 @@ from __future__ import annotations
 import torch
 
 from .configuration_simclr import SimCLRConfig
-from .losses import simclr_loss
+from .losses import cross_view_infonce_loss, simclr_loss
 from .modeling_contrastive import (
     ContrastiveForImageClassification,
     ContrastiveForPreTraining,
@@ -36,14 +36,17 @@ class SimCLRForImageClassification(ContrastiveForImageClassification):
 
 
 class SimCLRForPreTraining(ContrastiveForPreTraining):
-    """SimCLR pretraining: encoder + projector (512 -> 2048 -> 128, BN), NT-Xent over the global batch.
+    """SimCLR pretraining: encoder + projector (512 -> 2048 -> 128, BN), a contrastive loss over the global batch.
 
     ``forward(views=[x_1, x_2])`` (two strong views by default, see ``config.views``) computes
-    ``z_v = projector(encoder(x_v))`` and ``simclr_loss(gather(z_1), gather(z_2), tau)`` (methods.md section 3;
-    formula in `hf_contrastive.losses.simclr_loss`): each of the ``2N`` views of the global batch (``N`` = per-device
-    batch x processes) has its other view as positive and the other ``2N - 2`` views as negatives. The gather keeps
-    gradients (`all_gather_with_grad`). No teacher, no queue: ``queue_keys`` is None and ``momentum_update``/
-    ``enqueue`` are no-ops.
+    ``z_v = projector(encoder(x_v))`` and, with ``config.negatives`` (methods.md section 3):
+    - ``"all_views"``: ``simclr_loss(gather(z_1), gather(z_2), tau)`` (NT-Xent): each of the ``2N`` views of the
+      global batch (``N`` = per-device batch x processes) has its other view as positive and the other ``2N - 2``
+      views as negatives;
+    - ``"other_view"``: ``cross_view_infonce_loss(gather(z_1), gather(z_2), tau)``: each view against the other view
+      of the ``N`` images, both directions averaged (the MNN benchmark's SimCLR).
+    The gather keeps gradients (`all_gather_with_grad`). No teacher, no queue: ``queue_keys`` is None and
+    ``momentum_update``/``enqueue`` are no-ops.
     """
 
     config_class = SimCLRConfig
@@ -51,7 +54,8 @@ class SimCLRForPreTraining(ContrastiveForPreTraining):
     def __init__(self, config: SimCLRConfig):
         super().__init__(config)
         self.encoder = SimCLRModel(config)
-        self.projector = MLPHead(config.hidden_size, config.projection_hidden_size, config.projection_dim, batch_norm=True)
+        self.projector = MLPHead(config.hidden_size, config.projection_hidden_size, config.projection_dim,
+                                 batch_norm=True, output_batch_norm=config.projection_output_batch_norm)
         self.post_init()
         self.init_teachers()  # no teachers: only keeps the base-class contract
 
@@ -60,5 +64,6 @@ class SimCLRForPreTraining(ContrastiveForPreTraining):
         if len(views) != 2:
             raise ValueError(f"SimCLR takes two views, got {len(views)}.")
         z1, z2 = embed_views(self.encoder, (self.projector,), views)
-        loss = simclr_loss(all_gather_with_grad(z1), all_gather_with_grad(z2), self.config.tau)
+        loss_function = simclr_loss if self.config.negatives == "all_views" else cross_view_infonce_loss
+        loss = loss_function(all_gather_with_grad(z1), all_gather_with_grad(z2), self.config.tau)
         return ContrastivePreTrainingOutput(loss=loss, queue_keys=None)

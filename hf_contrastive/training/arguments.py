@@ -1,7 +1,7 @@
 """Command-line and YAML arguments of ``recipes/train.py``.
 
 Precedence: command-line flags > the ``--config`` YAML file > the defaults below. The defaults are the paper
-protocol (methods.md section 0), except the dataset, which defaults to the small CIFAR-10 sample shipped in the repo
+protocol (methods.md section 0), except the dataset, which defaults to the small CIFAR-10 sample shipped in the package
 so that ``accelerate launch recipes/train.py`` runs a short end-to-end job out of the box (see ``SAMPLE_DEFAULTS``).
 """
 
@@ -16,11 +16,9 @@ from typing import Any
 
 import yaml
 
-from ..data import view_options
-from ..registry import get_method
+from ..data import SAMPLE_DATASET, view_options
+from ..registry import available_methods, get_method
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-SAMPLE_DATASET = REPO_ROOT / "data" / "cifar10_sample"
 REPORT_TO_CHOICES = ("tensorboard", "trackio", "wandb", "all", "none")
 
 # The embedded default job: MNN on the shipped 2,000-image sample, a few minutes on 2 CPU cores.
@@ -47,6 +45,8 @@ class TrainingArguments:
     train_split: str = "train"
     eval_split: str | None = None
     dataset_stats: str | None = None
+    image_mean: list[float] | None = None
+    image_std: list[float] | None = None
     num_train_epochs: int = 200
     max_train_steps: int | None = None
     per_device_train_batch_size: int = 256
@@ -72,6 +72,8 @@ class TrainingArguments:
     shuffle_buffer_size: int = 10_000
     streaming_knn_bank_size: int = 10_000
     knn_every_n_epochs: int = 1
+    knn_random_init: bool = True
+    card_plots: bool = True
     knn_k: int = 200
     knn_temperature: float = 0.1
     logging_steps: int = 10
@@ -109,6 +111,20 @@ class TrainingArguments:
             value = getattr(self, name)
             if value is not None and value <= 0:
                 raise ValueError(f"--{name} must be positive, got {value:g}.")
+        if (self.image_mean is None) != (self.image_std is None):
+            raise ValueError("--image_mean and --image_std go together: pass both (3 numbers each, red green blue), "
+                             "e.g. --image_mean 0.5 0.5 0.5 --image_std 0.25 0.25 0.25.")
+        for name in ("image_mean", "image_std"):
+            value = getattr(self, name)
+            if value is None:
+                continue
+            numbers = isinstance(value, list | tuple) and all(
+                isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v) for v in value)
+            if not (numbers and len(value) == 3):
+                raise ValueError(f"--{name} takes 3 finite numbers (red green blue), got {value!r}.")
+            setattr(self, name, [float(v) for v in value])
+        if self.image_std is not None and min(self.image_std) <= 0:
+            raise ValueError(f"--image_std must be positive, got {self.image_std}.")
         if self.warmup_epochs < 0:
             raise ValueError(f"--warmup_epochs must be >= 0, got {self.warmup_epochs:g}.")
         if not 0 <= self.momentum < 1:
@@ -140,28 +156,52 @@ class TrainingArguments:
         return dataclasses.asdict(self)
 
 
+# One entry per TrainingArguments field (build_parser fails on a field without one). `build_parser` appends
+# "(default: X)"; a field whose default is None says in its text what happens when it is not given.
 HELP = {
-    "method": "Method name (see hf_contrastive.available_methods()).",
-    "dataset_name": "Hub dataset id, local parquet folder or image folder (default: the shipped CIFAR-10 sample).",
-    "output_dir": "Where checkpoints, logs, all_results.json and the Hub folder (model/) go.",
-    "config": "A recipe YAML file (recipes/configs/); command-line flags override it.",
-    "backbone": "timm model name (overrides the recipe's model.backbone).",
-    "image_size": "Training/eval image side in pixels (overrides model.image_size).",
+    "method": "Method to pretrain, one of: {methods}. `hf-contrastive methods` describes each (paper, views, config "
+    "fields).",  # {methods}: the registered names, filled in by build_parser
+    "dataset_name": "Hub dataset id, local parquet folder or image folder (default: the CIFAR-10 sample shipped with "
+    "the package, 2,000 train / 500 test images).",
+    "output_dir": "Where checkpoints, logs, all_results.json and the Hub folder (model/) go (default: "
+    "outputs/METHOD-BACKBONE).",
+    "config": "A recipe YAML file (recipes/configs/); command-line flags override it (default: none).",
+    "backbone": "timm model name (default: the recipe's model.backbone, else the method's; see "
+    "`hf-contrastive methods NAME`).",
+    "image_size": "Training/eval image side in pixels (default: the recipe's model.image_size, else the method's; "
+    "see `hf-contrastive methods NAME`).",
     "image_column": "Image column (default: detected, e.g. img or image).",
-    "label_column": "Label column for the kNN monitor (default: detected, e.g. label or fine_label).",
+    "label_column": "Label column for the kNN monitor (default: detected, e.g. label or fine_label; without one the "
+    "monitor is off).",
+    "train_split": "Training split.",
     "eval_split": "Eval split (default: test, validation or valid; else 10%% of train is held out).",
-    "dataset_stats": "Normalisation statistics: cifar10, cifar100, stl10, tiny-imagenet or imagenet (default: guessed).",
-    "max_train_steps": "Total optimiser steps; overrides --num_train_epochs.",
+    "dataset_stats": "Normalisation mean/std: cifar10, cifar100, stl10, tiny-imagenet or imagenet (default: guessed "
+    "from the dataset name, else imagenet; the run prints which).",
+    "image_mean": "Normalisation mean, 3 numbers (red green blue, images scaled to [0, 1]); with --image_std it "
+    "replaces the --dataset_stats values in training and in the exported preprocessor_config.json (default: from "
+    "--dataset_stats).",
+    "image_std": "Normalisation std, 3 positive numbers; goes with --image_mean (default: from --dataset_stats).",
+    "num_train_epochs": "Training epochs (unless --max_train_steps is given).",
+    "max_train_steps": "Total optimiser steps; overrides --num_train_epochs (default: epochs x steps per epoch).",
     "per_device_train_batch_size": "Batch per process; the global batch is this x processes x accumulation.",
-    "learning_rate": "Peak learning rate (default: base_learning_rate x global batch / 256).",
-    "warmup_epochs": "Linear warm-up epochs before the cosine decay.",
-    "min_learning_rate": "Where the cosine decay ends (default 0; PatchMix's official 1e-6).",
+    "per_device_eval_batch_size": "Batch per process of the kNN monitor's feature extraction.",
+    "gradient_accumulation_steps": "Batches accumulated into one optimiser step.",
+    "learning_rate": "Peak learning rate (default: --base_learning_rate x global batch / 256).",
+    "base_learning_rate": "Learning rate per 256 images of global batch (the linear scaling rule), used when "
+    "--learning_rate is not given.",
+    "min_learning_rate": "Where the cosine decay ends (PatchMix's official value: 1e-6).",
     "optimizer": "sgd (momentum, weight decay on every parameter: the CNN protocol) or adamw (ViTs, MoCo v3 / "
     "PatchMix: no weight decay on biases and normalisation weights).",
+    "momentum": "SGD momentum.",
+    "weight_decay": "Weight decay (adamw: not on biases, normalisation weights and ViT tokens).",
     "weight_decay_end": "Anneal the weight decay of the decayed parameters from --weight_decay to this value "
-    "along a per-step cosine (DINO / PatchMix); default: constant.",
-    "max_train_samples": "Keep the first N training images.",
-    "max_eval_samples": "Keep the first N eval images.",
+    "along a per-step cosine (DINO / PatchMix) (default: none, a constant weight decay).",
+    "warmup_epochs": "Linear warm-up epochs (fractions allowed) before the cosine decay; a run shorter than its "
+    "warm-up gets a warning.",
+    "seed": "Seed of the model initialisation, the augmentations and the sampler.",
+    "max_train_samples": "Keep the first N training images (default: all).",
+    "max_eval_samples": "Keep the first N eval images (default: all).",
+    "dataloader_num_workers": "DataLoader worker processes (0: load in the main process).",
     "skip_bad_images": "Check every image once before training and drop the undecodable ones (counted and "
     "reported) instead of stopping at the first one.",
     "channels_last": "Convolutional backbones in channels-last memory format (faster convolutions on GPUs with "
@@ -176,16 +216,24 @@ HELP = {
     "shuffle_buffer_size": "--streaming: rows in the shuffle buffer of each process/worker.",
     "streaming_knn_bank_size": "--streaming: the kNN monitor's bank is the first N train rows, held in memory.",
     "knn_every_n_epochs": "kNN monitor frequency in epochs (0: only at the end).",
+    "card_plots": "Write the kNN-over-training plot and a t-SNE map of the test embeddings next to the model card "
+    "(the t-SNE takes a while on a large test split).",
+    "knn_random_init": "Measure the kNN top-1 of the network as initialised, before the first step (one extra kNN "
+    "pass), and report it beside the final one: the baseline that shows what training added.",
+    "knn_k": "Neighbours in the kNN monitor's weighted vote.",
+    "knn_temperature": "Temperature T of the kNN monitor's vote weights exp(similarity / T).",
     "logging_steps": "Log loss and learning rate every N optimiser steps.",
-    "checkpointing_steps": "Save a checkpoint every N optimiser steps, or 'epoch'.",
+    "checkpointing_steps": "Save a checkpoint every N optimiser steps, or 'epoch' (default: none, no periodic "
+    "checkpoints).",
     "checkpoints_total_limit": "Keep only the newest N checkpoints.",
     "resume_from_checkpoint": "A checkpoint folder; 'latest' (the newest under output_dir/checkpoints); or 'auto' "
-    "(the newest if there is one, else start: one command line for a job that is requeued after preemption).",
+    "(the newest if there is one, else start: one command line for a job that is requeued after preemption) "
+    "(default: none, a new run).",
     "init_from": "Start from a Hub folder or id of ours (full pretraining state: teachers, heads, queues) "
-    "instead of a fresh model; the optimiser and schedule start anew.",
+    "instead of a fresh model; the optimiser and schedule start anew (default: none, a fresh model).",
     "report_to": "Experiment tracker: tensorboard, trackio, wandb, all or none.",
     "push_to_hub": "Upload the Hub folder to --hub_model_id at the end.",
-    "hub_model_id": "Hub repository, e.g. your-name/mnn-resnet18.",
+    "hub_model_id": "Hub repository, e.g. your-name/mnn-resnet18 (default: none).",
 }
 
 
@@ -228,31 +276,79 @@ def _parse_augmentations(text: str) -> dict[str, dict[str, Any]]:
     return augmentations
 
 
+def _method_name(text: str) -> str:
+    """``--method`` as the registry spells it (``MNN``, ``multinet-gl`` are accepted)."""
+    return text.lower().replace("-", "_")
+
+
+def _help_with_default(spec: dataclasses.Field) -> str:
+    text = HELP[spec.name]
+    if spec.default is None:
+        return text
+    shown = "off" if spec.default is False else str(spec.default)
+    return f"{text.removesuffix('.')} (default: {shown.replace('%', '%%')})."
+
+
+DESCRIPTION = """Pretrain a contrastive image encoder.
+
+Each value comes from the command line, else the --config YAML file (every flag is also a YAML key), else the
+default shown below. The defaults are the CIFAR-10 paper protocol (200 epochs, 5 warm-up epochs, batch 256,
+32 px images): for your own dataset start from a recipe in recipes/configs/, or set at least --num_train_epochs,
+--warmup_epochs, --image_size and the normalisation (--dataset_stats, or --image_mean and --image_std)."""
+
+
+def _epilog() -> str:
+    sample = " ".join(f"--{key} {value}" for key, value in SAMPLE_DEFAULTS.items() if key != "config_overrides")
+    model = ",".join(f"{key}={value}" for key, value in SAMPLE_DEFAULTS["config_overrides"].items())
+    return (
+        "Without --config and --dataset_name it runs the embedded sample job on the CIFAR-10 sample shipped with the\n"
+        f"package: {sample} --config_overrides {model}.\n\n"
+        "Examples:\n"
+        "  accelerate launch recipes/train.py                       # the sample job, a few minutes on a CPU\n"
+        "  accelerate launch recipes/train.py --config recipes/configs/mnn_cifar10.yaml --output_dir outputs/mnn\n"
+        "  hf-contrastive methods mnn                               # a method's paper, views and config fields"
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        description="Pretrain a contrastive image encoder. Every flag can also be set in the --config YAML file.",
+        description=DESCRIPTION,
+        epilog=_epilog(),
+        usage="%(prog)s [--config RECIPE.yaml] [--method METHOD] [--dataset_name DATASET] [--FLAG VALUE ...]",
+        formatter_class=argparse.RawDescriptionHelpFormatter,  # keep the paragraphs; flag help is still wrapped
         argument_default=argparse.SUPPRESS,  # only flags actually given override the YAML file
     )
     types = {int: int, float: float, str: str}
     for spec in dataclasses.fields(TrainingArguments):
         if spec.name in ("config_overrides", "augmentations"):
             continue
-        flag = f"--{spec.name}"
-        if spec.type in ("bool", bool):
-            parser.add_argument(flag, action="store_true", help=HELP.get(spec.name))
-            continue
-        base_type = next((t for name, t in types.items() if spec.type.startswith(name.__name__)), str)
-        parser.add_argument(flag, type=base_type, help=HELP.get(spec.name))
+        flag, help_text = f"--{spec.name}", _help_with_default(spec)
+        if spec.name == "method":
+            methods = available_methods()
+            parser.add_argument(flag, type=_method_name, choices=methods, metavar="METHOD",
+                                help=help_text.format(methods=", ".join(methods)))
+        elif spec.type in ("bool", bool):
+            parser.add_argument(flag, action="store_true", help=help_text)
+            if spec.default is True:  # as transformers' HfArgumentParser: --no_<name> turns it off
+                parser.add_argument(f"--no_{spec.name}", dest=spec.name, action="store_false",
+                                    help=f"Turn off {flag} (default: on).")
+        elif spec.type.startswith("list[float]"):  # --image_mean R G B
+            parser.add_argument(flag, type=float, nargs=3, metavar=("R", "G", "B"), help=help_text)
+        else:
+            base_type = next((t for name, t in types.items() if spec.type.startswith(name.__name__)), str)
+            parser.add_argument(flag, type=base_type, help=help_text)
     parser.add_argument(
         "--config_overrides",
         type=parse_overrides,
-        help="Model config fields, e.g. 'queue_size=1024,nn_topk=3' (overrides the YAML 'model:' section).",
+        help="Model config fields, e.g. 'queue_size=1024,nn_topk=3' (overrides the YAML 'model:' section) (default: "
+        "none, the recipe's or the method's values; `hf-contrastive methods NAME` lists the fields).",
     )
     parser.add_argument(
         "--augmentations",
         type=_parse_augmentations,
         help="View options per view kind, e.g. 'local={crop_scale: [0.14, 1.0], size: 32}' (updates that kind's "
-        "options in the YAML 'augmentations:' section; the options are data.build_view_transform's).",
+        "options in the YAML 'augmentations:' section; the options are data.build_view_transform's) (default: none, "
+        "the recipe's or the views' defaults).",
     )
     return parser
 

@@ -38,11 +38,13 @@ from .. import mining
 from ..card_plots import plot_embedding_map, plot_knn_history
 from ..distributed import distributed_without_gpu, use_global_batchnorm
 from ..evaluation import extract_features, knn_predict
+from ..evaluation.linear import load_frozen_encoder, resolve_preprocessing
 from ..export import can_export_timm, export_timm
 from ..hub import CardContext, dataset_display_name, push_folder_to_hub, save_hub_folder
 from ..models import FeatureQueue, load_split_batchnorm_state, split_batchnorm_state
 from ..registry import get_method
 from .arguments import TrainingArguments
+from .callbacks import TrainerCallback
 from .preemption import StopSignals, TrainingInterrupted, ignore_stop_signals
 
 logger = logging.getLogger(__name__)
@@ -110,11 +112,17 @@ def find_checkpoint(output_dir: Path, resume_from_checkpoint: str) -> Path | Non
 
 
 class Pretrainer:
-    """Builds data, model, optimiser and Accelerator from `TrainingArguments`, then `train()` runs the loop."""
+    """Builds data, model, optimiser and Accelerator from `TrainingArguments`, then `train()` runs the loop.
 
-    def __init__(self, args: TrainingArguments):
+    ``callbacks``: `TrainerCallback` instances whose hooks the loop calls (train begin, step end with a stop flag,
+    evaluation, checkpoint, train end); see ``training/callbacks.py``.
+    """
+
+    def __init__(self, args: TrainingArguments, callbacks: list[TrainerCallback] | None = None):
         self.args = args
-        self.output_dir = Path(args.output_dir)
+        self.callbacks = list(callbacks or [])
+        self.stop_requested = False  # a callback's on_step_end asked to end training
+        self.output_dir = Path(args.output_dir).resolve()  # printed and recorded paths work from any folder
         if self.output_dir.exists() and not self.output_dir.is_dir():
             raise NotADirectoryError(f"--output_dir {self.output_dir} is a file; pass a folder (created if missing).")
         # Looked up first, so that a wrong path fails before the dataset is read.
@@ -139,6 +147,7 @@ class Pretrainer:
             # Every step has the same shapes (drop_last): let cuDNN pick its fastest convolution algorithms once.
             torch.backends.cudnn.benchmark = True
         self.knn_history: list[dict[str, float]] = []
+        self.knn_random_init: float | None = None  # kNN top-1 before the first step (--knn_random_init)
         self.spec, self.model_config = build_model_config(args)
         if args.init_from:
             self.model = self._load_pretraining_model(args.init_from)
@@ -206,8 +215,14 @@ class Pretrainer:
                     self.skipped_images[split] = bad
                     logger.warning("--skip_bad_images: dropped %d undecodable %s images (rows %s%s).", len(bad), split,
                                    bad[:10], "..." if len(bad) > 10 else "")
-        self.dataset_stats = data_lib.detect_dataset_stats(args.dataset_name, args.dataset_stats)
-        self.image_mean, self.image_std = data_lib.DATASET_STATS[self.dataset_stats]
+        normalisation = data_lib.resolve_normalisation(args.dataset_name, args.dataset_stats, args.image_mean,
+                                                       args.image_std)
+        self.dataset_stats, self.image_mean, self.image_std = (normalisation.dataset_stats, normalisation.mean,
+                                                               normalisation.std)
+        if normalisation.source == "fallback":  # ImageNet's values for an unknown dataset: likely worth a look
+            logger.warning(normalisation.message)
+        else:
+            self.accelerator.print(normalisation.message)
         size = self.model_config.image_size
         view_kinds = list(self.model_config.views)
         # Methods with mined positives (SPPS) name the views of the neighbour image in `config.neighbour_views`.
@@ -253,7 +268,7 @@ class Pretrainer:
             self.train_dataloader = DataLoader(self.train_dataset, batch_size=args.per_device_train_batch_size,
                                                collate_fn=data_lib.collate_views, num_workers=args.dataloader_num_workers,
                                                pin_memory=torch.cuda.is_available(), worker_init_fn=ignore_stop_signals)
-            self._build_knn_dataloaders(args, size)
+            self._build_knn_dataloaders(args, self.model_config.evaluation_image_size)
             return
         loader_kwargs = dict(num_workers=args.dataloader_num_workers, persistent_workers=args.dataloader_num_workers > 0,
                              pin_memory=torch.cuda.is_available(), worker_init_fn=ignore_stop_signals)
@@ -264,7 +279,7 @@ class Pretrainer:
             self.train_dataset, batch_size=args.per_device_train_batch_size, shuffle=True, drop_last=True,
             collate_fn=data_lib.collate_views, generator=torch.Generator().manual_seed(args.seed), **loader_kwargs,
         )
-        self._build_knn_dataloaders(args, size)
+        self._build_knn_dataloaders(args, self.model_config.evaluation_image_size)
 
     def _build_knn_dataloaders(self, args: TrainingArguments, size: int) -> None:
         """The kNN monitor's bank (train split, or its first rows when streaming) and test loaders."""
@@ -346,11 +361,18 @@ class Pretrainer:
         self.steps_per_epoch = math.ceil(self.batches_per_epoch / args.gradient_accumulation_steps)
         self.max_train_steps = args.max_train_steps or args.num_train_epochs * self.steps_per_epoch
         self.num_epochs = math.ceil(self.max_train_steps / self.steps_per_epoch)
+        warmup_steps = int(args.warmup_epochs * self.steps_per_epoch)
+        if warmup_steps >= self.max_train_steps:
+            logger.warning(
+                "The warm-up (%d steps: --warmup_epochs %g x %d steps per epoch) is not shorter than the run "
+                "(%d steps): the learning rate never reaches its peak %g and never decays. Pass --warmup_epochs 0, "
+                "or a value below %.3g (the run's length in epochs).", warmup_steps, args.warmup_epochs, self.steps_per_epoch,
+                self.max_train_steps, self.learning_rate, self.max_train_steps / self.steps_per_epoch)
         # The prepared scheduler steps once per process per optimiser step, hence the factor.
         processes = self.accelerator.num_processes
         self.lr_scheduler = self.accelerator.prepare(get_cosine_with_min_lr_schedule_with_warmup(
             self.optimizer,
-            num_warmup_steps=int(args.warmup_epochs * self.steps_per_epoch) * processes,
+            num_warmup_steps=warmup_steps * processes,
             num_training_steps=self.max_train_steps * processes,
             min_lr=args.min_learning_rate,  # 0: transformers' plain cosine to 0
         ))
@@ -373,12 +395,14 @@ class Pretrainer:
                 safetensors.torch.save_file({k: v.detach().cpu().contiguous() for k, v in split_state.items()},
                                             str(partial / SPLIT_BATCHNORM_FILE))
             state = {"global_step": global_step, "epoch": epoch, "batches_done_in_epoch": batches_done_in_epoch,
-                     "knn_history": self.knn_history}
+                     "knn_history": self.knn_history, "knn_random_init": self.knn_random_init}
             (partial / STATE_FILE).write_text(json.dumps(state, indent=2))
             shutil.rmtree(final, ignore_errors=True)
             partial.rename(final)
             self._prune_checkpoints()
         self.accelerator.wait_for_everyone()
+        for callback in self.callbacks:
+            callback.on_save(self, global_step, final)
         return final
 
     def _prune_checkpoints(self) -> None:
@@ -426,11 +450,9 @@ class Pretrainer:
                 if mined_at != epoch:
                     logger.warning("No cached neighbour table %s: mining with the current student instead.", path)
                 encoder = accelerator.unwrap_model(self.model).encoder
-                transform = data_lib.build_view_transform("eval", config.image_size, self.image_mean, self.image_std)
+                transform = data_lib.build_view_transform("eval", config.evaluation_image_size, self.image_mean,
+                                                          self.image_std)
             else:
-                # Imported here: evaluation.linear imports training.arguments, so a top-level import would be circular.
-                from ..evaluation.linear import load_frozen_encoder, resolve_preprocessing
-
                 encoder = load_frozen_encoder(source).to(accelerator.device)
                 prep = resolve_preprocessing(source, encoder)
                 transform = data_lib.build_view_transform("eval", prep.image_size, prep.mean, prep.std)
@@ -493,9 +515,13 @@ class Pretrainer:
             state = self.load_checkpoint(self.resume_checkpoint)
             global_step, starting_epoch = state["global_step"], state["epoch"]
             resume_batches, self.knn_history = state["batches_done_in_epoch"], state["knn_history"]
-        elif args.resume_from_checkpoint == "auto":
-            accelerator.print(f"--resume_from_checkpoint auto: no checkpoint in {self.output_dir / 'checkpoints'}; "
-                              "starting a new run.")
+            self.knn_random_init = state.get("knn_random_init")
+        else:
+            if args.resume_from_checkpoint == "auto":
+                accelerator.print(f"--resume_from_checkpoint auto: no checkpoint in {self.output_dir / 'checkpoints'}; "
+                                  "starting a new run.")
+            if args.knn_random_init:
+                self._record_knn_random_init()
         unwrapped = accelerator.unwrap_model(self.model)
         checkpoint_every = int(args.checkpointing_steps) if (args.checkpointing_steps or "").isdigit() else None
 
@@ -506,6 +532,8 @@ class Pretrainer:
             f"({self.num_epochs} epochs) | {accelerator.num_processes} process(es), {accelerator.device}, "
             f"mixed precision {accelerator.mixed_precision}"
         )
+        for callback in self.callbacks:
+            callback.on_train_begin(self, global_step)
         progress = tqdm(total=self.max_train_steps, initial=global_step, desc="pretraining",
                         disable=not accelerator.is_local_main_process, dynamic_ncols=True)
         start_time, samples_seen, last_step_loss = time.perf_counter(), 0, None
@@ -601,11 +629,14 @@ class Pretrainer:
                 if save_now:
                     self.save_checkpoint(global_step, epoch, batches_done)
                     saved_at = global_step
+                # Every callback sees the step; one True ends training (the same decision on every process).
+                if any([callback.on_step_end(self, global_step) for callback in self.callbacks]):
+                    self.stop_requested = True
                 stop_if_asked(epoch, batches_done)
-                if global_step >= self.max_train_steps:
+                if global_step >= self.max_train_steps or self.stop_requested:
                     break
             epochs_done = epoch + 1
-            is_last = global_step >= self.max_train_steps
+            is_last = global_step >= self.max_train_steps or self.stop_requested
             if args.checkpointing_steps == "epoch" and not is_last:
                 if unchecked_from <= global_step:
                     self._checked_mean_loss(window_loss_sum, window_steps, unchecked_from, global_step)
@@ -658,6 +689,19 @@ class Pretrainer:
                                    for number, (augment, images) in enumerate(zip(augments, inputs[name], strict=True))]
         return augmented
 
+    def _record_knn_random_init(self) -> None:
+        """kNN top-1 of the network before its first step: what an untrained network of this shape scores on these
+        images, the baseline the final number is read against."""
+        with torch.random.fork_rng(devices=[]):  # the loaders' worker seeds must not shift the training's draws
+            evaluation = self.evaluate_knn()
+        self.model.train()
+        if evaluation is not None:
+            self.knn_random_init = evaluation[0]
+            before = "as initialised from --init_from" if self.args.init_from else "at random init"
+            self.accelerator.print(f"kNN top-1 {before}: {100 * self.knn_random_init:.2f}%")
+            for callback in self.callbacks:
+                callback.on_evaluate(self, 0, {"knn_top1": self.knn_random_init})
+
     def _record_knn(self, global_step: int, epoch: float, progress: tqdm | None) -> float | None:
         evaluation = self.evaluate_knn()
         if evaluation is None:
@@ -668,6 +712,8 @@ class Pretrainer:
         message = f"epoch {epoch:g} step {global_step}: kNN top-1 {100 * knn_top1:.2f}%"
         (progress.write if progress is not None else self.accelerator.print)(message)
         self.model.train()
+        for callback in self.callbacks:
+            callback.on_evaluate(self, global_step, {"knn_top1": knn_top1})
         return knn_top1
 
     def _push(self, model_dir: Path) -> None:
@@ -715,6 +761,7 @@ class Pretrainer:
             "method": self.spec.name,
             "backbone": self.model_config.backbone,
             "knn_top1": knn_top1,
+            "knn_top1_random_init": self.knn_random_init,
             "epochs": round(global_step / self.steps_per_epoch, 3),
             "global_step": global_step,
             "train_samples": self.num_train_rows,
@@ -740,6 +787,7 @@ class Pretrainer:
                 global_batch_size=self.global_batch_size,
                 command=" ".join(["accelerate launch recipes/train.py"] + [shlex.quote(a) for a in sys.argv[1:]]),
                 knn_top1=knn_top1,
+                knn_top1_random_init=self.knn_random_init,
                 eval_split=self._eval_split_description(),
                 recipe=args.to_dict(),
                 hardware=results["device"],
@@ -749,7 +797,7 @@ class Pretrainer:
             )
             unwrapped = accelerator.unwrap_model(self.model)
             model_dir.mkdir(parents=True, exist_ok=True)
-            plots = self._write_card_plots(model_dir)
+            plots = self._write_card_plots(model_dir) if args.card_plots else {}
             save_hub_folder(unwrapped, self.spec, model_dir, image_mean=self.image_mean, image_std=self.image_std,
                             context=context, repo_id=args.hub_model_id, **plots)
             (self.output_dir / "all_results.json").write_text(json.dumps(results, indent=2))
@@ -760,12 +808,17 @@ class Pretrainer:
         for split, rows in self.skipped_images.items():
             accelerator.print(f"--skip_bad_images: skipped {len(rows)} undecodable {split} images (rows {rows[:10]}).")
         knn_text = f"{100 * knn_top1:.2f}%" if knn_top1 is not None else "n/a (no labels)"
+        if knn_top1 is not None and self.knn_random_init is not None:
+            init = "as initialised" if args.init_from else "random init"
+            knn_text += f" ({init}: {100 * self.knn_random_init:.2f}%)"
         accelerator.print(
             f"\nkNN top-1 (k={args.knn_k}, T={args.knn_temperature}) on {len(self.splits.eval)} eval images: {knn_text}\n"
             f"Hub-ready folder: {model_dir}\n"
             f"Load it: import hf_contrastive; from transformers import AutoModel; "
             f"encoder = AutoModel.from_pretrained({str(model_dir)!r})"
         )
+        for callback in self.callbacks:
+            callback.on_train_end(self, results)
         return results
 
 
@@ -780,6 +833,7 @@ def _hardware(accelerator: Accelerator) -> str:
     return f"{accelerator.num_processes} x CPU ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
 
 
-def train(args: TrainingArguments) -> dict[str, Any]:
-    """Pretrain as described by ``args``; returns the results also written to ``output_dir/all_results.json``."""
-    return Pretrainer(args).train()
+def train(args: TrainingArguments, callbacks: list[TrainerCallback] | None = None) -> dict[str, Any]:
+    """Pretrain as described by ``args`` (with ``callbacks``, see `TrainerCallback`); returns the results also
+    written to ``output_dir/all_results.json``."""
+    return Pretrainer(args, callbacks).train()
