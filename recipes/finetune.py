@@ -1,7 +1,7 @@
 """Fine-tune an exported encoder for image classification with transformers' Trainer.
 
     accelerate launch recipes/finetune.py --model_name_or_path outputs/mnn-resnet18/model \
-        --output_dir outputs/mnn-resnet18/finetune --num_train_epochs 30 --learning_rate 0.01 \
+        --output_dir outputs/mnn-resnet18/finetune --num_train_epochs 3 --learning_rate 1e-3 \
         --per_device_train_batch_size 128 --eval_strategy epoch --report_to none
 
 Works on any exported folder: ours (AutoModelForImageClassification puts a fresh Linear head on the pooled features)

@@ -150,7 +150,8 @@ def test_paper_recipe_file_holds_the_protocol():
 def test_no_arguments_is_the_embedded_sample_job():
     args = parse_args([])
     assert args.method == "mnn" and Path(args.dataset_name) == Path(SAMPLE)
-    assert args.num_train_epochs == 2 and args.config_overrides == {"queue_size": 1024}
+    assert args.num_train_epochs == 20 and args.knn_every_n_epochs == 5
+    assert args.config_overrides == {"queue_size": 1024, "small_image_stem": False}
 
 
 @pytest.mark.parametrize(

@@ -21,12 +21,16 @@ from ..registry import available_methods, get_method
 
 REPORT_TO_CHOICES = ("tensorboard", "trackio", "wandb", "all", "none")
 
-# The embedded default job: MNN on the shipped 2,000-image sample, a few minutes on 2 CPU cores.
+# The embedded default job: MNN on the shipped 2,000-image sample, about 5 minutes on 2 CPU cores. The standard
+# ResNet stem (7x7 stride-2 conv + max-pool) at 32 px costs 1/16 of the CIFAR recipes' small-image stem, which buys
+# 20 epochs (300 steps) in that time; kNN every 5 epochs. What it shows: the pipeline end to end and a kNN above the
+# same network at random init (24.8% vs 23.2% on the 500 test images, 2026-12-06), not the method's accuracy.
 SAMPLE_DEFAULTS: dict[str, Any] = {
-    "num_train_epochs": 2,
+    "num_train_epochs": 20,
     "per_device_train_batch_size": 128,
     "warmup_epochs": 1,
-    "config_overrides": {"queue_size": 1024},
+    "knn_every_n_epochs": 5,
+    "config_overrides": {"queue_size": 1024, "small_image_stem": False},
 }
 
 
@@ -299,7 +303,8 @@ default shown below. The defaults are the CIFAR-10 paper protocol (200 epochs, 5
 
 def _epilog() -> str:
     sample = " ".join(f"--{key} {value}" for key, value in SAMPLE_DEFAULTS.items() if key != "config_overrides")
-    model = ",".join(f"{key}={value}" for key, value in SAMPLE_DEFAULTS["config_overrides"].items())
+    model = ",".join(f"{key}={str(value).lower() if isinstance(value, bool) else value}"
+                     for key, value in SAMPLE_DEFAULTS["config_overrides"].items())
     return (
         "Without --config and --dataset_name it runs the embedded sample job on the CIFAR-10 sample shipped with the\n"
         f"package: {sample} --config_overrides {model}.\n\n"
