@@ -376,6 +376,20 @@ def test_callbacks_see_every_step_evaluation_and_checkpoint_and_can_end_training
     assert not (tmp_path / "model" / "knn_history.png").exists()  # --no_card_plots
 
 
+def test_own_dataset_without_a_recipe_says_which_defaults_it_runs(tmp_path, caplog):
+    """--dataset_name without --config runs the CIFAR-10 protocol's defaults: one warning says so and what to set."""
+    import logging
+
+    own = tmp_path / "my_images"
+    shutil.copytree(SAMPLE, own)  # the sample under another name: a user's own dataset
+    with caplog.at_level(logging.WARNING):
+        Pretrainer(parse_args(SMALL_RUN + ["--dataset_name", str(own), "--dataset_stats", "cifar10",
+                                           "--max_train_steps", "2", "--output_dir", str(tmp_path / "run")]))
+    [message] = [r.getMessage() for r in caplog.records if "No --config" in r.getMessage()]
+    assert "2 steps, 32 px images, the 3x3 small-image ResNet stem, checkpoints: none" in message
+    assert "--checkpointing_steps epoch" in message
+
+
 def test_mnn_config_rejects_out_of_range_values():
     with pytest.raises(ValueError, match="queue_size must be >= 1"):
         hf_contrastive.MNNConfig(queue_size=-4)

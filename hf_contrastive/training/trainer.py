@@ -223,6 +223,14 @@ class Pretrainer:
             logger.warning(normalisation.message)
         else:
             self.accelerator.print(normalisation.message)
+        if not args.config and not args.is_sample_dataset:
+            length = f"{args.max_train_steps} steps" if args.max_train_steps else f"{args.num_train_epochs} epochs"
+            stem = ", the 3x3 small-image ResNet stem" if getattr(self.model_config, "small_image_stem", False) else ""
+            logger.warning(
+                f"No --config: this run uses the CIFAR-10 protocol's defaults ({length}, "
+                f"{self.model_config.image_size} px images{stem}, checkpoints: {args.checkpointing_steps or 'none'}). "
+                "For your own images start from a recipe in recipes/configs/, or set at least --num_train_epochs, "
+                "--image_size and --checkpointing_steps epoch.")
         size = self.model_config.image_size
         view_kinds = list(self.model_config.views)
         # Methods with mined positives (SPPS) name the views of the neighbour image in `config.neighbour_views`.
