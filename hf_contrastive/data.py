@@ -523,7 +523,8 @@ _VIEW_DEFAULTS: dict[str, dict[str, Any]] = {
     "eval": {},
 }
 _PHOTOMETRIC_KINDS = ("strong", "local", "byol_blur", "byol_solarize")
-_INTERPOLATIONS = {"bilinear": v2.InterpolationMode.BILINEAR, "bicubic": v2.InterpolationMode.BICUBIC}
+#: Resampling of RandomResizedCrop by name (view option `crop_interpolation`, linear probe protocols).
+INTERPOLATIONS = {"bilinear": v2.InterpolationMode.BILINEAR, "bicubic": v2.InterpolationMode.BICUBIC}
 
 
 def view_options(kind: str, overrides: dict[str, Any]) -> dict[str, Any]:
@@ -537,8 +538,8 @@ def view_options(kind: str, overrides: dict[str, Any]) -> dict[str, Any]:
             f"valid ones: {sorted(_VIEW_DEFAULTS[kind]) or 'none'}."
         )
     options = {**_VIEW_DEFAULTS[kind], **overrides}
-    if "crop_interpolation" in options and options["crop_interpolation"] not in _INTERPOLATIONS:
-        raise ValueError(f"crop_interpolation of the {kind!r} view must be one of {list(_INTERPOLATIONS)}, "
+    if "crop_interpolation" in options and options["crop_interpolation"] not in INTERPOLATIONS:
+        raise ValueError(f"crop_interpolation of the {kind!r} view must be one of {list(INTERPOLATIONS)}, "
                          f"got {options['crop_interpolation']!r}.")
     if "jitter" in options and not (isinstance(options["jitter"], list | tuple) and len(options["jitter"]) == 4):
         raise ValueError(f"jitter of the {kind!r} view is (brightness, contrast, saturation, hue), got "
@@ -599,7 +600,7 @@ def build_view_transform(
     crop_size = _view_crop_size(kind, image_size, opts)
     augment = [
         v2.RandomResizedCrop(crop_size, scale=tuple(opts["crop_scale"]), antialias=True,
-                             interpolation=_INTERPOLATIONS[opts["crop_interpolation"]]),
+                             interpolation=INTERPOLATIONS[opts["crop_interpolation"]]),
         v2.RandomHorizontalFlip(p=opts["flip_p"]),
     ]
     if photometric_on_device:

@@ -199,17 +199,22 @@ def test_byol_loss_by_hand():
     assert byol_loss(p, z).item() == pytest.approx(expected, abs=1e-6)
 
 
+def _numpy_nnclr_paper_term(neighbors: np.ndarray, predictions: np.ndarray, tau: float) -> float:
+    """NNCLR's neighbours-to-predictions InfoNCE as loops: each neighbour rank against every prediction."""
+    nn_, p = _rows_unit(neighbors), _rows_unit(predictions)
+    batch, k = neighbors.shape[:2]
+    total = 0.0
+    for j in range(k):
+        for i in range(batch):
+            total -= _log_softmax(np.array([nn_[i, j] @ p[m] / tau for m in range(batch)]))[i]
+    return total / (batch * k)
+
+
 @pytest.mark.parametrize("k", [1, 3])
 def test_nnclr_loss_matches_numpy(k):
     rng = np.random.default_rng(12)
     neighbors, predictions = rng.normal(size=(5, k, 6)), rng.normal(size=(5, 6))
-    nn_, p = _rows_unit(neighbors), _rows_unit(predictions)
-    total = 0.0
-    for j in range(k):
-        for i in range(5):
-            logits = np.array([nn_[i, j] @ p[m] / 0.2 for m in range(5)])
-            total -= _log_softmax(logits)[i]
-    expected = total / (5 * k)
+    expected = _numpy_nnclr_paper_term(neighbors, predictions, 0.2)
     got = nnclr_loss(torch.tensor(neighbors[:, 0] if k == 1 else neighbors), torch.tensor(predictions), 0.2)
     assert got.item() == pytest.approx(expected, rel=1e-5)
 
@@ -221,11 +226,7 @@ def test_nnclr_loss_with_prediction_to_neighbours_matches_numpy(k):
     rng = np.random.default_rng(17)
     neighbors, predictions = rng.normal(size=(4, k, 6)), rng.normal(size=(4, 6))
     nn_, p = _rows_unit(neighbors), _rows_unit(predictions)
-    paper = 0.0
-    for j in range(k):
-        for i in range(4):
-            paper -= _log_softmax(np.array([nn_[i, j] @ p[m] / 0.2 for m in range(4)]))[i]
-    paper /= 4 * k
+    paper = _numpy_nnclr_paper_term(neighbors, predictions, 0.2)
     flat = nn_.reshape(4 * k, 6)  # row b * k + l: neighbour l of sample b
     reverse = 0.0
     for i in range(4):

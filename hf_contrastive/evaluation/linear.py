@@ -228,9 +228,6 @@ def linear_probe_lr(
     raise ValueError(f"Unknown lr schedule {schedule!r}; valid: {LR_SCHEDULES}.")
 
 
-_INTERPOLATIONS = {"bilinear": v2.InterpolationMode.BILINEAR, "bicubic": v2.InterpolationMode.BICUBIC}
-
-
 def build_linear_train_transform(
     image_size: int,
     mean: Sequence[float],
@@ -245,7 +242,7 @@ def build_linear_train_transform(
     (scale 0.5-1)."""
     return v2.Compose([
         v2.RandomResizedCrop(image_size, scale=tuple(crop_scale), antialias=True,
-                             interpolation=_INTERPOLATIONS[interpolation]),
+                             interpolation=data_lib.INTERPOLATIONS[interpolation]),
         v2.RandomHorizontalFlip(p=flip_p),
         v2.ToImage(),
         v2.ToDtype(torch.float32, scale=True),
