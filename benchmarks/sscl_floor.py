@@ -57,8 +57,8 @@ def measure(model, label: str, source: str, views: list[torch.Tensor], args) -> 
     model.eval()
     config = model.config
     # Eval mode: the student's and the teacher's projections as the loss sees them (no batch statistics involved).
-    q = torch.cat([model.projector(model.encoder(chunk).pooler_output) for chunk in views[0].split(256)])
-    k = torch.cat([model.teacher_projector(model.teacher_encoder(chunk).pooler_output) for chunk in views[1].split(256)])
+    q = torch.cat([model.student_embeddings([chunk])[0] for chunk in views[0].split(256)])
+    k = torch.cat([model.teacher_embeddings([chunk])[0] for chunk in views[1].split(256)])
     queue = model.queue.features
     generator = torch.Generator().manual_seed(args.seed)
     draws = {"num_hard": config.num_hard_negatives,

@@ -11,6 +11,7 @@ import os
 import socket
 from pathlib import Path
 
+import method_tester as mt
 import numpy as np
 import pytest
 import torch
@@ -19,7 +20,7 @@ import torch.multiprocessing as mp
 
 from hf_contrastive import data as data_lib
 from hf_contrastive.losses import cacr_loss
-from hf_contrastive.models import FeatureQueue, all_gather_with_grad
+from hf_contrastive.models import all_gather_with_grad
 from hf_contrastive.models.configuration_cacr import CACRConfig
 from hf_contrastive.models.modeling_cacr import CACRForPreTraining
 from hf_contrastive.training import parse_args
@@ -174,15 +175,8 @@ def test_gathered_loss_is_the_global_batch_loss_with_exact_gradients():
 # ----------------------------------------------------------------------------- the model on real images
 
 
-@pytest.fixture(scope="module")
-def views(sample_views) -> list[torch.Tensor]:
-    """Five strong views of 16 real CIFAR-10 training images."""
-    return sample_views(["strong"] * 5)
-
-
-def _model(**overrides) -> CACRForPreTraining:
-    torch.manual_seed(0)
-    return CACRForPreTraining(CACRConfig(**{**SMALL, **overrides}))
+TESTER = mt.MethodTester(CACRConfig, CACRForPreTraining, small=SMALL)
+views = mt.views_fixture(["strong"] * 5)  # five strong views of 16 real CIFAR-10 training images
 
 
 def test_defaults_are_the_official_recipe():
@@ -197,7 +191,7 @@ def test_defaults_are_the_official_recipe():
 
 
 def test_forward_is_the_loss_of_recomputed_projections(views):
-    model = _model(tau_neg=2.0, alpha=0.5, beta=1.5).train()
+    model = TESTER.model(tau_neg=2.0, alpha=0.5, beta=1.5).train()
     output = model(views=views)
     # Recompute each view's projection independently (train-mode BN: each view normalised with its own batch
     # statistics, as forward does).
@@ -213,7 +207,7 @@ def test_forward_is_the_loss_of_recomputed_projections(views):
 
 def test_fewer_views_and_local_views(sample_views):
     three = sample_views(["strong", "weak", "local"])  # the local view is 16 px
-    model = _model(views=["strong", "weak", "local"]).eval()
+    model = TESTER.model(views=["strong", "weak", "local"]).eval()
     with torch.no_grad():
         output = model(views=three)
         projections = torch.stack([model.projector(model.encoder(view).pooler_output) for view in three])
@@ -221,27 +215,16 @@ def test_fewer_views_and_local_views(sample_views):
 
 
 def test_no_teacher_no_queue_and_gradients_reach_encoder_and_projector(views):
-    model = _model().train()
-    assert model.teacher_pairs() == []
-    assert not any(isinstance(module, FeatureQueue) for module in model.modules())
-    assert not any(name.startswith("teacher_") for name, _ in model.named_parameters())
-    output = model(views=views)
-    assert output.queue_keys is None
-    output.loss.backward()
-    assert model.encoder.backbone.conv1.weight.grad.abs().sum() > 0
-    assert model.projector[0].weight.grad.abs().sum() > 0
-    before = [p.detach().clone() for p in model.parameters()]
-    model.momentum_update()  # no-op
-    assert all(torch.equal(a, b) for a, b in zip(before, model.parameters(), strict=True))
+    mt.check_no_teacher_no_queue_and_gradients_reach_encoder_and_projector(TESTER.model().train(), views)
 
 
 def test_wrong_number_of_views_is_rejected(views):
     with pytest.raises(ValueError, match="CACR takes 5 views"):
-        _model()(views=views[:2])
+        TESTER.model()(views=views[:2])
 
 
-@pytest.mark.parametrize(
-    "fields, error, message",
+test_config_validation = mt.config_validation_test(
+    CACRConfig,
     [
         ({"tau_pos": -0.1}, ValueError, "tau_pos must be >= 0"),
         ({"tau_neg": -1.0}, ValueError, "tau_neg must be >= 0"),
@@ -254,9 +237,6 @@ def test_wrong_number_of_views_is_rejected(views):
         ({"detach_weights": 1}, TypeError, "detach_weights must be bool"),
     ],
 )
-def test_config_validation(fields, error, message):
-    with pytest.raises(error, match=message):
-        CACRConfig(**fields)
 
 
 def test_config_has_no_generation_parameter_names():

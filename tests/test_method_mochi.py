@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import math
 
+import method_tester as mt
 import numpy as np
 import pytest
 import torch
@@ -156,23 +157,8 @@ def test_mochi_loss_rejects_bad_ranks_and_shapes():
 # ----------------------------------------------------------------------------- the model
 
 
-@pytest.fixture(scope="module")
-def views(sample_views) -> list[torch.Tensor]:
-    """Two strong views of 16 real CIFAR-10 training images."""
-    return sample_views(["strong", "strong"])
-
-
-def _model(**overrides) -> MoCHiForPreTraining:
-    torch.manual_seed(0)
-    return MoCHiForPreTraining(MoCHiConfig(**{**SMALL, **overrides}))
-
-
-def _student(model, x):
-    return model.projector(model.encoder(x).pooler_output)
-
-
-def _teacher(model, x):
-    return model.teacher_projector(model.teacher_encoder(x).pooler_output)
+TESTER = mt.MethodTester(MoCHiConfig, MoCHiForPreTraining, small=SMALL)
+views = mt.views_fixture(["strong", "strong"])  # two strong views of 16 real CIFAR-10 training images
 
 
 def _draws(config: MoCHiConfig, batch: int, active: bool = True) -> dict:
@@ -194,22 +180,18 @@ def test_defaults_scale_the_imagenet100_setting_to_the_cifar_queue():
     mixing = (config.num_hard_negatives, config.num_synthetic_negatives, config.num_query_mixed_negatives)
     assert mixing == (256, 256, 64)
     assert (config.query_mix_max, config.mix_start_step) == (0.5, 0)
-    model = _model()
+    model = TESTER.model()
     assert [type(layer).__name__ for layer in model.projector] == ["Linear", "ReLU", "Linear"]
     assert model.queue.features.shape == (64, 32)
 
 
 def test_forward_is_symmetric_mochi_with_draws_from_the_global_rng(views):
-    model = _model().train()
-    queue_before = model.queue.features.clone()
-    pointer_before = model.queue.pointer.clone()
+    model = TESTER.model().train()
     torch.manual_seed(7)
-    output = model(views=views)
-    assert torch.equal(model.queue.features, queue_before) and torch.equal(model.queue.pointer, pointer_before)
+    output, queue_before = mt.forward_reading_the_queue(model, views)
 
-    with torch.no_grad():  # bn_splits=1: no shuffle, so the mixing draws are the first random numbers forward takes
-        q1, q2 = _student(model, views[0]), _student(model, views[1])
-        k1, k2 = _teacher(model, views[0]), _teacher(model, views[1])
+    # bn_splits=1: no shuffle, so the mixing draws are the first random numbers forward takes
+    (q1, q2), (k1, k2) = TESTER.outputs(model, views)
     torch.manual_seed(7)
     draws_1, draws_2 = _draws(model.config, BATCH), _draws(model.config, BATCH)
     expected = 0.5 * (mochi_loss(q1, k2, queue_before, 0.2, 16, **draws_1)
@@ -222,20 +204,14 @@ def test_forward_is_symmetric_mochi_with_draws_from_the_global_rng(views):
                      + mochi_loss(q2, k1, queue_before, 0.2, 16, **draws_1))
     assert not torch.allclose(output.loss.detach(), swapped)
 
-    keys = output.queue_keys["queue"]
-    assert set(output.queue_keys) == {"queue"} and keys.shape == (2 * BATCH, 32) and not keys.requires_grad
-    torch.testing.assert_close(keys, torch.cat([k1, k2]))  # teacher keys, first view first
-    model.enqueue(output.queue_keys)
-    torch.testing.assert_close(model.queue.features[: 2 * BATCH], keys)
-    torch.testing.assert_close(model.queue.features[2 * BATCH :], queue_before[2 * BATCH :])
+    mt.check_keys_and_enqueue(model, output, torch.cat([k1, k2]), shape=(2 * BATCH, 32))  # teacher keys, first view first
 
 
 def test_warm_up_is_plain_moco_until_mix_start_step_optimiser_steps(views):
-    model = _model(mix_start_step=2).train()
+    model = TESTER.model(mix_start_step=2).train()
     queue = model.queue.features.clone()
     with torch.no_grad():
-        q1, q2 = _student(model, views[0]), _student(model, views[1])
-        k1, k2 = _teacher(model, views[0]), _teacher(model, views[1])
+        (q1, q2), (k1, k2) = TESTER.outputs(model, views)
         plain = 0.5 * (moco_loss(q1, k2, queue, 0.2) + moco_loss(q2, k1, queue, 0.2))
         for steps in range(2):
             assert model.mixing_step.item() == steps and not model.mixing_active
@@ -246,9 +222,7 @@ def test_warm_up_is_plain_moco_until_mix_start_step_optimiser_steps(views):
         mixed = model(views=views).loss
     torch.manual_seed(3)
     draws_1, draws_2 = _draws(model.config, BATCH), _draws(model.config, BATCH)
-    with torch.no_grad():
-        q1, q2 = _student(model, views[0]), _student(model, views[1])
-        k1, k2 = _teacher(model, views[0]), _teacher(model, views[1])
+    (q1, q2), (k1, k2) = TESTER.outputs(model, views)
     expected = 0.5 * (mochi_loss(q1, k2, queue, 0.2, 16, **draws_1) + mochi_loss(q2, k1, queue, 0.2, 16, **draws_2))
     torch.testing.assert_close(mixed, expected)
     assert not torch.allclose(mixed, plain)
@@ -257,7 +231,7 @@ def test_warm_up_is_plain_moco_until_mix_start_step_optimiser_steps(views):
 def test_warm_up_clock_is_read_from_the_device_once_and_again_after_a_load():
     """The loop never waits for the device to learn the clock: mixing_active reads mixing_step once, then counts
     momentum_update calls on the host; loading a state dict (a resume) makes it read the loaded clock."""
-    model = _model(mix_start_step=2)
+    model = TESTER.model(mix_start_step=2)
     fresh_state = {name: tensor.clone() for name, tensor in model.state_dict().items()}
     assert not model.mixing_active and model.known_mixing_step == 0
     model.momentum_update(), model.momentum_update()
@@ -267,7 +241,7 @@ def test_warm_up_clock_is_read_from_the_device_once_and_again_after_a_load():
 
 
 def test_warm_up_clock_is_saved_and_ignored_by_the_encoder(tmp_path):
-    model = _model(mix_start_step=5)
+    model = TESTER.model(mix_start_step=5)
     for _ in range(3):
         model.momentum_update()
     assert "mixing_step" in model.state_dict()
@@ -281,27 +255,14 @@ def test_warm_up_clock_is_saved_and_ignored_by_the_encoder(tmp_path):
 
 
 def test_teacher_starts_as_student_frozen_and_follows_by_ema(views):
-    model = _model().train()
-    student = dict(model.encoder.named_parameters()) | {f"p.{k}": v for k, v in model.projector.named_parameters()}
-    teacher = dict(model.teacher_encoder.named_parameters()) | {
-        f"p.{k}": v for k, v in model.teacher_projector.named_parameters()
-    }
-    assert student.keys() == teacher.keys()
-    assert all(torch.equal(student[name], teacher[name]) for name in student)
-    assert not any(p.requires_grad for p in teacher.values())
-    optimizer = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=0.5)
-    model(views=views).loss.backward()
-    assert all(p.grad is None for p in teacher.values())
-    old_teacher = {name: p.detach().clone() for name, p in teacher.items()}
-    optimizer.step()
-    model.momentum_update()
-    for name in student:
-        torch.testing.assert_close(teacher[name].detach(), 0.99 * old_teacher[name] + 0.01 * student[name].detach())
+    model = TESTER.model().train()
+    TESTER.check_teacher_follows_the_student_by_ema(model, views, momentum=0.99)
     assert model.mixing_step.item() == 1
 
 
-@pytest.mark.parametrize(
-    "fields, error, message",
+
+test_config_validation = mt.config_validation_test(
+    MoCHiConfig,
     [
         ({"num_hard_negatives": 0}, ValueError, r"num_hard_negatives must be in \[1, queue_size=4096\]"),
         ({"num_hard_negatives": 65, "queue_size": 64}, ValueError,
@@ -317,6 +278,3 @@ def test_teacher_starts_as_student_frozen_and_follows_by_ema(views):
         ({"num_hard_negatives": 256.0}, TypeError, "num_hard_negatives must be int"),
     ],
 )
-def test_config_validation(fields, error, message):
-    with pytest.raises(error, match=message):
-        MoCHiConfig(**fields)

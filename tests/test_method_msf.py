@@ -8,44 +8,19 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import method_tester as mt
 import pytest
 import torch
 
 from hf_contrastive.losses import msf_loss
 from hf_contrastive.models import MSFConfig, MSFForPreTraining, nearest_neighbors
 
-
-def small_config(**extra) -> MSFConfig:
+TESTER = mt.MethodTester(
+    MSFConfig, MSFForPreTraining, student=("encoder", "projector", "predictor"),
     # Standard ResNet stem at 32 px (16x cheaper than the small-image stem), small heads and queue: fast on CPU.
-    return MSFConfig(
-        **{"projection_hidden_size": 64, "projection_dim": 32, "queue_size": 48, "nn_topk": 3,
-           "small_image_stem": False, **extra}
-    )
-
-
-@pytest.fixture(scope="module")
-def views(sample_views) -> list[torch.Tensor]:
-    """A strong and a weak view of 16 real CIFAR-10 training images."""
-    return sample_views(MSFConfig().views)
-
-
-def perturbed_model(**extra) -> MSFForPreTraining:
-    """A model whose teacher differs from its student (as after some training), so directions are distinguishable."""
-    torch.manual_seed(0)
-    model = MSFForPreTraining(small_config(**extra)).train()
-    with torch.no_grad():
-        for parameter in [*model.teacher_encoder.parameters(), *model.teacher_projector.parameters()]:
-            parameter.add_(0.05 * torch.randn_like(parameter))
-    return model
-
-
-def student(model, x):
-    return model.predictor(model.projector(model.encoder(x).pooler_output))
-
-
-@torch.no_grad()
-def teacher(model, x):
-    return model.teacher_projector(model.teacher_encoder(x).pooler_output)
+    small={"projection_hidden_size": 64, "projection_dim": 32, "queue_size": 48, "nn_topk": 3, "small_image_stem": False},
+)
+views = mt.views_fixture(MSFConfig().views)  # a strong and a weak view of 16 real CIFAR-10 training images
 
 
 def test_defaults_are_the_official_code_and_the_cifar10_recipe_is_the_benchmarks_symmetric_run():
@@ -62,11 +37,8 @@ def test_defaults_are_the_official_code_and_the_cifar10_recipe_is_the_benchmarks
 
 
 def test_forward_is_msf_loss_of_recomputed_outputs_and_queue_neighbours(views):
-    model = perturbed_model()
-    strong, weak = views
-    with torch.no_grad():
-        p_strong, p_weak = student(model, strong), student(model, weak)
-        z_strong, z_weak = teacher(model, strong), teacher(model, weak)
+    model = TESTER.perturbed_model()
+    (p_strong, p_weak), (z_strong, z_weak) = TESTER.outputs(model, views)
     # Real teacher projections in the queue (plus random unit vectors), so the neighbours are meaningful.
     model.enqueue({"queue": z_strong + 0.1 * torch.randn_like(z_strong)})
     queue = model.queue.features.clone()
@@ -93,14 +65,14 @@ def test_forward_is_msf_loss_of_recomputed_outputs_and_queue_neighbours(views):
 
 def test_shuffled_teacher_returns_keys_in_batch_order(views):
     """With split BatchNorm the teacher sees a shuffled batch; the keys must come back in the original order."""
-    model = perturbed_model(bn_splits=2).eval()  # eval: split BN is plain BN, so the shuffle must be invisible
+    model = TESTER.perturbed_model(bn_splits=2).eval()  # eval: split BN is plain BN, so the shuffle must be invisible
     with torch.no_grad():
         outputs = model(views=views)
-    torch.testing.assert_close(outputs.queue_keys["queue"], teacher(model, views[1]), rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(outputs.queue_keys["queue"], TESTER.teacher_output(model, views[1]), rtol=1e-5, atol=1e-5)
 
 
 def test_enqueue_writes_the_keys_after_the_step(views):
-    model = perturbed_model()
+    model = TESTER.perturbed_model()
     before = model.queue.features.clone()
     outputs = model(views=views)
     model.enqueue(outputs.queue_keys)
@@ -109,40 +81,23 @@ def test_enqueue_writes_the_keys_after_the_step(views):
 
 
 def test_gradients_reach_the_student_only(views):
-    model = perturbed_model()
-    model(views=views).loss.backward()
-    for name, parameter in model.named_parameters():
-        if name.startswith("teacher_"):
-            assert not parameter.requires_grad and parameter.grad is None, name
-    for module in (model.encoder, model.projector, model.predictor):
-        grads = [p.grad for p in module.parameters()]
-        assert all(g is not None for g in grads) and any(g.abs().sum() > 0 for g in grads)
+    model = TESTER.perturbed_model()
+    TESTER.check_gradients_reach_the_student_only(model, views)
 
 
-def test_teacher_starts_as_the_student_and_follows_it_by_ema():
-    torch.manual_seed(0)
-    model = MSFForPreTraining(small_config(ema_momentum=0.9))
-    pairs = ((model.encoder, model.teacher_encoder), (model.projector, model.teacher_projector))
-    for student_module, teacher_module in pairs:
-        for (name, s), t in zip(student_module.state_dict().items(), teacher_module.state_dict().values(), strict=True):
-            assert torch.equal(s, t), name
-    with torch.no_grad():
-        for parameter in model.encoder.parameters():
-            parameter.add_(1.0)
-    before = [p.clone() for p in model.teacher_encoder.parameters()]
-    model.momentum_update()
-    for old, new, s in zip(before, model.teacher_encoder.parameters(), model.encoder.parameters(), strict=True):
-        torch.testing.assert_close(new, 0.9 * old + 0.1 * s)
+def test_teacher_starts_as_the_student_and_follows_it_by_ema(views):
+    model = TESTER.model(ema_momentum=0.9)
+    TESTER.check_teacher_follows_the_student_by_ema(model, views, momentum=0.9, shifted="encoder")
 
 
 def test_forward_rejects_a_wrong_number_of_views(views):
-    model = MSFForPreTraining(small_config())
+    model = TESTER.model()
     with pytest.raises(ValueError, match="two views"):
         model(views=views + views[:1])
 
 
-@pytest.mark.parametrize(
-    ("fields", "error", "message"),
+test_config_validation = mt.config_validation_test(
+    MSFConfig,
     [
         ({"nn_topk": 0}, ValueError, r"nn_topk must be between 1 and queue_size \(4096\)"),
         ({"queue_size": 4, "nn_topk": 5}, ValueError, r"nn_topk must be between 1 and queue_size \(4\)"),
@@ -153,6 +108,3 @@ def test_forward_rejects_a_wrong_number_of_views(views):
         ({"queue_size": "4096"}, TypeError, "queue_size must be int"),
     ],
 )
-def test_config_validation(fields, error, message):
-    with pytest.raises(error, match=message):
-        MSFConfig(**fields)

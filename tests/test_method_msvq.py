@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import method_tester as mt
 import pytest
 import torch
 import torch.nn.functional as F
@@ -88,8 +89,8 @@ def test_config_defaults_are_the_cifar10_recipe():
     assert config.model_type == "msvq"
 
 
-@pytest.mark.parametrize(
-    "fields, error, message",
+test_config_rejects_bad_values = mt.config_validation_test(
+    MSVQConfig,
     [
         ({"ema_momentum": 1.0}, ValueError, r"ema_momentum must be in \[0, 1\)"),
         ({"ema_momentum_2": -0.1}, ValueError, r"ema_momentum_2 must be in \[0, 1\)"),
@@ -101,9 +102,6 @@ def test_config_defaults_are_the_cifar10_recipe():
         ({"tau_teacher": "0.04"}, TypeError, "tau_teacher must be float"),
     ],
 )
-def test_config_rejects_bad_values(fields, error, message):
-    with pytest.raises(error, match=message):
-        MSVQConfig(**fields)
 
 
 def test_config_round_trips(tmp_path):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 
+import method_tester as mt
 import numpy as np
 import pytest
 import torch
@@ -266,8 +267,8 @@ def test_wrong_number_of_views_is_reported(views):
         _model()(views=views[:2])
 
 
-@pytest.mark.parametrize(
-    "fields, error, message",
+test_config_validation = mt.config_validation_test(
+    MultiNetGLConfig,
     [
         ({"tau": 0}, ValueError, "tau must be > 0"),
         ({"ema_momentum": 1.0}, ValueError, r"ema_momentum must be in \[0, 1\)"),
@@ -288,9 +289,6 @@ def test_wrong_number_of_views_is_reported(views):
         ({"ema_momentum": "0.99"}, TypeError, "ema_momentum must be float or list"),
     ],
 )
-def test_config_validation(fields, error, message):
-    with pytest.raises(error, match=message):
-        MultiNetGLConfig(**fields)
 
 
 def test_config_round_trips_with_several_networks(tmp_path):

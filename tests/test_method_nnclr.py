@@ -6,6 +6,7 @@ The generic test over all methods (training on real images, Hub folder) lives el
 
 from __future__ import annotations
 
+import method_tester as mt
 import pytest
 import torch
 
@@ -18,15 +19,8 @@ BATCH = 16
 SMALL = {"projection_hidden_size": 64, "prediction_hidden_size": 48, "projection_dim": 32, "queue_size": 64}
 
 
-@pytest.fixture(scope="module")
-def views(sample_views) -> list[torch.Tensor]:
-    """Two strong views of 16 real CIFAR-10 training images."""
-    return sample_views(["strong", "strong"])
-
-
-def _model(**overrides) -> NNCLRForPreTraining:
-    torch.manual_seed(0)
-    return NNCLRForPreTraining(NNCLRConfig(**{**SMALL, **overrides}))
+TESTER = mt.MethodTester(NNCLRConfig, NNCLRForPreTraining, small=SMALL)
+views = mt.views_fixture(["strong", "strong"])  # two strong views of 16 real CIFAR-10 training images
 
 
 @torch.no_grad()
@@ -41,7 +35,7 @@ def test_defaults_and_heads():
     assert (config.projection_hidden_size, config.prediction_hidden_size, config.projection_dim) == (2048, 2048, 128)
     assert config.views == ["strong", "strong"]
     assert (config.projection_layers, config.prediction_to_neighbors) == (3, False)
-    model = _model()
+    model = TESTER.model()
     # The paper's (and the benchmark's) projector: 3 Linear layers, BatchNorm after every one, ReLU but after the last.
     assert [type(layer).__name__ for layer in model.projector] == [
         "Linear", "BatchNorm1d", "ReLU", "Linear", "BatchNorm1d", "ReLU", "Linear", "BatchNorm1d"]
@@ -56,7 +50,7 @@ def test_defaults_and_heads():
 @pytest.mark.parametrize("nn_topk, both", [(1, False), (3, False), (3, True)])
 def test_loss_uses_nearest_neighbours_of_own_projection_against_other_views_predictions(views, nn_topk, both):
     """``both``: the benchmark's prediction-to-neighbours term is added (prediction_to_neighbors=True)."""
-    model = _model(nn_topk=nn_topk, prediction_to_neighbors=both).train()
+    model = TESTER.model(nn_topk=nn_topk, prediction_to_neighbors=both).train()
     queue_before = model.queue.features.clone()
     pointer_before = model.queue.pointer.clone()
     output = model(views=views)
@@ -80,7 +74,7 @@ def test_loss_uses_nearest_neighbours_of_own_projection_against_other_views_pred
 def test_with_own_projections_in_the_queue_the_positive_is_the_projection_itself(views):
     # Independent of nearest_neighbors: once a batch's projections are enqueued, each projection is its own nearest
     # neighbour, so NNCLR reduces to InfoNCE between z_a and the other view's prediction p_b.
-    model = _model(queue_size=2 * BATCH).eval()  # eval: deterministic BN, same projections in both calls
+    model = TESTER.model(queue_size=2 * BATCH).eval()  # eval: deterministic BN, same projections in both calls
     (z1, p1), (z2, p2) = _projections(model, views[0]), _projections(model, views[1])
     model.enqueue({"queue": torch.cat([z1, z2])})
     with torch.no_grad():
@@ -89,7 +83,7 @@ def test_with_own_projections_in_the_queue_the_positive_is_the_projection_itself
 
 
 def test_gradients_flow_through_predictions_only(views):
-    model = _model().train()
+    model = TESTER.model().train()
     output = model(views=views)
     output.loss.backward()
     assert model.queue.features.grad is None
@@ -100,8 +94,8 @@ def test_gradients_flow_through_predictions_only(views):
     assert all(torch.equal(a, b) for a, b in zip(before, model.parameters(), strict=True))
 
 
-@pytest.mark.parametrize(
-    "fields, error, message",
+test_config_validation = mt.config_validation_test(
+    NNCLRConfig,
     [
         ({"nn_topk": 0}, ValueError, r"nn_topk must be between 1 and queue_size \(4096\)"),
         ({"queue_size": 8, "nn_topk": 9}, ValueError, r"nn_topk must be between 1 and queue_size \(8\)"),
@@ -113,6 +107,3 @@ def test_gradients_flow_through_predictions_only(views):
         ({"projection_layers": 1}, ValueError, "projection_layers must be >= 2"),
     ],
 )
-def test_config_validation(fields, error, message):
-    with pytest.raises(error, match=message):
-        NNCLRConfig(**fields)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import math
 
+import method_tester as mt
 import numpy as np
 import pytest
 import timm
@@ -40,15 +41,9 @@ TINY = {
 }
 
 
-@pytest.fixture(scope="module")
-def views(sample_views) -> list[torch.Tensor]:
-    """Two strong views of 16 real CIFAR-10 training images."""
-    return sample_views(["strong", "strong"])
-
-
-def _model(**overrides) -> PatchMixForPreTraining:
-    torch.manual_seed(0)
-    return PatchMixForPreTraining(PatchMixConfig(**{**TINY, **overrides}))
+TESTER = mt.MethodTester(PatchMixConfig, PatchMixForPreTraining, small=TINY, student=("student_encoder", "projector", "predictor"),
+                         teacher=("encoder", "teacher_projector"))  # the momentum encoder is ``encoder``: the one PatchMix publishes
+views = mt.views_fixture(["strong", "strong"])  # two strong views of 16 real CIFAR-10 training images
 
 
 # ---------------------------------------------------------------------------- the loss against numpy
@@ -167,14 +162,6 @@ def test_patch_mix_takes_every_cell_from_the_assigned_image_at_the_same_place():
 # ---------------------------------------------------------------------------- the model on real images
 
 
-def _student(model, x):
-    return model.predictor(model.projector(model.student_encoder(x).pooler_output))
-
-
-def _teacher(model, x):  # the momentum encoder is ``encoder``: the one PatchMix publishes
-    return model.teacher_projector(model.encoder(x).pooler_output)
-
-
 def _mix_by_hand(x: torch.Tensor, order: torch.Tensor) -> torch.Tensor:
     """Official mixing for m = 2: the first half of the permuted cells from the image itself, the rest from the next
     image of the batch, every cell at its own place."""
@@ -197,7 +184,7 @@ def _half_and_half(batch: int) -> torch.Tensor:
 
 @pytest.mark.parametrize("symmetric", [False, True])
 def test_forward_is_the_loss_of_recomputed_outputs_on_mixed_real_images(views, symmetric):
-    model = _model(symmetric=symmetric).train()
+    model = TESTER.model(symmetric=symmetric).train()
     torch.manual_seed(11)
     output = model(views=views)
     assert output.queue_keys is None and output.loss.dim() == 0 and torch.isfinite(output.loss)
@@ -209,17 +196,17 @@ def test_forward_is_the_loss_of_recomputed_outputs_on_mixed_real_images(views, s
     assert not torch.equal(mix1, x1)
     shares = _half_and_half(BATCH)
     with torch.no_grad():  # train-mode BN in the heads, one call per batch, as forward
-        q1, mq2, k1, k2, mk1 = (_student(model, x1), _student(model, mix2), _teacher(model, x1), _teacher(model, x2),
-                                _teacher(model, mix1))
+        q1, mq2, k1, k2, mk1 = (TESTER.student_output(model, x1), TESTER.student_output(model, mix2), TESTER.teacher_output(model, x1), TESTER.teacher_output(model, x2),
+                                TESTER.teacher_output(model, mix1))
         expected = patchmix_loss(q1, k2, mq2, k1, mk1, shares, shares, 0.2)
         if symmetric:
-            q2, mq1, mk2 = _student(model, x2), _student(model, mix1), _teacher(model, mix2)
+            q2, mq1, mk2 = TESTER.student_output(model, x2), TESTER.student_output(model, mix1), TESTER.teacher_output(model, mix2)
             expected = 0.5 * (expected + patchmix_loss(q2, k1, mq1, k2, mk2, shares, shares, 0.2))
     torch.testing.assert_close(output.loss.detach(), expected)
 
 
 def test_teacher_starts_as_student_is_frozen_and_follows_by_ema(views):
-    model = _model(backbone_kwargs={**TINY["backbone_kwargs"], "drop_path_rate": 0.1}).train()
+    model = TESTER.model(backbone_kwargs={**TINY["backbone_kwargs"], "drop_path_rate": 0.1}).train()
     assert not any(isinstance(m, hf_contrastive.FeatureQueue) for m in model.modules())  # in-batch keys only
     student = dict(model.student_encoder.named_parameters()) | {
         f"p.{k}": v for k, v in model.projector.named_parameters()
@@ -253,7 +240,7 @@ def test_teacher_starts_as_student_is_frozen_and_follows_by_ema(views):
 def test_the_published_encoder_is_the_momentum_encoder(tmp_path, views):
     """As the official evaluation (config/knn/knn.py: encoder = 'momentum_encoder'), the Hub folder's encoder, and so
     AutoModel's and the classifier's, is the EMA encoder, not the gradient-trained student."""
-    model = _model().train()
+    model = TESTER.model().train()
     optimizer = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=0.5)
     model(views=views).loss.backward()
     optimizer.step()
@@ -301,7 +288,7 @@ def test_defaults_are_the_official_cifar_recipe():
 
 
 def test_heads_are_moco_v3_mlps_and_the_vit_gets_the_official_init():
-    model = _model(projection_layers=3, prediction_layers=2)
+    model = TESTER.model(projection_layers=3, prediction_layers=2)
     assert [type(m).__name__ for m in model.projector] == [
         "Linear", "BatchNorm1d", "ReLU", "Linear", "BatchNorm1d", "ReLU", "Linear", "BatchNorm1d"]
     assert [type(m).__name__ for m in model.predictor] == ["Linear", "BatchNorm1d", "ReLU", "Linear", "BatchNorm1d"]
@@ -319,27 +306,27 @@ def test_heads_are_moco_v3_mlps_and_the_vit_gets_the_official_init():
     assert proj.abs().max() <= math.sqrt(6 / (192 + 192)) and proj.std() > 0.8 * math.sqrt(2 / 384)
     assert vit.cls_token.abs().max() < 1e-4
 
-    generic = _model(moco_vit_init=False).encoder.backbone.blocks[0].attn.qkv
+    generic = TESTER.model(moco_vit_init=False).encoder.backbone.blocks[0].attn.qkv
     assert generic.bias.abs().max() > 0  # the package's generic init (torch default Linear)
 
 
 def test_loading_keeps_the_weights_and_the_mixing_patch_size_is_resolved(tmp_path):
-    model = _model()
+    model = TESTER.model()
     model.save_pretrained(tmp_path)
     loaded = PatchMixForPreTraining.from_pretrained(tmp_path)  # the ViT init must not overwrite loaded weights
     for (name, tensor), other in zip(model.state_dict().items(), loaded.state_dict().values(), strict=True):
         assert torch.equal(tensor, other), name
-    assert _model(mix_patch_size=4).mix_patch_size == (4, 4)
+    assert TESTER.model(mix_patch_size=4).mix_patch_size == (4, 4)
     with pytest.raises(ValueError, match="set mix_patch_size"):
         PatchMixForPreTraining(PatchMixConfig(backbone="resnet18", projection_hidden_size=64, projection_dim=32))
     with pytest.raises(ValueError, match="not divisible by the mixing patch size"):
-        _model(mix_patch_size=5)
+        TESTER.model(mix_patch_size=5)
     with pytest.raises(ValueError, match="exceeds the 16 patches"):
-        _model(mix_num=17)
+        TESTER.model(mix_num=17)
 
 
-@pytest.mark.parametrize(
-    "fields, error, message",
+test_config_validation = mt.config_validation_test(
+    PatchMixConfig,
     [
         ({"tau": 0}, ValueError, "tau must be > 0"),
         ({"ema_momentum": 1.0}, ValueError, r"ema_momentum must be in \[0, 1\)"),
@@ -354,9 +341,6 @@ def test_loading_keeps_the_weights_and_the_mixing_patch_size_is_resolved(tmp_pat
         ({"symmetric": "yes"}, TypeError, "symmetric must be bool"),
     ],
 )
-def test_config_validation(fields, error, message):
-    with pytest.raises(error, match=message):
-        PatchMixConfig(**fields)
 
 
 # ---------------------------------------------------------------------------- native timm export
@@ -364,7 +348,7 @@ def test_config_validation(fields, error, message):
 
 def test_vit_encoder_exports_natively_with_timm(tmp_path, sample_images):
     mean, std = DATASET_STATS["cifar10"]
-    model = _model().eval()
+    model = TESTER.model().eval()
     context = CardContext(dataset_name="cifar10_sample", dataset_stats="cifar10", train_samples=16, epochs=0.0,
                           global_batch_size=16, command="pytest", knn_top1=None, eval_split="test")
     folder = save_hub_folder(model, hf_contrastive.get_method("patchmix"), tmp_path / "model", image_mean=mean,

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 
+import method_tester as mt
 import numpy as np
 import pytest
 import torch
@@ -171,23 +172,8 @@ def test_loss_argument_errors(kwargs, message):
 # ---------------------------------------------------------------------------------------------- model on real images
 
 
-@pytest.fixture(scope="module")
-def views(sample_views) -> list[torch.Tensor]:
-    """Two strong views of 16 real CIFAR-10 training images."""
-    return sample_views(["strong", "strong"])
-
-
-def _model(**overrides) -> PotentialSamplesForPreTraining:
-    torch.manual_seed(0)
-    return PotentialSamplesForPreTraining(PotentialSamplesConfig(**{**SMALL, **overrides}))
-
-
-def _student(model, x):
-    return model.projector(model.encoder(x).pooler_output)
-
-
-def _teacher(model, x):
-    return model.teacher_projector(model.teacher_encoder(x).pooler_output)
+TESTER = mt.MethodTester(PotentialSamplesConfig, PotentialSamplesForPreTraining, small=SMALL)
+views = mt.views_fixture(["strong", "strong"])  # two strong views of 16 real CIFAR-10 training images
 
 
 def test_defaults_spec_and_head():
@@ -202,33 +188,15 @@ def test_defaults_spec_and_head():
     assert spec.status == "reconstruction" and spec.arxiv == "2311.00358"
     assert set(spec.reported_results) == {"cifar10", "cifar100", "tiny-imagenet"}
     assert all("abstract; protocol not stated" in text for text in spec.reported_results.values())
-    model = _model()
+    model = TESTER.model()
     assert [type(layer).__name__ for layer in model.projector] == ["Linear", "ReLU", "Linear"]  # MoCo v2 head
     assert model.queue.features.shape == (64, 32) and model.queue_keys_per_sample == 2
 
 
 def test_teacher_starts_as_student_frozen_and_follows_by_ema(views):
-    model = _model().train()
-    student = dict(model.encoder.named_parameters()) | {f"p.{k}": v for k, v in model.projector.named_parameters()}
-    teacher = dict(model.teacher_encoder.named_parameters()) | {
-        f"p.{k}": v for k, v in model.teacher_projector.named_parameters()
-    }
-    assert student.keys() == teacher.keys()
-    assert all(torch.equal(student[name], teacher[name]) for name in student)
-    assert not any(p.requires_grad for p in teacher.values())
+    model = TESTER.model().train()
+    TESTER.check_teacher_follows_the_student_by_ema(model, views, momentum=0.99)
 
-    optimizer = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=0.5)
-    model(views=views).loss.backward()
-    assert all(p.grad is None for p in teacher.values())
-    old_teacher = {name: p.detach().clone() for name, p in teacher.items()}
-    optimizer.step()
-    model.momentum_update()
-    moved = 0
-    for name in student:
-        expected = 0.99 * old_teacher[name] + 0.01 * student[name].detach()
-        torch.testing.assert_close(teacher[name].detach(), expected)
-        moved += not torch.equal(teacher[name], old_teacher[name])
-    assert moved > 0
 
 
 @pytest.mark.parametrize(
@@ -236,23 +204,19 @@ def test_teacher_starts_as_student_frozen_and_follows_by_ema(views):
     [{}, {"negative_selection": "all", "soft_weight": 1.0, "nn_topk": 3}, {"soft_support": "queue", "mined_weight": 0.5}],
 )
 def test_forward_is_the_symmetric_loss_against_the_queue_snapshot_and_enqueues_both_keys(views, overrides):
-    model = _model(**overrides).train()
+    model = TESTER.model(**overrides).train()
     # a queue holding real teacher keys of other images, so that mining finds meaningful neighbours
     with torch.no_grad():
-        others = model.teacher_projector(model.teacher_encoder(views[1].flip(0).roll(3, dims=3)).pooler_output)
+        others = TESTER.teacher_output(model, views[1].flip(0).roll(3, dims=3))
     model.enqueue({"queue": torch.cat([others, others + 0.01 * torch.randn_like(others)])})
-    queue_before = model.queue.features.clone()
-    pointer_before = model.queue.pointer.clone()
-    output = model(views=views)
-    assert torch.equal(model.queue.features, queue_before) and torch.equal(model.queue.pointer, pointer_before)
+    output, queue_before = mt.forward_reading_the_queue(model, views)
 
     config = model.config
     arguments = {"tau": config.tau, "nn_topk": config.nn_topk, "negative_band": config.negative_band,
                  "mined_weight": config.mined_weight, "soft_weight": config.soft_weight, "soft_tau": config.soft_tau,
                  "soft_support": config.soft_support}
-    with torch.no_grad():  # train-mode BN with bn_splits=1: per-view batch statistics, as forward
-        q1, q2 = _student(model, views[0]), _student(model, views[1])
-        k1, k2 = _teacher(model, views[0]), _teacher(model, views[1])
+    # train-mode BN with bn_splits=1: per-view batch statistics, as forward
+    (q1, q2), (k1, k2) = TESTER.outputs(model, views)
     expected = 0.5 * (potential_samples_loss(q1, k2, queue_before, **arguments)
                       + potential_samples_loss(q2, k1, queue_before, **arguments))
     torch.testing.assert_close(output.loss.detach(), expected)
@@ -263,29 +227,19 @@ def test_forward_is_the_symmetric_loss_against_the_queue_snapshot_and_enqueues_b
     assert not torch.allclose(output.loss.detach(), 0.5 * (moco_loss(q1, k2, queue_before, 0.2)
                                                            + moco_loss(q2, k1, queue_before, 0.2)))
 
-    keys = output.queue_keys["queue"]
-    assert set(output.queue_keys) == {"queue"} and keys.shape == (2 * BATCH, 32)
-    assert keys.dtype == torch.float32 and not keys.requires_grad
-    torch.testing.assert_close(keys, torch.cat([k1, k2]))  # teacher keys, first view first
-    model.enqueue(output.queue_keys)  # after the 2 x 16 pre-filled keys; 64 in all fill the queue exactly
+    # teacher keys, first view first, enqueued after the 2 x 16 pre-filled keys (64 in all fill the queue exactly)
+    assert model.queue.pointer.item() == 2 * BATCH
+    mt.check_keys_and_enqueue(model, output, torch.cat([k1, k2]), shape=(2 * BATCH, 32))
     assert model.queue.pointer.item() == 0
-    torch.testing.assert_close(model.queue.features[2 * BATCH :], keys)
-    torch.testing.assert_close(model.queue.features[: 2 * BATCH], queue_before[: 2 * BATCH])
 
 
 def test_teacher_keys_use_shuffle_bn_when_batch_norm_is_split(views):
-    model = _model(bn_splits=2).train()
-    torch.manual_seed(123)
-    output = model(views=views)
-    torch.manual_seed(123)  # the student forwards and the loss draw no random numbers
-    orders = [torch.randperm(BATCH), torch.randperm(BATCH)]
-    with torch.no_grad():
-        expected = [_teacher(model, x[order])[torch.argsort(order)] for x, order in zip(views, orders, strict=True)]
-    torch.testing.assert_close(output.queue_keys["queue"], torch.cat(expected))
+    model = TESTER.model(bn_splits=2).train()
+    mt.check_teacher_keys_use_shuffle_bn(model, views, lambda x: TESTER.teacher_output(model, x))
 
 
-@pytest.mark.parametrize(
-    "fields, error, message",
+test_config_validation = mt.config_validation_test(
+    PotentialSamplesConfig,
     [
         ({"tau": 0}, ValueError, "tau must be > 0"),
         ({"soft_tau": -1.0}, ValueError, "soft_tau must be > 0"),
@@ -304,7 +258,5 @@ def test_teacher_keys_use_shuffle_bn_when_batch_norm_is_split(views):
         ({"views": ["strong"]}, ValueError, "exactly two views"),
         ({"nn_topk": 5.0}, TypeError, "nn_topk must be int"),
     ],
+    **SMALL,
 )
-def test_config_validation(fields, error, message):
-    with pytest.raises(error, match=message):
-        PotentialSamplesConfig(**{**SMALL, **fields})

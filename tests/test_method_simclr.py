@@ -7,11 +7,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import method_tester as mt
 import pytest
 import torch
 
 from hf_contrastive.losses import cross_view_infonce_loss, simclr_loss
-from hf_contrastive.models import FeatureQueue
 from hf_contrastive.models.configuration_simclr import SimCLRConfig
 from hf_contrastive.models.modeling_simclr import SimCLRForPreTraining
 
@@ -19,15 +19,8 @@ BATCH = 16
 SMALL = {"projection_hidden_size": 64, "projection_dim": 32}
 
 
-@pytest.fixture(scope="module")
-def views(sample_views) -> list[torch.Tensor]:
-    """Two strong views of 16 real CIFAR-10 training images."""
-    return sample_views(["strong", "strong"])
-
-
-def _model(**overrides) -> SimCLRForPreTraining:
-    torch.manual_seed(0)
-    return SimCLRForPreTraining(SimCLRConfig(**{**SMALL, **overrides}))
+TESTER = mt.MethodTester(SimCLRConfig, SimCLRForPreTraining, small=SMALL)
+views = mt.views_fixture(["strong", "strong"])  # two strong views of 16 real CIFAR-10 training images
 
 
 def test_defaults_are_the_papers_definition_at_the_benchmark_sizes():
@@ -42,7 +35,7 @@ def test_defaults_are_the_papers_definition_at_the_benchmark_sizes():
 
 
 def test_loss_is_nt_xent_of_both_views_projections(views):
-    model = _model().train()
+    model = TESTER.model().train()
     output = model(views=views)
     # Recompute the projections independently (train-mode BN: each view normalised with its own batch statistics,
     # exactly as forward does, so the outputs are identical).
@@ -58,33 +51,22 @@ def test_loss_is_nt_xent_of_both_views_projections(views):
 
 
 def test_loss_is_symmetric_in_the_two_views(views):
-    model = _model().eval()
+    model = TESTER.model().eval()
     with torch.no_grad():
         torch.testing.assert_close(model(views=views).loss, model(views=views[::-1]).loss)
 
 
 def test_no_teacher_no_queue_and_gradients_reach_encoder_and_projector(views):
-    model = _model().train()
-    assert model.teacher_pairs() == []
-    assert not any(isinstance(module, FeatureQueue) for module in model.modules())
-    assert not any(name.startswith("teacher_") for name, _ in model.named_parameters())
-    output = model(views=views)
-    assert output.queue_keys is None
-    output.loss.backward()
-    assert model.encoder.backbone.conv1.weight.grad.abs().sum() > 0
-    assert model.projector[0].weight.grad.abs().sum() > 0
-    before = [p.detach().clone() for p in model.parameters()]
-    model.momentum_update()  # no-op
-    assert all(torch.equal(a, b) for a, b in zip(before, model.parameters(), strict=True))
+    mt.check_no_teacher_no_queue_and_gradients_reach_encoder_and_projector(TESTER.model().train(), views)
 
 
 def test_wrong_number_of_views_is_rejected(views):
     with pytest.raises(ValueError, match="two views"):
-        _model()(views=views[:1])
+        TESTER.model()(views=views[:1])
 
 
-@pytest.mark.parametrize(
-    "fields, error, message",
+test_config_validation = mt.config_validation_test(
+    SimCLRConfig,
     [
         ({"tau": 0.0}, ValueError, "tau must be > 0"),
         ({"tau": -0.1}, ValueError, "tau must be > 0"),
@@ -93,9 +75,6 @@ def test_wrong_number_of_views_is_rejected(views):
         ({"tau": "0.2"}, TypeError, "tau must be float"),
     ],
 )
-def test_config_validation(fields, error, message):
-    with pytest.raises(error, match=message):
-        SimCLRConfig(**fields)
 
 
 def test_config_has_no_generation_parameter_names():
@@ -110,7 +89,7 @@ def test_the_benchmarks_definition_and_the_cifar10_recipe_that_uses_it(views):
 
     recipe = yaml.safe_load((Path(__file__).resolve().parents[1] / "recipes/configs/simclr_cifar10.yaml").read_text())
     assert recipe["model"]["negatives"] == "other_view" and recipe["model"]["projection_output_batch_norm"] is True
-    model = _model(negatives="other_view", projection_output_batch_norm=True).train()
+    model = TESTER.model(negatives="other_view", projection_output_batch_norm=True).train()
     assert [type(layer).__name__ for layer in model.projector] == ["Linear", "BatchNorm1d", "ReLU", "Linear", "BatchNorm1d"]
     assert model.projector[3].bias is None and model.projector[0].bias is None
     output = model(views=views)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import method_tester as mt
 import numpy as np
 import pytest
 import torch
@@ -145,17 +146,7 @@ def views(sample_views) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
     return [first, second], [torch.roll(third, 1, dims=0)]
 
 
-def _model(**overrides) -> SPPSForPreTraining:
-    torch.manual_seed(0)
-    return SPPSForPreTraining(SPPSConfig(**{**SMALL, **overrides}))
-
-
-def _student(model, x):
-    return model.projector(model.encoder(x).pooler_output)
-
-
-def _teacher(model, x):
-    return model.teacher_projector(model.teacher_encoder(x).pooler_output)
+TESTER = mt.MethodTester(SPPSConfig, SPPSForPreTraining, small=SMALL)
 
 
 def test_defaults_and_the_fields_the_trainer_reads():
@@ -165,22 +156,22 @@ def test_defaults_and_the_fields_the_trainer_reads():
     assert (config.neighbour_views, config.mining_encoder, config.mining_k, config.mining_every_n_epochs) == (
         ["strong"], None, 5, 0)
     assert (config.views, config.ema_momentum, config.queue_size) == (["strong", "strong"], 0.99, 4096)
-    simclr = _model()
+    simclr = TESTER.model()
     assert isinstance(simclr.projector[1], torch.nn.BatchNorm1d)  # SimCLR projector: Linear, BN, ReLU, Linear
     assert simclr.teacher_pairs() == [] and not any(isinstance(m, FeatureQueue) for m in simclr.modules())
-    moco = _model(base="mocov2")
+    moco = TESTER.model(base="mocov2")
     assert [type(layer).__name__ for layer in moco.projector] == ["Linear", "ReLU", "Linear"]  # MoCo v2 head
     assert moco.queue.features.shape == (64, 32) and moco.queue_keys_per_sample == 2
 
 
 def test_simclr_frame_forward_is_the_loss_of_recomputed_projections(views):
     pair, neighbour = views
-    model = _model(semantic_positive_weight=0.5).train()
+    model = TESTER.model(semantic_positive_weight=0.5).train()
     output = model(views=pair, neighbour_views=neighbour)
     assert output.queue_keys is None
     with torch.no_grad():  # train-mode BN, one forward per view: the same batch statistics as forward
-        z = [_student(model, x) for x in pair]
-        n = [_student(model, y) for y in neighbour]
+        z = [TESTER.student_output(model, x) for x in pair]
+        n = [TESTER.student_output(model, y) for y in neighbour]
     torch.testing.assert_close(output.loss.detach(), spps_loss(z, n, 0.2, 0.5, True))
     assert not torch.allclose(output.loss.detach(), spps_loss(z, n, 0.2, 0.5, False))  # the flag is read
     assert not torch.allclose(output.loss.detach(), simclr_loss(z[0], z[1], 0.2))  # the neighbour counts
@@ -190,16 +181,16 @@ def test_simclr_frame_forward_is_the_loss_of_recomputed_projections(views):
 
 def test_simclr_frame_without_neighbour_views_is_plain_nt_xent(views):
     pair, _ = views
-    model = _model().train()
+    model = TESTER.model().train()
     output = model(views=pair)
     with torch.no_grad():
-        expected = simclr_loss(_student(model, pair[0]), _student(model, pair[1]), 0.2)
+        expected = simclr_loss(TESTER.student_output(model, pair[0]), TESTER.student_output(model, pair[1]), 0.2)
     torch.testing.assert_close(output.loss.detach(), expected)
 
 
 def test_mocov2_frame_forward_keys_queue_and_teacher(views):
     pair, neighbour = views
-    model = _model(base="mocov2", neighbours_as_negatives=False).train()
+    model = TESTER.model(base="mocov2", neighbours_as_negatives=False).train()
     teacher = [p for name, p in model.named_parameters() if name.startswith("teacher_")]
     assert teacher and not any(p.requires_grad for p in teacher)
     assert all(torch.equal(a, b)
@@ -209,9 +200,9 @@ def test_mocov2_frame_forward_keys_queue_and_teacher(views):
     # forward reads the queue, never writes it
     assert torch.equal(model.queue.features, queue_before) and torch.equal(model.queue.pointer, pointer_before)
     with torch.no_grad():
-        q = [_student(model, x) for x in pair]
-        k = [_teacher(model, x) for x in pair]
-        n = [_teacher(model, y) for y in neighbour]  # the neighbour positive is a teacher key, like MoCo's
+        q = [TESTER.student_output(model, x) for x in pair]
+        k = [TESTER.teacher_output(model, x) for x in pair]
+        n = [TESTER.teacher_output(model, y) for y in neighbour]  # the neighbour positive is a teacher key, like MoCo's
     torch.testing.assert_close(output.loss.detach(), spps_loss(q, n, 0.2, 1.0, False, keys=k, queue=queue_before))
     # only the two views' keys are enqueued, first view first
     keys = output.queue_keys["queue"]
@@ -238,13 +229,13 @@ def test_mocov2_frame_forward_keys_queue_and_teacher(views):
 def test_neighbour_views_must_match_the_batch(views):
     pair, neighbour = views
     with pytest.raises(ValueError, match="one row per image"):
-        _model()(views=pair, neighbour_views=[neighbour[0][:4]])
+        TESTER.model()(views=pair, neighbour_views=[neighbour[0][:4]])
     with pytest.raises(ValueError, match="two views"):
-        _model()(views=pair[:1], neighbour_views=neighbour)
+        TESTER.model()(views=pair[:1], neighbour_views=neighbour)
 
 
-@pytest.mark.parametrize(
-    "fields, error, message",
+test_config_validation = mt.config_validation_test(
+    SPPSConfig,
     [
         ({"base": "byol"}, ValueError, r"base must be one of \('simclr', 'mocov2'\)"),
         ({"tau": 0}, ValueError, "tau must be > 0"),
@@ -260,9 +251,6 @@ def test_neighbour_views_must_match_the_batch(views):
         ({"neighbours_as_negatives": "yes"}, TypeError, "neighbours_as_negatives must be bool"),
     ],
 )
-def test_config_validation(fields, error, message):
-    with pytest.raises(error, match=message):
-        SPPSConfig(**fields)
 
 
 # ---------------------------------------------------------------------------- end to end through the real loop

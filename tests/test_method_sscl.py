@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import math
 
+import method_tester as mt
 import numpy as np
 import pytest
 import torch
@@ -212,23 +213,8 @@ def test_sscl_loss_rejects_bad_inputs():
 # ----------------------------------------------------------------------------- the model
 
 
-@pytest.fixture(scope="module")
-def views(sample_views) -> list[torch.Tensor]:
-    """Two strong views of 16 real CIFAR-10 training images."""
-    return sample_views(["strong", "strong"])
-
-
-def _model(**overrides) -> SSCLForPreTraining:
-    torch.manual_seed(0)
-    return SSCLForPreTraining(SSCLConfig(**{**SMALL, **overrides}))
-
-
-def _student(model, x):
-    return model.projector(model.encoder(x).pooler_output)
-
-
-def _teacher(model, x):
-    return model.teacher_projector(model.teacher_encoder(x).pooler_output)
+TESTER = mt.MethodTester(SSCLConfig, SSCLForPreTraining, small=SMALL)
+views = mt.views_fixture(["strong", "strong"])  # two strong views of 16 real CIFAR-10 training images
 
 
 def test_defaults_and_reconstruction_label():
@@ -238,22 +224,18 @@ def test_defaults_and_reconstruction_label():
     assert (config.hardness_beta, config.tau_plus, config.detach_hardness_weights) == (2.0, 0.1, False)
     assert SPEC.status == "reconstruction"
     assert "Reconstruction: built from the abstract; not verified against the paper's tables" in SSCLConfig.__doc__
-    model = _model()
+    model = TESTER.model()
     assert [type(layer).__name__ for layer in model.projector] == ["Linear", "ReLU", "Linear"]
 
 
 @pytest.mark.parametrize("detach", [False, True])
 def test_forward_is_symmetric_sscl_with_draws_from_the_global_rng(views, detach):
-    model = _model(detach_hardness_weights=detach, tau_plus=0.05, hardness_beta=3.0).train()
-    queue_before = model.queue.features.clone()
-    pointer_before = model.queue.pointer.clone()
+    model = TESTER.model(detach_hardness_weights=detach, tau_plus=0.05, hardness_beta=3.0).train()
     torch.manual_seed(11)
-    output = model(views=views)
-    assert torch.equal(model.queue.features, queue_before) and torch.equal(model.queue.pointer, pointer_before)
+    output, queue_before = mt.forward_reading_the_queue(model, views)
 
-    with torch.no_grad():  # bn_splits=1: no shuffle, so the mixing draws are the first random numbers forward takes
-        q1, q2 = _student(model, views[0]), _student(model, views[1])
-        k1, k2 = _teacher(model, views[0]), _teacher(model, views[1])
+    # bn_splits=1: no shuffle, so the mixing draws are the first random numbers forward takes
+    (q1, q2), (k1, k2) = TESTER.outputs(model, views)
     torch.manual_seed(11)
     draws = [(torch.randint(16, (BATCH, 8, 2)), torch.rand(BATCH, 8)) for _ in range(2)]
     settings = {"beta": 3.0, "tau_plus": 0.05, "detach_weights": detach}
@@ -263,38 +245,17 @@ def test_forward_is_symmetric_sscl_with_draws_from_the_global_rng(views, detach)
     plain = 0.5 * (moco_loss(q1, k2, queue_before, 0.2) + moco_loss(q2, k1, queue_before, 0.2))
     assert not torch.allclose(output.loss.detach(), plain)
 
-    keys = output.queue_keys["queue"]
-    assert set(output.queue_keys) == {"queue"} and keys.shape == (2 * BATCH, 32) and not keys.requires_grad
-    torch.testing.assert_close(keys, torch.cat([k1, k2]))
-    model.enqueue(output.queue_keys)
-    torch.testing.assert_close(model.queue.features[: 2 * BATCH], keys)
-    torch.testing.assert_close(model.queue.features[2 * BATCH :], queue_before[2 * BATCH :])
+    mt.check_keys_and_enqueue(model, output, torch.cat([k1, k2]), shape=(2 * BATCH, 32))
 
 
 def test_teacher_starts_as_student_frozen_and_follows_by_ema(views):
-    model = _model().train()
-    student = dict(model.encoder.named_parameters()) | {f"p.{k}": v for k, v in model.projector.named_parameters()}
-    teacher = dict(model.teacher_encoder.named_parameters()) | {
-        f"p.{k}": v for k, v in model.teacher_projector.named_parameters()
-    }
-    assert student.keys() == teacher.keys()
-    assert all(torch.equal(student[name], teacher[name]) for name in student)
-    assert not any(p.requires_grad for p in teacher.values())
-    optimizer = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=0.5)
-    model(views=views).loss.backward()
-    assert all(p.grad is None for p in teacher.values())
-    old_teacher = {name: p.detach().clone() for name, p in teacher.items()}
-    optimizer.step()
-    model.momentum_update()
-    moved = 0
-    for name in student:
-        torch.testing.assert_close(teacher[name].detach(), 0.99 * old_teacher[name] + 0.01 * student[name].detach())
-        moved += not torch.equal(teacher[name], old_teacher[name])
-    assert moved > 0
+    model = TESTER.model().train()
+    TESTER.check_teacher_follows_the_student_by_ema(model, views, momentum=0.99)
 
 
-@pytest.mark.parametrize(
-    "fields, error, message",
+
+test_config_validation = mt.config_validation_test(
+    SSCLConfig,
     [
         ({"num_hard_negatives": 0}, ValueError, r"num_hard_negatives must be in \[1, queue_size=4096\]"),
         ({"num_hard_negatives": 65, "queue_size": 64}, ValueError,
@@ -309,6 +270,3 @@ def test_teacher_starts_as_student_frozen_and_follows_by_ema(views):
         ({"detach_hardness_weights": "yes"}, TypeError, "detach_hardness_weights must be bool"),
     ],
 )
-def test_config_validation(fields, error, message):
-    with pytest.raises(error, match=message):
-        SSCLConfig(**fields)

@@ -5,10 +5,7 @@ Hub boundary: imports only torch, transformers and siblings.
 
 from __future__ import annotations
 
-import copy
-
 import torch
-from torch import nn
 
 from .configuration_byol import BYOLConfig
 from .losses import byol_loss
@@ -18,7 +15,6 @@ from .modeling_contrastive import (
     ContrastiveModel,
     ContrastivePreTrainingOutput,
     MLPHead,
-    embed_views,
 )
 
 
@@ -51,6 +47,7 @@ class BYOLForPreTraining(ContrastiveForPreTraining):
     """
 
     config_class = BYOLConfig
+    student_network = ("encoder", "projector", "predictor")
 
     def __init__(self, config: BYOLConfig):
         super().__init__(config)
@@ -58,22 +55,8 @@ class BYOLForPreTraining(ContrastiveForPreTraining):
         hidden, dim = config.projection_hidden_size, config.projection_dim
         self.projector = MLPHead(config.hidden_size, hidden, dim, batch_norm=True)
         self.predictor = MLPHead(dim, hidden, dim, batch_norm=True)
-        self.teacher_encoder = copy.deepcopy(self.encoder)
-        self.teacher_projector = copy.deepcopy(self.projector)
+        self.add_ema_teacher({"teacher_encoder": "encoder", "teacher_projector": "projector"})
         self.post_init()
-        self.init_teachers()
-
-    def teacher_pairs(self) -> list[tuple[nn.Module, nn.Module, float]]:
-        teacher = nn.ModuleList([self.teacher_encoder, self.teacher_projector])
-        student = nn.ModuleList([self.encoder, self.projector])
-        return [(teacher, student, self.config.ema_momentum)]
-
-    def _students(self, views: list[torch.Tensor]) -> list[torch.Tensor]:
-        return embed_views(self.encoder, (self.projector, self.predictor), views)
-
-    @torch.no_grad()
-    def _teachers(self, views: list[torch.Tensor]) -> list[torch.Tensor]:
-        return embed_views(self.teacher_encoder, (self.teacher_projector,), views, shuffle=self.config.bn_splits > 1)
 
     def forward(self, views: list[torch.Tensor], return_dict: bool | None = None, **kwargs) -> ContrastivePreTrainingOutput:
         """``views``: ``[x_1, x_2]``, each ``[B, C, H, W]`` (two strong views by default; see ``config.views``)."""
@@ -81,9 +64,9 @@ class BYOLForPreTraining(ContrastiveForPreTraining):
             raise ValueError(f"BYOL takes two views, got {len(views)}.")
         first, second = views
         if not self.config.symmetric:
-            (predictions_first,), (targets_second,) = self._students([first]), self._teachers([second])
+            (predictions_first,), (targets_second,) = self.student_embeddings([first]), self.teacher_embeddings([second])
             return ContrastivePreTrainingOutput(loss=byol_loss(predictions_first, targets_second), queue_keys=None)
-        predictions_first, predictions_second = self._students(views)
-        targets_second, targets_first = self._teachers([second, first])  # the shuffle draws in the order of old
+        predictions_first, predictions_second = self.student_embeddings(views)
+        targets_second, targets_first = self.teacher_embeddings([second, first])  # the shuffle draws in the order of old
         loss = 0.5 * (byol_loss(predictions_first, targets_second) + byol_loss(predictions_second, targets_first))
         return ContrastivePreTrainingOutput(loss=loss, queue_keys=None)

@@ -16,7 +16,6 @@ from .modeling_contrastive import (
     ContrastivePreTrainingOutput,
     MLPHead,
     all_gather_with_grad,
-    embed_views,
 )
 
 
@@ -56,7 +55,6 @@ class CACRForPreTraining(ContrastiveForPreTraining):
         self.projector = MLPHead(config.hidden_size, config.projection_hidden_size, config.projection_dim,
                                  batch_norm=True, num_layers=config.projection_layers)
         self.post_init()
-        self.init_teachers()  # no teachers: only keeps the base-class contract
 
     def forward(self, views: list[torch.Tensor], return_dict: bool | None = None, **kwargs) -> ContrastivePreTrainingOutput:
         """``views``: ``[x_1, ..., x_V]`` (``V = len(config.views)``), each ``[B, C, H, W]``; row ``i`` of all of
@@ -65,7 +63,7 @@ class CACRForPreTraining(ContrastiveForPreTraining):
             raise ValueError(
                 f"CACR takes {len(self.config.views)} views (config.views={self.config.views}), got {len(views)}."
             )
-        projections = torch.stack([all_gather_with_grad(z) for z in embed_views(self.encoder, (self.projector,), views)])
+        projections = torch.stack([all_gather_with_grad(z) for z in self.student_embeddings(views)])
         loss = cacr_loss(
             projections,
             tau_pos=self.config.tau_pos,

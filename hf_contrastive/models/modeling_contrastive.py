@@ -6,6 +6,7 @@ next to the weights as remote code.
 
 from __future__ import annotations
 
+import copy
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -519,15 +520,56 @@ class ContrastivePreTrainedModel(PreTrainedModel):
 
 
 class ContrastiveForPreTraining(ContrastivePreTrainedModel):
-    """Base of every ``...ForPreTraining``: teacher EMA and queue updates, called by the training loop.
+    """Base of every ``...ForPreTraining``: student and EMA teachers, teacher EMA and queue updates.
 
-    Subclasses build their modules (the student encoder at ``self.encoder``, teachers as ``teacher_*`` attributes,
-    queues as `FeatureQueue` attributes), call ``self.post_init()`` and then ``self.init_teachers()``, implement
-    ``forward(views) -> ContrastivePreTrainingOutput`` and, if they have teachers, ``teacher_pairs()``.
-    ``self.encoder`` is what is evaluated and published; a method that publishes its EMA encoder instead (PatchMix,
-    as MoCo v3) keeps that one at ``self.encoder``, names its student ``student_encoder`` and lists ``encoder`` as a
-    teacher in ``teacher_pairs()``, which freezes it.
+    A subclass builds its modules in ``__init__`` and declares the rest:
+
+    - ``student_network``: the attribute names of the student network's modules, encoder first, then its heads
+      (``("encoder", "projector")`` unless the class says otherwise; attributes set to ``None`` are skipped).
+      `student_embeddings` runs it.
+    - ``self.add_ema_teacher({"teacher_encoder": "encoder", "teacher_projector": "projector"})``, once per EMA
+      teacher, at the place in ``__init__`` where the teacher's modules belong: each teacher module is a deep copy of
+      the student module it names (teacher encoder first, then its heads), updated by EMA with momentum
+      ``config.ema_momentum`` (or another field: ``momentum=``). `teacher_pairs`, `teacher_embeddings`,
+      `init_teachers`, `freeze_teachers` and `momentum_update` follow from these declarations.
+    - queues as `FeatureQueue` attributes; then ``self.post_init()``, which also sets every teacher to its student
+      and freezes it (`init_teachers`).
+
+    and implements ``forward(views) -> ContrastivePreTrainingOutput`` with `student_embeddings` and
+    `teacher_embeddings`. ``self.encoder`` is what is evaluated and published; a method that publishes its EMA
+    encoder instead (PatchMix, as MoCo v3) keeps that one at ``self.encoder``, names its student ``student_encoder``
+    and declares ``add_ema_teacher({"encoder": "student_encoder", ...})``, which freezes it.
     """
+
+    # The student network's modules, encoder first (see the class docstring).
+    student_network: tuple[str, ...] = ("encoder", "projector")
+    # Shuffle-BN: each teacher view's batch order is shuffled (and restored) when the backbone splits its BatchNorm
+    # (``config.bn_splits > 1``), as MoCo's teachers.
+    teacher_shuffle_bn: bool = True
+
+    def __init__(self, config: ContrastiveConfig, *inputs, **kwargs):
+        super().__init__(config, *inputs, **kwargs)
+        # One entry per EMA teacher: (teacher module names, student module names, momentum field, index in it).
+        self.ema_teachers: list[tuple[tuple[str, ...], tuple[str, ...], str, int | None]] = []
+
+    def add_ema_teacher(self, modules: dict[str, str], momentum: str = "ema_momentum", index: int | None = None) -> None:
+        """Declare one EMA teacher: ``{teacher module name: student module name}``, the teacher's encoder first.
+
+        Each teacher module is created here as a deep copy of its student module and registered under its name (a
+        dotted name such as ``"teacher_encoders.0"`` adds it to an existing container). The momentum is
+        ``config.<momentum>``, read at every update (``config.<momentum>[index]`` for a field holding one value per
+        teacher, as Multi-network GL's ``ema_momenta``).
+        """
+        for teacher_name, student_name in modules.items():
+            parent_name, _, name = teacher_name.rpartition(".")
+            parent = self.get_submodule(parent_name) if parent_name else self
+            parent.add_module(name, copy.deepcopy(self.get_submodule(student_name)))
+        self.ema_teachers.append((tuple(modules), tuple(modules.values()), momentum, index))
+
+    def post_init(self) -> None:
+        """transformers' weight initialisation, then every teacher := its student, frozen (`init_teachers`)."""
+        super().post_init()
+        self.init_teachers()
 
     def freeze_teachers(self) -> None:
         """Teachers are updated by EMA, never by gradients: the ``teacher_*`` attributes and every module on the
@@ -540,8 +582,31 @@ class ContrastiveForPreTraining(ContrastivePreTrainedModel):
     queue_keys_per_sample: int = 1
 
     def teacher_pairs(self) -> list[tuple[nn.Module, nn.Module, float]]:
-        """``(teacher, student, momentum)`` for every EMA teacher; empty for methods without one."""
-        return []
+        """``(teacher, student, momentum)`` for every EMA teacher declared with `add_ema_teacher`, in declaration
+        order (teacher and student as ``nn.ModuleList`` of their modules); empty for methods without one."""
+        pairs = []
+        for teacher_names, student_names, field, index in self.ema_teachers:
+            momentum = getattr(self.config, field)
+            teacher = nn.ModuleList([self.get_submodule(name) for name in teacher_names])
+            student = nn.ModuleList([self.get_submodule(name) for name in student_names])
+            pairs.append((teacher, student, momentum if index is None else momentum[index]))
+        return pairs
+
+    def student_embeddings(self, views: list[torch.Tensor]) -> list[torch.Tensor]:
+        """The student network's output ``[B, D]`` for each view ``[B, C, H, W]``, with gradients: the modules of
+        ``student_network`` in order (`embed_views`: the views of one shape in one encoder call)."""
+        encoder, *heads = (getattr(self, name) for name in self.student_network)
+        return embed_views(encoder, [head for head in heads if head is not None], views)
+
+    @torch.no_grad()
+    def teacher_embeddings(self, views: list[torch.Tensor], teacher: int = 0) -> list[torch.Tensor]:
+        """EMA teacher ``teacher``'s output ``[B, D]`` for each view ``[B, C, H, W]``, without gradients: its encoder,
+        then its heads (`add_ema_teacher` order), with shuffle-BN when ``config.bn_splits > 1`` (and
+        ``teacher_shuffle_bn``)."""
+        if teacher >= len(self.ema_teachers):
+            raise ValueError(f"{type(self).__name__} has {len(self.ema_teachers)} EMA teacher(s), no teacher {teacher}.")
+        encoder, *heads = (self.get_submodule(name) for name in self.ema_teachers[teacher][0])
+        return embed_views(encoder, heads, views, shuffle=self.teacher_shuffle_bn and self.config.bn_splits > 1)
 
     @torch.no_grad()
     def init_teachers(self) -> None:

@@ -5,10 +5,7 @@ Hub boundary: imports only torch, transformers and siblings.
 
 from __future__ import annotations
 
-import copy
-
 import torch
-from torch import nn
 
 from .configuration_mnn import MNNConfig
 from .losses import mnn_loss
@@ -19,7 +16,6 @@ from .modeling_contrastive import (
     ContrastivePreTrainingOutput,
     FeatureQueue,
     MLPHead,
-    embed_views,
     nearest_neighbors,
 )
 
@@ -49,6 +45,7 @@ class MNNForPreTraining(ContrastiveForPreTraining):
     """
 
     config_class = MNNConfig
+    student_network = ("encoder", "projector", "predictor")
 
     def __init__(self, config: MNNConfig):
         super().__init__(config)
@@ -56,31 +53,17 @@ class MNNForPreTraining(ContrastiveForPreTraining):
         hidden, dim = config.projection_hidden_size, config.projection_dim
         self.projector = MLPHead(config.hidden_size, hidden, dim, batch_norm=True)
         self.predictor = MLPHead(dim, hidden, dim, batch_norm=True)
-        self.teacher_encoder = copy.deepcopy(self.encoder)
-        self.teacher_projector = copy.deepcopy(self.projector)
+        self.add_ema_teacher({"teacher_encoder": "encoder", "teacher_projector": "projector"})
         self.queue = FeatureQueue(config.queue_size, dim)
         self.post_init()
-        self.init_teachers()
-
-    def teacher_pairs(self) -> list[tuple[nn.Module, nn.Module, float]]:
-        teacher = nn.ModuleList([self.teacher_encoder, self.teacher_projector])
-        student = nn.ModuleList([self.encoder, self.projector])
-        return [(teacher, student, self.config.ema_momentum)]
-
-    def _students(self, views: list[torch.Tensor]) -> list[torch.Tensor]:
-        return embed_views(self.encoder, (self.projector, self.predictor), views)
-
-    @torch.no_grad()
-    def _teachers(self, views: list[torch.Tensor]) -> list[torch.Tensor]:
-        return embed_views(self.teacher_encoder, (self.teacher_projector,), views, shuffle=self.config.bn_splits > 1)
 
     def forward(self, views: list[torch.Tensor], return_dict: bool | None = None, **kwargs) -> ContrastivePreTrainingOutput:
         """``views``: ``[x_query, x_key]``, each ``[B, C, H, W]`` (strong, weak by default; see ``config.views``)."""
         if len(views) != 2:
             raise ValueError(f"MNN takes two views (strong, weak), got {len(views)}.")
         strong, weak = views
-        predictions_strong, predictions_weak = self._students(views)
-        targets_strong, targets_weak = self._teachers(views)
+        predictions_strong, predictions_weak = self.student_embeddings(views)
+        targets_strong, targets_weak = self.teacher_embeddings(views)
         queue_snapshot = self.queue.features  # read-only here; enqueue happens after the step
         k, mixing = self.config.nn_topk, self.config.neighbor_mixing
         # One lambda ~ U(0, 1) per loss call, shared by the batch and the neighbours.

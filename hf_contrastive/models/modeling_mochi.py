@@ -5,10 +5,7 @@ Hub boundary: imports only torch, transformers and siblings.
 
 from __future__ import annotations
 
-import copy
-
 import torch
-from torch import nn
 
 from .configuration_mochi import MoCHiConfig
 from .losses import mochi_loss
@@ -20,7 +17,6 @@ from .modeling_contrastive import (
     ContrastivePreTrainingOutput,
     FeatureQueue,
     MLPHead,
-    embed_views,
 )
 
 # The pretraining model's step counter is pretraining state, like the teacher: ignored when loading the encoder.
@@ -74,8 +70,7 @@ class MoCHiForPreTraining(ContrastiveForPreTraining):
         self.projector = MLPHead(
             config.hidden_size, config.projection_hidden_size, config.projection_dim, batch_norm=False
         )
-        self.teacher_encoder = copy.deepcopy(self.encoder)
-        self.teacher_projector = copy.deepcopy(self.projector)
+        self.add_ema_teacher({"teacher_encoder": "encoder", "teacher_projector": "projector"})
         self.queue = FeatureQueue(config.queue_size, config.projection_dim)
         # Optimiser steps taken so far (the warm-up clock); persistent, so checkpoints and resumes keep it.
         self.register_buffer("mixing_step", torch.zeros((), dtype=torch.long))
@@ -84,12 +79,6 @@ class MoCHiForPreTraining(ContrastiveForPreTraining):
         self.known_mixing_step: int | None = None
         self.register_load_state_dict_post_hook(lambda module, incompatible_keys: module.forget_mixing_step())
         self.post_init()
-        self.init_teachers()
-
-    def teacher_pairs(self) -> list[tuple[nn.Module, nn.Module, float]]:
-        teacher = nn.ModuleList([self.teacher_encoder, self.teacher_projector])
-        student = nn.ModuleList([self.encoder, self.projector])
-        return [(teacher, student, self.config.ema_momentum)]
 
     @torch.no_grad()
     def momentum_update(self, progress: float | None = None) -> None:
@@ -113,13 +102,6 @@ class MoCHiForPreTraining(ContrastiveForPreTraining):
             self.known_mixing_step = int(self.mixing_step)
         return self.known_mixing_step >= start
 
-    def _students(self, views: list[torch.Tensor]) -> list[torch.Tensor]:
-        return embed_views(self.encoder, (self.projector,), views)
-
-    @torch.no_grad()
-    def _teachers(self, views: list[torch.Tensor]) -> list[torch.Tensor]:
-        return embed_views(self.teacher_encoder, (self.teacher_projector,), views, shuffle=self.config.bn_splits > 1)
-
     def _draw_mixing(self, batch: int, device: torch.device, active: bool) -> dict[str, torch.Tensor]:
         """One direction's random mixing inputs of `mochi_loss`, from torch's global RNG (empty before warm-up)."""
         config = self.config
@@ -139,8 +121,8 @@ class MoCHiForPreTraining(ContrastiveForPreTraining):
         """``views``: ``[x_1, x_2]``, each ``[B, C, H, W]``; row ``i`` of both is the same image."""
         if len(views) != 2:
             raise ValueError(f"MoCHi takes two views, got {len(views)}.")
-        q1, q2 = self._students(views)
-        k1, k2 = self._teachers(views)
+        q1, q2 = self.student_embeddings(views)
+        k1, k2 = self.teacher_embeddings(views)
         queue_snapshot = self.queue.features  # read-only here; enqueue happens after the step
         tau, hard, active = self.config.tau, self.config.num_hard_negatives, self.mixing_active
         draws_1 = self._draw_mixing(q1.shape[0], q1.device, active)

@@ -5,10 +5,7 @@ Hub boundary: imports only torch, transformers and siblings.
 
 from __future__ import annotations
 
-import copy
-
 import torch
-from torch import nn
 
 from .configuration_mocov2 import MoCoV2Config
 from .losses import moco_loss
@@ -19,7 +16,6 @@ from .modeling_contrastive import (
     ContrastivePreTrainingOutput,
     FeatureQueue,
     MLPHead,
-    embed_views,
 )
 
 
@@ -64,30 +60,16 @@ class MoCoV2ForPreTraining(ContrastiveForPreTraining):
         super().__init__(config)
         self.encoder = MoCoV2Model(config)
         self.projector = MLPHead(config.hidden_size, config.projection_hidden_size, config.projection_dim, batch_norm=False)
-        self.teacher_encoder = copy.deepcopy(self.encoder)
-        self.teacher_projector = copy.deepcopy(self.projector)
+        self.add_ema_teacher({"teacher_encoder": "encoder", "teacher_projector": "projector"})
         self.queue = FeatureQueue(config.queue_size, config.projection_dim)
         self.post_init()
-        self.init_teachers()
-
-    def teacher_pairs(self) -> list[tuple[nn.Module, nn.Module, float]]:
-        teacher = nn.ModuleList([self.teacher_encoder, self.teacher_projector])
-        student = nn.ModuleList([self.encoder, self.projector])
-        return [(teacher, student, self.config.ema_momentum)]
-
-    def _students(self, views: list[torch.Tensor]) -> list[torch.Tensor]:
-        return embed_views(self.encoder, (self.projector,), views)
-
-    @torch.no_grad()
-    def _teachers(self, views: list[torch.Tensor]) -> list[torch.Tensor]:
-        return embed_views(self.teacher_encoder, (self.teacher_projector,), views, shuffle=self.config.bn_splits > 1)
 
     def forward(self, views: list[torch.Tensor], return_dict: bool | None = None, **kwargs) -> ContrastivePreTrainingOutput:
         """``views``: ``[x_1, x_2]``, each ``[B, C, H, W]``; row ``i`` of both is the same image."""
         if len(views) != 2:
             raise ValueError(f"MoCo v2 takes two views, got {len(views)}.")
-        q1, q2 = self._students(views)
-        k1, k2 = self._teachers(views)
+        q1, q2 = self.student_embeddings(views)
+        k1, k2 = self.teacher_embeddings(views)
         queue_snapshot = self.queue.features  # read-only here; enqueue happens after the step
         tau = self.config.tau
         loss = 0.5 * (moco_loss(q1, k2, queue_snapshot, tau) + moco_loss(q2, k1, queue_snapshot, tau))

@@ -6,10 +6,7 @@ Hub boundary: imports only torch, transformers and siblings.
 
 from __future__ import annotations
 
-import copy
-
 import torch
-from torch import nn
 
 from .configuration_msf import MSFConfig
 from .losses import msf_loss
@@ -20,7 +17,6 @@ from .modeling_contrastive import (
     ContrastivePreTrainingOutput,
     FeatureQueue,
     MLPHead,
-    embed_views,
     nearest_neighbors,
 )
 
@@ -64,6 +60,7 @@ class MSFForPreTraining(ContrastiveForPreTraining):
     """
 
     config_class = MSFConfig
+    student_network = ("encoder", "projector", "predictor")
 
     def __init__(self, config: MSFConfig):
         super().__init__(config)
@@ -71,23 +68,9 @@ class MSFForPreTraining(ContrastiveForPreTraining):
         hidden, dim = config.projection_hidden_size, config.projection_dim
         self.projector = MLPHead(config.hidden_size, hidden, dim, batch_norm=True)
         self.predictor = MLPHead(dim, hidden, dim, batch_norm=True)
-        self.teacher_encoder = copy.deepcopy(self.encoder)
-        self.teacher_projector = copy.deepcopy(self.projector)
+        self.add_ema_teacher({"teacher_encoder": "encoder", "teacher_projector": "projector"})
         self.queue = FeatureQueue(config.queue_size, dim)
         self.post_init()
-        self.init_teachers()
-
-    def teacher_pairs(self) -> list[tuple[nn.Module, nn.Module, float]]:
-        teacher = nn.ModuleList([self.teacher_encoder, self.teacher_projector])
-        student = nn.ModuleList([self.encoder, self.projector])
-        return [(teacher, student, self.config.ema_momentum)]
-
-    def _students(self, views: list[torch.Tensor]) -> list[torch.Tensor]:
-        return embed_views(self.encoder, (self.projector, self.predictor), views)
-
-    @torch.no_grad()
-    def _teachers(self, views: list[torch.Tensor]) -> list[torch.Tensor]:
-        return embed_views(self.teacher_encoder, (self.teacher_projector,), views, shuffle=self.config.bn_splits > 1)
 
     def forward(self, views: list[torch.Tensor], return_dict: bool | None = None, **kwargs) -> ContrastivePreTrainingOutput:
         """``views``: ``[x_student, x_teacher]``, each ``[B, C, H, W]`` (strong, weak by default: ``config.views``)."""
@@ -97,11 +80,11 @@ class MSFForPreTraining(ContrastiveForPreTraining):
         queue_snapshot = self.queue.features  # read-only here; enqueue happens after the step
         k = self.config.nn_topk
         if not self.config.symmetric:
-            (targets_weak,), (predictions_strong,) = self._teachers([weak]), self._students([strong])
+            (targets_weak,), (predictions_strong,) = self.teacher_embeddings([weak]), self.student_embeddings([strong])
             loss = msf_loss(predictions_strong, targets_weak, nearest_neighbors(targets_weak, queue_snapshot, k))
             return ContrastivePreTrainingOutput(loss=loss, queue_keys={"queue": targets_weak.detach().float()})
-        targets_weak, targets_strong = self._teachers([weak, strong])
-        predictions_strong, predictions_weak = self._students(views)
+        targets_weak, targets_strong = self.teacher_embeddings([weak, strong])
+        predictions_strong, predictions_weak = self.student_embeddings(views)
         loss = 0.5 * (msf_loss(predictions_strong, targets_weak, nearest_neighbors(targets_weak, queue_snapshot, k))
                       + msf_loss(predictions_weak, targets_strong, nearest_neighbors(targets_strong, queue_snapshot, k)))
         return ContrastivePreTrainingOutput(loss=loss, queue_keys={"queue": targets_weak.detach().float()})

@@ -5,10 +5,7 @@ Hub boundary: imports only torch, transformers and siblings.
 
 from __future__ import annotations
 
-import copy
-
 import torch
-from torch import nn
 
 from .configuration_msvq import MSVQConfig
 from .losses import relational_loss
@@ -19,7 +16,6 @@ from .modeling_contrastive import (
     ContrastivePreTrainingOutput,
     FeatureQueue,
     MLPHead,
-    embed_views,
 )
 
 
@@ -63,24 +59,11 @@ class MSVQForPreTraining(ContrastiveForPreTraining):
         self.encoder = MSVQModel(config)
         hidden, dim = config.projection_hidden_size, config.projection_dim
         self.projector = MLPHead(config.hidden_size, hidden, dim, batch_norm=False)  # Linear, ReLU, Linear; no BN
-        self.teacher_encoder_1 = copy.deepcopy(self.encoder)
-        self.teacher_projector_1 = copy.deepcopy(self.projector)
-        self.teacher_encoder_2 = copy.deepcopy(self.encoder)
-        self.teacher_projector_2 = copy.deepcopy(self.projector)
+        self.add_ema_teacher({"teacher_encoder_1": "encoder", "teacher_projector_1": "projector"})
+        self.add_ema_teacher({"teacher_encoder_2": "encoder", "teacher_projector_2": "projector"}, momentum="ema_momentum_2")
         self.queue_1 = FeatureQueue(config.queue_size, dim)
         self.queue_2 = FeatureQueue(config.queue_size, dim)
         self.post_init()
-        self.init_teachers()
-
-    def teacher_pairs(self) -> list[tuple[nn.Module, nn.Module, float]]:
-        student = nn.ModuleList([self.encoder, self.projector])
-        teacher_1 = nn.ModuleList([self.teacher_encoder_1, self.teacher_projector_1])
-        teacher_2 = nn.ModuleList([self.teacher_encoder_2, self.teacher_projector_2])
-        return [(teacher_1, student, self.config.ema_momentum), (teacher_2, student, self.config.ema_momentum_2)]
-
-    @torch.no_grad()
-    def _teachers(self, encoder: nn.Module, projector: nn.Module, views: list[torch.Tensor]) -> list[torch.Tensor]:
-        return embed_views(encoder, (projector,), views, shuffle=self.config.bn_splits > 1)
 
     def forward(self, views: list[torch.Tensor], return_dict: bool | None = None, **kwargs) -> ContrastivePreTrainingOutput:
         """``views``: ``[x1, x2, x3, x4]``, each ``[B, C, H, W]``: x1 to the student, x2 and x3 to teacher 1, x4 to
@@ -90,9 +73,9 @@ class MSVQForPreTraining(ContrastiveForPreTraining):
                 f"MSVQ takes four views (x1 student; x2, x3 teacher 1; x4 teacher 2), got {len(views)}."
             )
         x1, x2, x3, x4 = views
-        student = self.projector(self.encoder(x1).pooler_output)
-        target_2, target_3 = self._teachers(self.teacher_encoder_1, self.teacher_projector_1, [x2, x3])
-        (target_4,) = self._teachers(self.teacher_encoder_2, self.teacher_projector_2, [x4])
+        (student,) = self.student_embeddings([x1])
+        target_2, target_3 = self.teacher_embeddings([x2, x3], teacher=0)
+        (target_4,) = self.teacher_embeddings([x4], teacher=1)
         # Read-only snapshots: the loop enqueues after the step.
         queue_1, queue_2 = self.queue_1.features, self.queue_2.features
         tau_s, tau_t = self.config.tau_student, self.config.tau_teacher

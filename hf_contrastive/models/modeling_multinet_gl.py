@@ -7,8 +7,6 @@ Hub boundary: imports only torch, transformers and siblings.
 
 from __future__ import annotations
 
-import copy
-
 import torch
 from torch import nn
 
@@ -22,7 +20,6 @@ from .modeling_contrastive import (
     FeatureQueue,
     MLPHead,
     all_gather_with_grad,
-    embed_views,
 )
 
 
@@ -62,6 +59,7 @@ class MultiNetGLForPreTraining(ContrastiveForPreTraining):
     """
 
     config_class = MultiNetGLConfig
+    student_network = ("encoder", "projector", "predictor")  # predictor: None unless use_predictor
 
     def __init__(self, config: MultiNetGLConfig):
         super().__init__(config)
@@ -73,42 +71,26 @@ class MultiNetGLForPreTraining(ContrastiveForPreTraining):
             MLPHead(dim, config.prediction_hidden_size, dim, batch_norm=batch_norm) if config.use_predictor else None
         )
         networks = range(config.num_momentum_networks)
-        self.teacher_encoders = nn.ModuleList([copy.deepcopy(self.encoder) for _ in networks])
-        self.teacher_projectors = nn.ModuleList([copy.deepcopy(self.projector) for _ in networks])
+        # Momentum network n: teacher_encoders[n] + teacher_projectors[n], momentum config.ema_momenta[n].
+        self.teacher_encoders, self.teacher_projectors = nn.ModuleList(), nn.ModuleList()
+        for n in networks:
+            self.add_ema_teacher({f"teacher_encoders.{n}": "encoder", f"teacher_projectors.{n}": "projector"},
+                                 momentum="ema_momenta", index=n)
         self.queues = (
             nn.ModuleList([FeatureQueue(config.queue_size, dim) for _ in networks]) if config.queue_size > 0 else None
         )
         self.post_init()
-        self.init_teachers()
 
     @property
     def queue_keys_per_sample(self) -> int:
         """Each image adds one key per global view to every queue."""
         return self.config.num_global_views
 
-    def teacher_pairs(self) -> list[tuple[nn.Module, nn.Module, float]]:
-        student = nn.ModuleList([self.encoder, self.projector])
-        return [
-            (nn.ModuleList([encoder, projector]), student, momentum)
-            for encoder, projector, momentum in zip(
-                self.teacher_encoders, self.teacher_projectors, self.config.ema_momenta, strict=True
-            )
-        ]
-
     @torch.no_grad()
     def enqueue(self, queue_keys: dict[str, torch.Tensor]) -> None:
         """Enqueue ``{"queues.<n>": keys [N, D]}`` gathered from all processes (queues live in a ModuleList)."""
         for name, keys in queue_keys.items():
             self.get_submodule(name).enqueue(keys)
-
-    def _students(self, views: list[torch.Tensor]) -> list[torch.Tensor]:
-        heads = (self.projector,) if self.predictor is None else (self.projector, self.predictor)
-        return embed_views(self.encoder, heads, views)
-
-    @torch.no_grad()
-    def _teachers(self, network: int, views: list[torch.Tensor]) -> list[torch.Tensor]:
-        encoder, projector = self.teacher_encoders[network], self.teacher_projectors[network]
-        return embed_views(encoder, (projector,), views, shuffle=self.config.bn_splits > 1)
 
     def forward(self, views: list[torch.Tensor], return_dict: bool | None = None, **kwargs) -> ContrastivePreTrainingOutput:
         """``views``: the global views then the local views, each ``[B, C, H_v, W_v]``; row ``i`` of every view is
@@ -120,8 +102,8 @@ class MultiNetGLForPreTraining(ContrastiveForPreTraining):
                 f"config.views={config.views}), got {len(views)}."
             )
         global_views = views[: config.num_global_views]
-        queries = self._students(views)  # one encoder call for the global views, one for the local views
-        keys = [self._teachers(n, global_views) for n in range(config.num_momentum_networks)]
+        queries = self.student_embeddings(views)  # one encoder call for the global views, one for the local views
+        keys = [self.teacher_embeddings(global_views, teacher=n) for n in range(config.num_momentum_networks)]
         queues = [queue.features for queue in self.queues] if self.queues is not None else None  # read-only here
         if config.use_batch_negatives:
             # Negatives from the whole global batch; the keys carry no gradient, the queries keep theirs.

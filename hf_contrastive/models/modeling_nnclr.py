@@ -17,7 +17,6 @@ from .modeling_contrastive import (
     FeatureQueue,
     MLPHead,
     all_gather_with_grad,
-    embed_views,
     nearest_neighbors,
 )
 
@@ -54,6 +53,7 @@ class NNCLRForPreTraining(ContrastiveForPreTraining):
     """
 
     config_class = NNCLRConfig
+    student_network = ("encoder", "projector")  # the predictor is applied after the neighbour lookup
 
     def __init__(self, config: NNCLRConfig):
         super().__init__(config)
@@ -64,13 +64,12 @@ class NNCLRForPreTraining(ContrastiveForPreTraining):
         self.predictor = MLPHead(dim, config.prediction_hidden_size, dim, batch_norm=True)
         self.queue = FeatureQueue(config.queue_size, dim)
         self.post_init()
-        self.init_teachers()  # no teachers: only keeps the base-class contract
 
     def forward(self, views: list[torch.Tensor], return_dict: bool | None = None, **kwargs) -> ContrastivePreTrainingOutput:
         """``views``: ``[x_1, x_2]``, each ``[B, C, H, W]``; row ``i`` of both is the same image."""
         if len(views) != 2:
             raise ValueError(f"NNCLR takes two views, got {len(views)}.")
-        z1, z2 = embed_views(self.encoder, (self.projector,), views)
+        z1, z2 = self.student_embeddings(views)  # projections; the predictor comes after the lookup
         p1, p2 = self.predictor(z1), self.predictor(z2)
         queue_snapshot = self.queue.features  # read-only here; enqueue happens after the step
         k, tau, both = self.config.nn_topk, self.config.tau, self.config.prediction_to_neighbors

@@ -6,7 +6,6 @@ Hub boundary: imports only torch, timm, transformers and siblings.
 
 from __future__ import annotations
 
-import copy
 import math
 
 import timm
@@ -22,7 +21,6 @@ from .modeling_contrastive import (
     ContrastiveModel,
     ContrastivePreTrainingOutput,
     all_gather_with_grad,
-    embed_views,
 )
 
 # ----------------------------------------------------------------------------- patch mixing
@@ -186,6 +184,8 @@ class PatchMixForPreTraining(ContrastiveForPreTraining):
     """
 
     config_class = PatchMixConfig
+    student_network = ("student_encoder", "projector", "predictor")
+    teacher_shuffle_bn = False  # as the official code (MoCo v3 frame: no shuffle-BN)
 
     def __init__(self, config: PatchMixConfig):
         super().__init__(config)
@@ -197,12 +197,10 @@ class PatchMixForPreTraining(ContrastiveForPreTraining):
         # The momentum encoder sits at ``encoder``, the family's published slot, because it is the one PatchMix
         # evaluates and releases (official config/knn/knn.py: encoder = 'momentum_encoder'). So kNN, the Hub folder,
         # AutoModel and AutoModelForImageClassification all get it; the gradient-trained one is ``student_encoder``.
-        self.encoder = copy.deepcopy(self.student_encoder)
-        self.teacher_projector = copy.deepcopy(self.projector)
+        self.add_ema_teacher({"encoder": "student_encoder", "teacher_projector": "projector"})
         _disable_drop_path_(self.encoder)
         self.mix_patch_size = self._resolve_mix_patch_size(config)
         self.post_init()
-        self.init_teachers()
 
     def _resolve_mix_patch_size(self, config: PatchMixConfig) -> tuple[int, int]:
         if config.mix_patch_size is not None:
@@ -221,18 +219,6 @@ class PatchMixForPreTraining(ContrastiveForPreTraining):
         if config.mix_num > cells:
             raise ValueError(f"mix_num {config.mix_num} exceeds the {cells} patches of an image.")
         return patch
-
-    def teacher_pairs(self) -> list[tuple[nn.Module, nn.Module, float]]:
-        teacher = nn.ModuleList([self.encoder, self.teacher_projector])
-        student = nn.ModuleList([self.student_encoder, self.projector])
-        return [(teacher, student, self.config.ema_momentum)]
-
-    def _students(self, views: list[torch.Tensor]) -> list[torch.Tensor]:
-        return embed_views(self.student_encoder, (self.projector, self.predictor), views)
-
-    @torch.no_grad()
-    def _teachers(self, views: list[torch.Tensor]) -> list[torch.Tensor]:
-        return embed_views(self.encoder, (self.teacher_projector,), views)
 
     def _mix(self, pixel_values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         height, width = pixel_values.shape[-2:]
@@ -258,10 +244,10 @@ class PatchMixForPreTraining(ContrastiveForPreTraining):
         mixed1, shares1 = self._mix(x1)  # drawn first, as the official mixer(images[0]) then mixer(images[1])
         mixed2, shares2 = self._mix(x2)
         if not self.config.symmetric:
-            q1, mq2 = self._students([x1, mixed2])
-            k1, k2, mk1 = self._teachers([x1, x2, mixed1])
+            q1, mq2 = self.student_embeddings([x1, mixed2])
+            k1, k2, mk1 = self.teacher_embeddings([x1, x2, mixed1])
             return ContrastivePreTrainingOutput(loss=self._loss(q1, k2, mq2, k1, mk1, shares2, shares1), queue_keys=None)
-        q1, mq2, q2, mq1 = self._students([x1, mixed2, x2, mixed1])
-        k1, k2, mk1, mk2 = self._teachers([x1, x2, mixed1, mixed2])
+        q1, mq2, q2, mq1 = self.student_embeddings([x1, mixed2, x2, mixed1])
+        k1, k2, mk1, mk2 = self.teacher_embeddings([x1, x2, mixed1, mixed2])
         loss = 0.5 * (self._loss(q1, k2, mq2, k1, mk1, shares2, shares1) + self._loss(q2, k1, mq1, k2, mk2, shares1, shares2))
         return ContrastivePreTrainingOutput(loss=loss, queue_keys=None)

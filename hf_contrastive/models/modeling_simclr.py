@@ -16,7 +16,6 @@ from .modeling_contrastive import (
     ContrastivePreTrainingOutput,
     MLPHead,
     all_gather_with_grad,
-    embed_views,
 )
 
 
@@ -57,13 +56,12 @@ class SimCLRForPreTraining(ContrastiveForPreTraining):
         self.projector = MLPHead(config.hidden_size, config.projection_hidden_size, config.projection_dim,
                                  batch_norm=True, output_batch_norm=config.projection_output_batch_norm)
         self.post_init()
-        self.init_teachers()  # no teachers: only keeps the base-class contract
 
     def forward(self, views: list[torch.Tensor], return_dict: bool | None = None, **kwargs) -> ContrastivePreTrainingOutput:
         """``views``: ``[x_1, x_2]``, each ``[B, C, H, W]``; row ``i`` of both is the same image."""
         if len(views) != 2:
             raise ValueError(f"SimCLR takes two views, got {len(views)}.")
-        z1, z2 = embed_views(self.encoder, (self.projector,), views)
+        z1, z2 = self.student_embeddings(views)
         loss_function = simclr_loss if self.config.negatives == "all_views" else cross_view_infonce_loss
         loss = loss_function(all_gather_with_grad(z1), all_gather_with_grad(z2), self.config.tau)
         return ContrastivePreTrainingOutput(loss=loss, queue_keys=None)

@@ -6,10 +6,7 @@ Hub boundary: imports only torch, transformers and siblings.
 
 from __future__ import annotations
 
-import copy
-
 import torch
-from torch import nn
 
 from .configuration_spps import SPPSConfig
 from .losses import moco_loss, simclr_loss, spps_loss
@@ -21,7 +18,6 @@ from .modeling_contrastive import (
     FeatureQueue,
     MLPHead,
     all_gather_with_grad,
-    embed_views,
 )
 
 
@@ -73,26 +69,10 @@ class SPPSForPreTraining(ContrastiveForPreTraining):
         self.projector = MLPHead(config.hidden_size, config.projection_hidden_size, config.projection_dim,
                                  batch_norm=not is_moco)
         if is_moco:
-            self.teacher_encoder = copy.deepcopy(self.encoder)
-            self.teacher_projector = copy.deepcopy(self.projector)
+            self.add_ema_teacher({"teacher_encoder": "encoder", "teacher_projector": "projector"})
             self.queue = FeatureQueue(config.queue_size, config.projection_dim)
             self.queue_keys_per_sample = 2  # both views' keys are enqueued
         self.post_init()
-        self.init_teachers()
-
-    def teacher_pairs(self) -> list[tuple[nn.Module, nn.Module, float]]:
-        if self.config.base != "mocov2":
-            return []
-        teacher = nn.ModuleList([self.teacher_encoder, self.teacher_projector])
-        student = nn.ModuleList([self.encoder, self.projector])
-        return [(teacher, student, self.config.ema_momentum)]
-
-    def _students(self, views: list[torch.Tensor]) -> list[torch.Tensor]:
-        return embed_views(self.encoder, (self.projector,), views)
-
-    @torch.no_grad()
-    def _teachers(self, views: list[torch.Tensor]) -> list[torch.Tensor]:
-        return embed_views(self.teacher_encoder, (self.teacher_projector,), views, shuffle=self.config.bn_splits > 1)
 
     def forward(
         self,
@@ -113,15 +93,15 @@ class SPPSForPreTraining(ContrastiveForPreTraining):
                 )
         config = self.config
         if config.base == "simclr":
-            projections = [all_gather_with_grad(z) for z in self._students(views + neighbour_views)]
+            projections = [all_gather_with_grad(z) for z in self.student_embeddings(views + neighbour_views)]
             z, n = projections[:len(views)], projections[len(views):]
             if not neighbour_views:
                 return ContrastivePreTrainingOutput(loss=simclr_loss(z[0], z[1], config.tau), queue_keys=None)
             loss = spps_loss(z, n, config.tau, config.semantic_positive_weight, config.neighbours_as_negatives)
             return ContrastivePreTrainingOutput(loss=loss, queue_keys=None)
 
-        q = self._students(views)
-        teacher_outputs = self._teachers(views + neighbour_views)
+        q = self.student_embeddings(views)
+        teacher_outputs = self.teacher_embeddings(views + neighbour_views)
         k, n = teacher_outputs[:len(views)], teacher_outputs[len(views):]
         queue_snapshot = self.queue.features  # read-only here; the loop enqueues after the step
         if neighbour_views:

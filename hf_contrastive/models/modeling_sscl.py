@@ -7,10 +7,7 @@ Hub boundary: imports only torch, transformers and siblings.
 
 from __future__ import annotations
 
-import copy
-
 import torch
-from torch import nn
 
 from .configuration_sscl import SSCLConfig
 from .losses import sscl_loss
@@ -21,7 +18,6 @@ from .modeling_contrastive import (
     ContrastivePreTrainingOutput,
     FeatureQueue,
     MLPHead,
-    embed_views,
 )
 
 
@@ -68,23 +64,9 @@ class SSCLForPreTraining(ContrastiveForPreTraining):
         self.projector = MLPHead(
             config.hidden_size, config.projection_hidden_size, config.projection_dim, batch_norm=False
         )
-        self.teacher_encoder = copy.deepcopy(self.encoder)
-        self.teacher_projector = copy.deepcopy(self.projector)
+        self.add_ema_teacher({"teacher_encoder": "encoder", "teacher_projector": "projector"})
         self.queue = FeatureQueue(config.queue_size, config.projection_dim)
         self.post_init()
-        self.init_teachers()
-
-    def teacher_pairs(self) -> list[tuple[nn.Module, nn.Module, float]]:
-        teacher = nn.ModuleList([self.teacher_encoder, self.teacher_projector])
-        student = nn.ModuleList([self.encoder, self.projector])
-        return [(teacher, student, self.config.ema_momentum)]
-
-    def _students(self, views: list[torch.Tensor]) -> list[torch.Tensor]:
-        return embed_views(self.encoder, (self.projector,), views)
-
-    @torch.no_grad()
-    def _teachers(self, views: list[torch.Tensor]) -> list[torch.Tensor]:
-        return embed_views(self.teacher_encoder, (self.teacher_projector,), views, shuffle=self.config.bn_splits > 1)
 
     def _loss(self, q: torch.Tensor, k: torch.Tensor, queue: torch.Tensor) -> torch.Tensor:
         """One direction, with fresh mixing draws from torch's global RNG."""
@@ -104,8 +86,8 @@ class SSCLForPreTraining(ContrastiveForPreTraining):
         """``views``: ``[x_1, x_2]``, each ``[B, C, H, W]``; row ``i`` of both is the same image."""
         if len(views) != 2:
             raise ValueError(f"SSCL takes two views, got {len(views)}.")
-        q1, q2 = self._students(views)
-        k1, k2 = self._teachers(views)
+        q1, q2 = self.student_embeddings(views)
+        k1, k2 = self.teacher_embeddings(views)
         queue_snapshot = self.queue.features  # read-only here; enqueue happens after the step
         loss = 0.5 * (self._loss(q1, k2, queue_snapshot) + self._loss(q2, k1, queue_snapshot))
         keys = torch.cat([k1, k2]).detach().float()  # [2B, D]
