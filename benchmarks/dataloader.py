@@ -17,9 +17,10 @@ compares them with the same steps on a fixed batch: on a CPU the workers share c
 measured alone does not show.
 
 The same is measured for `--augment_on_device` (`device_path` in the JSON): the loader then only crops and flips
-(uint8 views), and `DevicePhotometricAugment` does jitter, grayscale, blur and normalisation per batch on `--device`
+(uint8 views), and `device_views.DevicePhotometricAugment` does jitter, grayscale, blur and normalisation per batch on `--device`
 (default: CUDA when available, else the CPU): per-image loader cost, loader images/s per worker count, and the
-device half's images/s per batch of all views.
+device half's images/s per batch of all views. For `--data_on_device` (`data_on_device`): the one-off decode of the
+split and the images/s of whole views made on the device (gather, crop, flip, photometric ops, normalise).
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ from torch.utils.data import DataLoader
 
 import hf_contrastive
 from hf_contrastive import data as data_lib
+from hf_contrastive import device_views
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import REPO_ROOT, SHARED_CIFAR10, display_path, environment, set_threads, usable_cores, write_json
@@ -156,11 +158,25 @@ def training_rates(dataset, method: str, image_size: int, batch: int, workers_li
     return results
 
 
+def _median_rate(run, batch: int, device: torch.device, repeats: int) -> dict:
+    """Images/s of ``run(seed)`` (one batch's views), median of ``repeats`` after one warm-up."""
+    def timed(seed: int) -> float:
+        start = time.perf_counter()
+        run(seed)
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        return time.perf_counter() - start
+
+    timed(0)
+    median = sorted(timed(repeat + 1) for repeat in range(repeats))[repeats // 2]
+    return {"device": str(device), "batch": batch, "median_batch_s": round(median, 4),
+            "images_per_s": round(batch / median, 1)}
+
+
 def device_half_rate(dataset, kinds: list[str], image_size: int, stats, batch: int, device: torch.device,
                      repeats: int) -> dict:
-    """Images/s of DevicePhotometricAugment over all views of a loaded uint8 batch on ``device`` (median of
-    ``repeats`` after one warm-up)."""
-    augments = [data_lib.DevicePhotometricAugment(kind, image_size, *stats) for kind in kinds]
+    """Images/s of DevicePhotometricAugment over all views of a loaded uint8 batch on ``device``."""
+    augments = [device_views.DevicePhotometricAugment(kind, image_size, *stats) for kind in kinds]
     dataset.set_epoch(0)
     item = next(iter(make_loader(dataset, batch, 0)))
     views = [view.to(device) for view in item["views"] + item.get("neighbour_views", [])]
@@ -168,18 +184,27 @@ def device_half_rate(dataset, kinds: list[str], image_size: int, stats, batch: i
     def run(seed: int) -> None:
         for number, (augment, images) in enumerate(zip(augments, views, strict=True)):
             augment(images, seed=seed * 97 + number)
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
 
-    run(0)
-    times = []
-    for repeat in range(repeats):
-        start = time.perf_counter()
-        run(repeat + 1)
-        times.append(time.perf_counter() - start)
-    median = sorted(times)[len(times) // 2]
-    return {"device": str(device), "batch": batch, "median_batch_s": round(median, 4),
-            "images_per_s": round(batch / median, 1)}
+    return _median_rate(run, batch, device, repeats)
+
+
+def data_on_device_rate(splits, kinds: list[str], image_size: int, stats, batch: int, device: torch.device,
+                        repeats: int) -> dict:
+    """``--data_on_device``: images/s of a whole batch's views (gather, crop, flip, photometric, normalise) made by
+    DeviceTrainingSet from the split decoded on ``device``, and the one-off decode time."""
+    start = time.perf_counter()
+    images = device_views.decode_to_uint8(splits.train, splits.image_column).to(device)
+    decode_s = time.perf_counter() - start
+    augments = [device_views.DeviceViewAugment(kind, image_size, *stats) for kind in kinds]
+    data = device_views.DeviceTrainingSet(images, augments, seed=0)
+    order = data.permutation(0)
+    rows = [order[number * batch:(number + 1) * batch] for number in range(min(repeats + 1, len(data) // batch))]
+
+    def run(seed: int) -> None:
+        data.batch(rows[seed % len(rows)], seed)
+
+    return {**_median_rate(run, batch, device, repeats), "decode_s": round(decode_s, 2),
+            "train_images": len(data), "uint8_mib": round(images.numel() / 2**20, 1)}
 
 
 def model_consumption(path: str | None, method: str, device_kind: str) -> dict | None:
@@ -278,6 +303,11 @@ def main(argv: list[str] | None = None) -> None:
     stats = data_lib.DATASET_STATS[data_lib.detect_dataset_stats(dataset_name)]
     device_half = device_half_rate(uint8_dataset, kinds, args.image_size, stats, batch, device, 3 if args.quick else 10)
     report["device_path"] = {"stage_costs": device_stages, "loader": device_rates, "device_half": device_half}
+    # --data_on_device: no loader; the whole view is made on the device from the decoded split.
+    whole = data_on_device_rate(splits, kinds, args.image_size, stats, batch, device, 3 if args.quick else 10)
+    report["data_on_device"] = whole
+    print(f"--data_on_device: {whole['images_per_s']:.0f} img/s of whole views on {device} (decoding "
+          f"{whole['train_images']} images once: {whole['decode_s']:.1f} s, {whole['uint8_mib']:.0f} MiB)", flush=True)
     print(f"--augment_on_device: per image {device_stages['getitem_us']:.0f} us in the loader ("
           f"{device_stages['images_per_s_one_process']:.0f} img/s), "
           + ", ".join(f"{r['workers']} workers {r['images_per_s']:.0f} img/s" for r in device_rates)

@@ -7,7 +7,7 @@
 #    bn_splits, views and queue) against its per-view limit, in images/s, and whether one step runs under
 #    torch.cuda.set_sync_debug_mode("error") (column "sync-free");
 # 2. the same with --compile (inductor) for four methods (compiling takes about a minute per method);
-# 3. MNN's recipe for two epochs: bf16, channels-last, --augment_on_device, --torch_compile; recipe_run.py turns its
+# 3. MNN's recipe for two epochs: bf16, channels-last, --data_on_device, --torch_compile; recipe_run.py turns its
 #    log and kNN history into results/recipe_<name>.json.
 # Every JSON lands in RESULTS_FOLDER (point it at $OUT with the device tool). Nothing is downloaded: carry the
 # CIFAR-10 parquet folder in an ignored folder (benchmarks/README.md, "On a GPU").
@@ -45,7 +45,7 @@ fi
 start=$(date +%s)
 "$python" -m accelerate.commands.launch --num_processes 1 --num_machines 1 "${launch[@]}" recipes/train.py \
     --config recipes/configs/mnn_cifar10.yaml --dataset_name "$data" --output_dir "$results/mnn_two_epochs" \
-    --augment_on_device --knn_every_n_epochs 1 --checkpoints_total_limit 1 "${train[@]}" \
+    --data_on_device --knn_every_n_epochs 1 --checkpoints_total_limit 1 "${train[@]}" \
     2>&1 | tee "$results/mnn_two_epochs.log"
 "$python" "$here/recipe_run.py" --log "$results/mnn_two_epochs.log" \
     --state "$results/mnn_two_epochs/all_results.json" --name "mnn_two_epochs_${device}" \

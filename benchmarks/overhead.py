@@ -42,6 +42,8 @@ from torch import nn
 from torch.utils._python_dispatch import TorchDispatchMode
 
 import hf_contrastive
+from hf_contrastive import data as data_lib
+from hf_contrastive import device_views
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import encoder_calls, environment, set_threads, time_interleaved, write_json  # noqa: E402
@@ -219,7 +221,25 @@ def timed(method: str, args) -> dict:
             "ours_images_per_s": round(batch / times["ours"]["median_s"], 1),
             "limit_images_per_s": round(batch / times["limit"]["median_s"], 1),
             "ours_over_limit": round(times["limit"]["median_s"] / times["ours"]["median_s"], 3),
-            "sync_free": sync_free(ours, torch.device(args.device)), "times": times}
+            "sync_free": sync_free(ours, torch.device(args.device)),
+            "views_sync_free": sync_free(device_views_step(method, recipe, image_size, batch, args.device),
+                                         torch.device(args.device)),
+            "times": times}
+
+
+def device_views_step(method: str, recipe: dict, image_size: int, batch: int, device: str):
+    """One --data_on_device batch of the recipe's views (random uint8 images held on ``device``)."""
+    spec = hf_contrastive.get_method(method)
+    config = spec.config_class(**recipe.get("model", {}))
+    mean, std = data_lib.DATASET_STATS["cifar10"]
+    images = torch.randint(0, 256, (2 * batch, 3, image_size, image_size), dtype=torch.uint8, device=device)
+    kinds = [*config.views, *(getattr(config, "neighbour_views", None) or [])]
+    augments = [device_views.DeviceViewAugment(kind, image_size, mean, std, **recipe.get("augmentations", {}).get(kind, {}))
+                for kind in kinds]
+    data = device_views.DeviceTrainingSet(images, augments, seed=0)
+    rows = data.permutation(0)[:batch]
+    data.batch(rows, seed=0)  # warm-up
+    return lambda: data.batch(rows, seed=1)
 
 
 def count_ops(step) -> OpCounter:
@@ -235,7 +255,7 @@ def measure(method: str, args) -> dict:
         row["timed"] = timed(method, args)
         print(f"{method:18s} {args.device} {args.precision}{' compiled' if args.compile else ''}: "
               f"{row['timed']['ours_images_per_s']:.0f} img/s, {row['timed']['ours_over_limit']:.2f} of the limit, "
-              f"sync-free: {row['timed']['sync_free']}", flush=True)
+              f"sync-free: {row['timed']['sync_free']}, device views sync-free: {row['timed']['views_sync_free']}", flush=True)
     if args.no_counts:
         return row
     sizes = (args.image_size, args.batch_size, args.queue_size)

@@ -4,7 +4,7 @@
 #   bash benchmarks/reproduce.sh METHOD CIFAR10_FOLDER RESULTS_FOLDER
 #
 # 1. The method's full recipe (recipes/configs/METHOD_cifar10.yaml: 200 epochs for the MNN line) with the fast path:
-#    bf16, channels-last, --augment_on_device, --torch_compile; a kNN point every 10 epochs; a checkpoint every
+#    bf16, channels-last, --data_on_device, --torch_compile; a kNN point every 10 epochs; a checkpoint every
 #    epoch. RESULTS_FOLDER/METHOD/run holds the run.
 # 2. The linear probe of the method's reference (`MethodSpec.linear_protocol`: the MNN repo's for MNN and the
 #    baselines, MSVQ's, PatchMix's) on the final encoder; its best and last epoch go into the Hub folder's card
@@ -43,13 +43,13 @@ trap 'exit 130' INT
 
 if [[ "${REPRODUCE_DRY_RUN:-0}" == 1 ]]; then
     launch=(--mixed_precision no)
-    train=(--max_train_steps 2 --per_device_train_batch_size 16 --dataloader_num_workers 0 --max_train_samples 64
+    train=(--data_on_device --max_train_steps 2 --per_device_train_batch_size 16 --dataloader_num_workers 0 --max_train_samples 64
         --max_eval_samples 32 --knn_k 5 --image_size 16 --logging_steps 1)
     probe=(--num_train_epochs 1 --per_device_train_batch_size 32 --max_train_samples 64 --max_eval_samples 32
         --dataloader_num_workers 0 --per_device_eval_batch_size 32)
 else
     launch=(--mixed_precision bf16 --dynamo_backend no)  # --torch_compile compiles; accelerate's flag would again
-    train=(--channels_last --torch_compile --augment_on_device --dataloader_num_workers 12)
+    train=(--channels_last --torch_compile --data_on_device --dataloader_num_workers 12)
     probe=(--dataloader_num_workers 12)
 fi
 

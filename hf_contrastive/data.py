@@ -491,7 +491,7 @@ def resolve_normalisation(
 BLUR_SIGMA = (0.1, 2.0)
 
 
-def _blur_kernel_size(image_size: int, max_sigma: float = BLUR_SIGMA[1]) -> int:
+def blur_kernel_size(image_size: int, max_sigma: float = BLUR_SIGMA[1]) -> int:
     """Odd Gaussian-blur kernel that holds +-3 sigma of the widest blur (13 taps for sigma 2), so every sigma blurs
     as PIL's GaussianBlur(radius=sigma) does (the reference code's blur: a full Gaussian); at least the SimCLR/MoCo
     convention of 10% of the side (23 at 224 px). Smaller only where reflect padding needs it (sides under 7 px).
@@ -522,7 +522,7 @@ _VIEW_DEFAULTS: dict[str, dict[str, Any]] = {
     "byol_solarize": {**_BYOL_PAIR, "blur_p": 0.1, "solarize_p": 0.2},
     "eval": {},
 }
-_PHOTOMETRIC_KINDS = ("strong", "local", "byol_blur", "byol_solarize")
+PHOTOMETRIC_KINDS = ("strong", "local", "byol_blur", "byol_solarize")
 #: Resampling of RandomResizedCrop by name (view option `crop_interpolation`, linear probe protocols).
 INTERPOLATIONS = {"bilinear": v2.InterpolationMode.BILINEAR, "bicubic": v2.InterpolationMode.BICUBIC}
 
@@ -547,12 +547,12 @@ def view_options(kind: str, overrides: dict[str, Any]) -> dict[str, Any]:
     return options
 
 
-def _jitter_strengths(opts: dict[str, Any]) -> tuple[float, float, float, float]:
+def jitter_strengths(opts: dict[str, Any]) -> tuple[float, float, float, float]:
     """ColorJitter's (brightness, contrast, saturation, hue), each scaled by ``jitter_strength``."""
     return tuple(float(value) * opts["jitter_strength"] for value in opts["jitter"])
 
 
-def _view_crop_size(kind: str, image_size: int, opts: dict[str, Any]) -> int:
+def view_crop_size(kind: str, image_size: int, opts: dict[str, Any]) -> int:
     """Side of a view's output: ``image_size``, or the local view's ``size`` (default ``image_size // 2``)."""
     if kind != "local":
         return image_size
@@ -585,7 +585,7 @@ def build_view_transform(
       normalise, no randomness; this is what the exported ViTImageProcessor reproduces.
 
     With ``photometric_on_device`` (``--augment_on_device``) the transform stops after the crop and flip and returns
-    the uint8 tensor ``[3, side, side]``; :class:`DevicePhotometricAugment` does the rest on a batch on the
+    the uint8 tensor ``[3, side, side]``; ``device_views.DevicePhotometricAugment`` does the rest on a batch on the
     accelerator. ``overrides`` replace the defaults named above; unknown ones raise ``ValueError``.
     """
     opts = view_options(kind, overrides)
@@ -597,7 +597,7 @@ def build_view_transform(
         geometry = [v2.Resize((image_size, image_size), interpolation=v2.InterpolationMode.BILINEAR, antialias=True)]
         return v2.Compose(geometry + to_tensor)
 
-    crop_size = _view_crop_size(kind, image_size, opts)
+    crop_size = view_crop_size(kind, image_size, opts)
     augment = [
         v2.RandomResizedCrop(crop_size, scale=tuple(opts["crop_scale"]), antialias=True,
                              interpolation=INTERPOLATIONS[opts["crop_interpolation"]]),
@@ -605,69 +605,15 @@ def build_view_transform(
     ]
     if photometric_on_device:
         return v2.Compose(augment + [v2.ToImage(), v2.ToPureTensor()])
-    if kind in _PHOTOMETRIC_KINDS:
+    if kind in PHOTOMETRIC_KINDS:
         augment += [
-            v2.RandomApply([v2.ColorJitter(*_jitter_strengths(opts))], p=opts["jitter_p"]),
+            v2.RandomApply([v2.ColorJitter(*jitter_strengths(opts))], p=opts["jitter_p"]),
             v2.RandomGrayscale(p=opts["grayscale_p"]),
-            v2.RandomApply([v2.GaussianBlur(_blur_kernel_size(crop_size), sigma=BLUR_SIGMA)], p=opts["blur_p"]),
+            v2.RandomApply([v2.GaussianBlur(blur_kernel_size(crop_size), sigma=BLUR_SIGMA)], p=opts["blur_p"]),
         ]
         if opts["solarize_p"] > 0:  # on the PIL image, so the threshold is 128 of 255 as ImageOps.solarize
             augment.append(v2.RandomSolarize(threshold=128, p=opts["solarize_p"]))
     return v2.Compose(augment + to_tensor)
-
-
-class DevicePhotometricAugment(torch.nn.Module):
-    """The photometric half of a ``kind`` view (``--augment_on_device``), applied to a whole batch where it lives.
-
-    ``forward(images, seed)``: ``images`` uint8 ``[B, 3, H, W]`` (cropped and flipped by the loader with
-    ``build_view_transform(..., photometric_on_device=True)``) -> normalised float32 ``[B, 3, H, W]``. For
-    ``strong``/``local`` views: ColorJitter(0.4, 0.4, 0.4, 0.1) x jitter_strength with p=jitter_p, grayscale with
-    p=grayscale_p, Gaussian blur (sigma 0.1-2.0, the CPU kernel size) with p=blur_p, each with per-sample random
-    parameters (kornia.augmentation); ``weak`` views are only rescaled and normalised. One difference from the CPU
-    pipeline: kornia draws the order of the four jitter operations once per batch, torchvision once per image.
-
-    The random parameters come from the CPU generator seeded with ``seed`` inside ``torch.random.fork_rng`` (kornia
-    samples them on the CPU and moves them to the images' device), so a batch's views are a pure function of
-    ``seed`` on any device, and the global RNG is left untouched.
-    """
-
-    def __init__(self, kind: str, image_size: int, mean: Sequence[float], std: Sequence[float], **overrides: Any):
-        super().__init__()
-        if kind == "eval":
-            raise ValueError("The eval view has no random augmentation to move to the device.")
-        opts = view_options(kind, overrides)
-        self.kind = kind
-        self.mean, self.std = tuple(float(m) for m in mean), tuple(float(s) for s in std)
-        # A plain attribute, not a buffer: moving the module would also move kornia's sampling off the CPU generator.
-        self.mean_std = torch.tensor([self.mean, self.std])
-        self.ops = torch.nn.ModuleList()
-        if kind in _PHOTOMETRIC_KINDS:
-            import kornia.augmentation as K  # only this path needs kornia
-
-            crop_size = _view_crop_size(kind, image_size, opts)
-            self.ops.extend([
-                K.ColorJitter(*_jitter_strengths(opts), p=opts["jitter_p"]),
-                K.RandomGrayscale(p=opts["grayscale_p"]),
-                K.RandomGaussianBlur(_blur_kernel_size(crop_size), sigma=BLUR_SIGMA, border_type="reflect",
-                                     p=opts["blur_p"]),
-            ])
-            if opts["solarize_p"] > 0:  # threshold fixed at 0.5 (128 of 255), nothing added: ImageOps.solarize
-                self.ops.append(K.RandomSolarize(thresholds=0.0, additions=0.0, p=opts["solarize_p"]))
-
-    def forward(self, images: torch.Tensor, seed: int) -> torch.Tensor:
-        if images.dtype != torch.uint8 or images.ndim != 4 or images.shape[1] != 3:
-            raise ValueError(f"DevicePhotometricAugment expects uint8 [B, 3, H, W] images (the loader's output with "
-                             f"--augment_on_device), got {images.dtype} {tuple(images.shape)}.")
-        pixels = images.float().div_(255.0)
-        if len(self.ops):
-            with torch.random.fork_rng(devices=[]):
-                torch.default_generator.manual_seed(seed)
-                for op in self.ops:
-                    pixels = op(pixels)
-        if self.mean_std.device != pixels.device:  # moved once, not rebuilt from Python floats in every step
-            self.mean_std = self.mean_std.to(pixels.device)
-        mean, std = self.mean_std.view(2, 1, 3, 1, 1)
-        return (pixels - mean) / std
 
 
 def view_seed(seed: int, epoch: int, index: int, *position: int) -> int:

@@ -273,7 +273,7 @@ def test_solarize_inverts_as_pil_on_the_cpu_and_the_device_path(cifar_images):
     (p=1), the crop keeps the whole image."""
     from PIL import ImageOps
 
-    from hf_contrastive.data import DevicePhotometricAugment
+    from hf_contrastive.device_views import DevicePhotometricAugment
 
     only_solarize = {"jitter_p": 0.0, "grayscale_p": 0.0, "blur_p": 0.0, "solarize_p": 1.0}
     image = cifar_images[5]

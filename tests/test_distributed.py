@@ -314,7 +314,8 @@ def test_ddp_with_global_batchnorm_gives_the_global_batch_gradient(method, sampl
                 torch.testing.assert_close(got["grads"][name], parameter.grad, rtol=1e-7, atol=1e-9, msg=name)
 
 
-def _train(output_dir: Path, processes: int, per_device_batch: int, method: str) -> subprocess.CompletedProcess:
+def _train(output_dir: Path, processes: int, per_device_batch: int, method: str,
+           flags: tuple[str, ...] = ()) -> subprocess.CompletedProcess:
     repo = Path(__file__).resolve().parents[1]
     launcher = [sys.executable]
     if processes > 1:
@@ -324,28 +325,30 @@ def _train(output_dir: Path, processes: int, per_device_batch: int, method: str)
         "--dataset_name", str(repo / "hf_contrastive" / "sample_data" / "cifar10_sample"),
         "--max_train_samples", "128", "--max_eval_samples", "64", "--per_device_train_batch_size", str(per_device_batch),
         "--max_train_steps", "3", "--dataloader_num_workers", "0", "--report_to", "none", "--output_dir", str(output_dir),
-        "--config_overrides", "projection_hidden_size=128,small_image_stem=false,distributed_batchnorm=sync",
+        "--config_overrides", "projection_hidden_size=128,small_image_stem=false,distributed_batchnorm=sync", *flags,
     ]
     completed = subprocess.run(command, capture_output=True, text=True, timeout=600)
     assert completed.returncode == 0, (completed.stdout + completed.stderr)[-3000:]
     return completed
 
 
-@pytest.mark.parametrize("method", ["mnn", "simclr"])
-def test_two_processes_train_what_one_process_trains_with_the_global_batch(tmp_path, method):
+@pytest.mark.parametrize("method, flags", [("mnn", ()), ("simclr", ("--data_on_device",))])
+def test_two_processes_train_what_one_process_trains_with_the_global_batch(tmp_path, method, flags):
     """The real recipes/train.py under torchrun with 2 CPU processes (gloo) x 16 images against 1 process x 32, with
     BatchNorm over the global batch (distributed_batchnorm=sync): same samples and augmentations per step (the
     sampler shards the 1-process batch; views are a function of (seed, epoch, index)), same schedule, same MNN lambda
     draws, so loss, weights, teachers and queues after 3 steps must agree. Exactly in float64 (the test above); here,
     in float32, up to rounding amplified by this network's ill-conditioned gradients at init (float32 vs float64
     gradients differ by up to 26% in layer4), hence the bounds: measured differences are 5e-4 on the loss and 3e-4
-    on any tensor entry; a wrong schedule, sample split or normalisation gives differences of 1e-2 and more."""
+    on any tensor entry; a wrong schedule, sample split or normalisation gives differences of 1e-2 and more.
+    SimCLR runs with --data_on_device: each process holds the split on its device and makes its rows' views there,
+    with the parameters drawn for the global batch, so its two processes also see what one process sees."""
     from safetensors.torch import load_file
 
-    two = _train(tmp_path / "two", 2, 16, method)
+    two = _train(tmp_path / "two", 2, 16, method, flags)
     output = two.stdout + two.stderr
     assert "global batch 32" in output and "2 process(es)" in output
-    _train(tmp_path / "one", 1, 32, method)
+    _train(tmp_path / "one", 1, 32, method, flags)
     results = {name: json.loads((tmp_path / name / "all_results.json").read_text()) for name in ("one", "two")}
     assert results["two"]["num_processes"] == 2 and results["two"]["global_step"] == results["one"]["global_step"] == 3
     assert results["two"]["epochs"] == results["one"]["epochs"]  # steps per epoch counted on the sharded loader

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from torch.utils._python_dispatch import TorchDispatchMode
+from host_device_traffic import HostDeviceTraffic
 
 import hf_contrastive
 from hf_contrastive import data as data_lib
@@ -258,27 +258,6 @@ def test_stacked_views_give_the_loss_and_gradients_of_one_call_per_view(name, bn
         torch.testing.assert_close(stacked_grads[parameter], grad, rtol=1e-7, atol=1e-9, msg=parameter)
 
 
-class _HostDeviceTraffic(TorchDispatchMode):
-    """Counts what on an accelerator moves data between host and device inside a step: tensors built from Python
-    data (aten.lift_fresh: a host-to-device copy) and reads of device values on the host (``.item()``, ``int()``,
-    ``bool()``: aten._local_scalar_dense; ``nonzero`` and boolean-mask indexing, whose output size the host must
-    learn): each makes the host wait for the device."""
-
-    def __init__(self):
-        super().__init__()
-        self.from_python_data, self.reads = 0, []
-
-    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-        name = func.overloadpacket.__name__
-        if name in ("lift_fresh", "lift_fresh_copy"):
-            self.from_python_data += 1
-        elif name in ("_local_scalar_dense", "nonzero", "masked_select", "is_nonzero") or (
-                name in ("index", "index_put_", "index_put") and any(
-                    isinstance(i, torch.Tensor) and i.dtype == torch.bool for i in (args[1] or []) if i is not None)):
-            self.reads.append(name)
-        return func(*args, **(kwargs or {}))
-
-
 @pytest.mark.parametrize("name", METHODS)
 def test_a_training_step_neither_creates_tensors_on_the_host_nor_reads_the_device(name, real_images):
     """A whole training step as the loop runs it (forward, backward, SGD, EMA, enqueue) creates every tensor where
@@ -304,7 +283,7 @@ def test_a_training_step_neither_creates_tensors_on_the_host_nor_reads_the_devic
             model.enqueue(outputs.queue_keys)
 
     step()  # the first step creates the optimiser state
-    with torch.device("meta"), _HostDeviceTraffic() as traffic:
+    with torch.device("meta"), HostDeviceTraffic() as traffic:
         step()
     assert traffic.from_python_data == 0 and traffic.reads == []
 

@@ -4,6 +4,7 @@ mixed precision, the command line, and the errors users get for bad arguments.""
 from __future__ import annotations
 
 import json
+import math
 import os
 import shutil
 import subprocess
@@ -163,6 +164,8 @@ def test_no_arguments_is_the_embedded_sample_job():
         (["--config_overrides", "queue_size=16"], ValueError, "does not fit the queue"),
         (["--image_column", "picture"], ValueError, "picture"),
         (["--config_overrides", "queue_size=128,bn_splits=5"], ValueError, "not divisible by bn_splits=5"),
+        (["--data_on_device", "--streaming"], ValueError, "--streaming never reads it whole: drop one"),
+        (["--data_on_device", "--augment_on_device"], ValueError, "already makes every view on the device"),
     ],
 )
 def test_bad_arguments_fail_early_with_a_fix(tmp_path, extra, error, message):
@@ -499,6 +502,43 @@ def test_training_with_augment_on_device_resumes_exactly(tmp_path):
     default = train(parse_args(SMALL_RUN + ["--max_train_steps", "4", "--knn_every_n_epochs", "0",
                                             "--output_dir", str(tmp_path / "default")]))
     assert default["final_loss"] != straight["final_loss"]
+
+
+def test_training_with_data_on_device_resumes_exactly(tmp_path):
+    """The real loop with --data_on_device (SPPS: two views and a mined neighbour's view, so the neighbour path
+    runs too): a run resumed from its mid-epoch checkpoint ends with the same weights as the uninterrupted run."""
+    common = SMALL_RUN[:-2] + ["--method", "spps", "--max_train_steps", "4", "--knn_every_n_epochs", "0",
+                               "--checkpointing_steps", "2", "--data_on_device", "--config_overrides",
+                               "queue_size=128,projection_hidden_size=256,small_image_stem=false"]
+    straight = train(parse_args(common + ["--output_dir", str(tmp_path / "straight")]))
+    assert straight["global_step"] == 4 and math.isfinite(straight["final_loss"])
+    resumed_dir = tmp_path / "resumed" / "checkpoints"
+    resumed_dir.mkdir(parents=True)
+    (tmp_path / "straight" / "checkpoints" / "step_2").rename(resumed_dir / "step_2")
+    train(parse_args(common + ["--output_dir", str(tmp_path / "resumed"), "--resume_from_checkpoint", "latest"]))
+    expected = load_file(tmp_path / "straight" / "model" / "model.safetensors")
+    got = load_file(tmp_path / "resumed" / "model" / "model.safetensors")
+    for name in expected:
+        assert torch.equal(expected[name], got[name]), name
+
+
+def test_data_on_device_learns_like_the_loader(tmp_path):
+    """MNN for 24 steps on 512 real images, once with the loader's PIL views and once with --data_on_device: the loss
+    falls the same way (measured: 4.15 -> 1.69 and 4.20 -> 1.71). The mean of the last 8 steps is under the first 5
+    steps' in both runs, and the two differ by under 10%."""
+    losses = {}
+    for name, flags in (("loader", []), ("device", ["--data_on_device"])):
+        output_dir = tmp_path / name
+        train(parse_args(SMALL_RUN[:-2] + [
+            "--max_train_samples", "512", "--per_device_train_batch_size", "32", "--max_train_steps", "24",
+            "--knn_every_n_epochs", "0", "--no_knn_random_init", "--logging_steps", "1", "--report_to", "tensorboard",
+            "--config_overrides", "queue_size=256,projection_hidden_size=256,small_image_stem=false",
+            "--output_dir", str(output_dir), *flags]))
+        logged = _logged_losses(output_dir)
+        losses[name] = (np.mean([logged[step] for step in range(1, 6)]), np.mean([logged[step] for step in range(17, 25)]))
+    for first, last in losses.values():
+        assert last < first
+    assert losses["device"][1] == pytest.approx(losses["loader"][1], rel=0.10), losses
 
 
 def test_cosine_weight_decay_matches_the_per_iteration_schedule():

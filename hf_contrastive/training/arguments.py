@@ -70,6 +70,7 @@ class TrainingArguments:
     dataloader_num_workers: int = 2
     channels_last: bool = False
     augment_on_device: bool = False
+    data_on_device: bool = False
     torch_compile: bool = False
     skip_bad_images: bool = False
     streaming: bool = False
@@ -149,6 +150,11 @@ class TrainingArguments:
             if not isinstance(options, dict):
                 raise TypeError(f"augmentations: the options of the {kind!r} view must be a mapping, got {options!r}.")
             view_options(kind, options)
+        if self.data_on_device and self.streaming:
+            raise ValueError("--data_on_device holds the whole training split on the device and --streaming never "
+                             "reads it whole: drop one of the two flags.")
+        if self.data_on_device and self.augment_on_device:
+            raise ValueError("--data_on_device already makes every view on the device: drop --augment_on_device.")
         if self.push_to_hub and not self.hub_model_id:
             raise ValueError("--push_to_hub needs --hub_model_id (e.g. your-username/mnn-resnet18).")
 
@@ -211,8 +217,11 @@ HELP = {
     "channels_last": "Convolutional backbones in channels-last memory format (faster convolutions on GPUs with "
     "bf16/fp16).",
     "augment_on_device": "The loader only crops and flips (uint8 tensors); colour jitter, grayscale, blur and "
-    "normalisation run per batch on the training device with per-sample random parameters (kornia), so a GPU is not "
-    "held back by CPU augmentation. Views stay a pure function of the seed (resumable).",
+    "normalisation run per batch on the training device with per-sample random parameters drawn there, so a GPU is "
+    "not held back by CPU augmentation. Views stay a pure function of the seed (resumable).",
+    "data_on_device": "Decode the training split once into a uint8 tensor on the training device (it must fit, all "
+    "images of one size) and make every view there, crops included: no loader workers, no host-to-device copies. "
+    "For CIFAR-sized data on a GPU. Views stay a pure function of the seed (resumable).",
     "torch_compile": "Compile the model with torch.compile (inductor, through Accelerate); the first steps are slow.",
     "streaming": "Read the train split as a stream (datasets streaming: nothing downloaded first); each process "
     "reads its own shards (split_dataset_by_node) through a shuffle buffer; epochs are counted in steps from the "

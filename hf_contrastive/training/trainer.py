@@ -34,7 +34,7 @@ from tqdm.auto import tqdm
 from transformers import AutoConfig, get_cosine_with_min_lr_schedule_with_warmup
 
 from .. import data as data_lib
-from .. import mining
+from .. import device_views, mining
 from ..card_plots import plot_embedding_map, plot_knn_history
 from ..distributed import distributed_without_gpu, use_global_batchnorm
 from ..evaluation import extract_features, knn_predict
@@ -235,6 +235,9 @@ class Pretrainer:
         view_kinds = list(self.model_config.views)
         # Methods with mined positives (SPPS) name the views of the neighbour image in `config.neighbour_views`.
         neighbour_kinds = list(getattr(self.model_config, "neighbour_views", None) or [])
+        if args.data_on_device:
+            self._build_device_data(view_kinds, neighbour_kinds)
+            return
         on_device = args.augment_on_device
         view_transforms, neighbour_transforms = (
             [data_lib.build_view_transform(kind, size, self.image_mean, self.image_std, photometric_on_device=on_device,
@@ -244,8 +247,9 @@ class Pretrainer:
         # --augment_on_device: the loader crops and flips (uint8); jitter, grayscale, blur and normalisation run on
         # the batch where the model is (DevicePhotometricAugment), taking most of the per-image CPU work off the loader.
         self.device_view_augments, self.device_neighbour_augments = (
-            [data_lib.DevicePhotometricAugment(kind, size, self.image_mean, self.image_std,
-                                               **args.augmentations.get(kind, {})) for kind in kinds] if on_device else None
+            [device_views.DevicePhotometricAugment(kind, size, self.image_mean, self.image_std,
+                                                   **args.augmentations.get(kind, {})) for kind in kinds]
+            if on_device else None
             for kinds in (view_kinds, neighbour_kinds)
         )
         self._neighbour_table_tag: str | None = None
@@ -264,11 +268,7 @@ class Pretrainer:
                 neighbour_transforms=neighbour_transforms, num_neighbours=getattr(self.model_config, "mining_k", 1),
             )
             self.num_train_rows = len(self.train_dataset)
-        if self.num_train_rows < args.per_device_train_batch_size * self.accelerator.num_processes:
-            raise ValueError(
-                f"The training split has {self.num_train_rows} images, fewer than one global batch "
-                f"({args.per_device_train_batch_size} x {self.accelerator.num_processes}). Lower --per_device_train_batch_size."
-            )
+        self._check_one_global_batch()
         if args.streaming:
             # Not prepared: each process already reads its own part of the stream, and accelerate would shard the
             # batches again. Batches are moved to the device in the loop; the stream never ends (see
@@ -287,6 +287,43 @@ class Pretrainer:
             self.train_dataset, batch_size=args.per_device_train_batch_size, shuffle=True, drop_last=True,
             collate_fn=data_lib.collate_views, generator=torch.Generator().manual_seed(args.seed), **loader_kwargs,
         )
+        self._build_knn_dataloaders(args, self.model_config.evaluation_image_size)
+
+    def _check_one_global_batch(self) -> None:
+        if self.num_train_rows < self.args.per_device_train_batch_size * self.accelerator.num_processes:
+            raise ValueError(
+                f"The training split has {self.num_train_rows} images, fewer than one global batch "
+                f"({self.args.per_device_train_batch_size} x {self.accelerator.num_processes}). "
+                "Lower --per_device_train_batch_size."
+            )
+
+    def _build_device_data(self, view_kinds: list[str], neighbour_kinds: list[str]) -> None:
+        """``--data_on_device``: the train split decoded once into uint8 on the training device; every view is made
+        there per batch (`device_views.DeviceTrainingSet`). No training loader: ``self.train_dataloader`` is None."""
+        args, device = self.args, self.accelerator.device
+        images = device_views.decode_to_uint8(self.splits.train, self.splits.image_column,
+                                              "--data_on_device: decoding the training split")
+        if device.type == "cuda":
+            free, _ = torch.cuda.mem_get_info(device)
+            if images.numel() > free // 2:  # leave the other half to the model, its activations and the views
+                raise ValueError(
+                    f"--data_on_device: the training split takes {images.numel() / 2**30:.1f} GiB as uint8, more "
+                    f"than half of the {free / 2**30:.1f} GiB free on {device}. Train without --data_on_device "
+                    "(with --augment_on_device), or on fewer images (--max_train_samples).")
+        size = self.model_config.image_size
+        view_augments, neighbour_augments = (
+            [device_views.DeviceViewAugment(kind, size, self.image_mean, self.image_std,
+                                            **args.augmentations.get(kind, {})) for kind in kinds]
+            for kinds in (view_kinds, neighbour_kinds)
+        )
+        self.train_dataset = device_views.DeviceTrainingSet(
+            images.to(device), view_augments, seed=args.seed, neighbour_augments=neighbour_augments,
+            num_neighbours=getattr(self.model_config, "mining_k", 1))
+        self.device_view_augments = self.device_neighbour_augments = None
+        self._neighbour_table_tag = None
+        self.num_train_rows = len(self.train_dataset)
+        self._check_one_global_batch()
+        self.train_dataloader = None
         self._build_knn_dataloaders(args, self.model_config.evaluation_image_size)
 
     def _build_knn_dataloaders(self, args: TrainingArguments, size: int) -> None:
@@ -356,7 +393,7 @@ class Pretrainer:
         # by index: prepare() and load_state() load state dicts, which replace the group dicts themselves.
         self.decayed_groups = [i for i, group in enumerate(self.optimizer.param_groups) if group["weight_decay"] > 0]
         # Steps per epoch are counted on the prepared (sharded) loader: each process sees 1/N of the batches.
-        if args.streaming:
+        if self.train_dataloader is None or args.streaming:  # --data_on_device, --streaming: no loader to shard
             self.model, self.optimizer = self.accelerator.prepare(self.model, self.optimizer)
             self.batches_per_epoch = self.num_train_rows // (args.per_device_train_batch_size * self.accelerator.num_processes)
         else:
@@ -583,6 +620,10 @@ class Pretrainer:
                 # The stream is endless and deterministic per epoch: resuming re-reads and drops the batches done.
                 dataloader = (send_to_device(batch, accelerator.device)
                               for batch in itertools.islice(self.train_dataloader, skip, self.batches_per_epoch))
+            elif args.data_on_device:
+                self.refresh_neighbours(epoch)
+                dataloader = self.train_dataset.batches(epoch, skip, args.per_device_train_batch_size,
+                                                        accelerator.process_index, accelerator.num_processes)
             else:
                 self.train_dataloader.set_epoch(epoch)
                 self.refresh_neighbours(epoch)
