@@ -249,10 +249,16 @@ def dataloader_section(reports) -> str:
         parts += [f"With `--augment_on_device` the loader only crops and flips (uint8): "
                   f"{fmt(device_stages.get('getitem_us'), 0)} µs per image instead of "
                   f"{fmt(stages.get('getitem_us'), 0)} µs. The photometric half (jitter, grayscale, blur, normalise; "
-                  f"kornia, per-sample parameters) runs per batch on `{half['device']}` at "
+                  f"per-sample parameters) runs per batch on `{half['device']}` at "
                   f"{fmt(half['images_per_s'], 0)} img/s (batch {half['batch']}, all views).",
                   table(["workers", "loader, CPU views (img/s)", "loader, --augment_on_device (img/s)", "speed-up"],
                         device_rows)]
+    whole = report.get("data_on_device")
+    if whole:
+        parts.append(f"With `--data_on_device` there is no loader: whole views (crop, flip, photometric ops, "
+                     f"normalise) are made on `{whole['device']}` at {fmt(whole['images_per_s'], 0)} img/s (batch "
+                     f"{whole['batch']}, all views), after decoding the {whole['train_images']} training images once "
+                     f"({fmt(whole['decode_s'], 1)} s, {fmt(whole['uint8_mib'], 0)} MiB as uint8).")
     return "\n\n".join(parts + [provenance(report, path)])
 
 

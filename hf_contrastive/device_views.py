@@ -26,8 +26,6 @@ from collections.abc import Iterator, Sequence
 from typing import Any
 
 import datasets
-import kornia.color
-import kornia.enhance
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -154,6 +152,30 @@ def gaussian_blurs(pixels: torch.Tensor, sigma: torch.Tensor, kernel_size: int) 
     return F.conv2d(rows, kernels[:, None, :, None], groups=count * channels).view(count, channels, height, width)
 
 
+def hue_shifts(pixels: torch.Tensor, shift: torch.Tensor) -> torch.Tensor:
+    """Each RGB image ``[B, 3, H, W]`` with its hue turned by ``shift`` ``[B]`` turns: torchvision's ``adjust_hue``
+    (hue from torchvision's RGB->HSV formula, ``h' = (h + shift) mod 1``, saturation and value kept) in fewer ops:
+    value and saturation kept means each pixel's max ``M`` and min ``m`` are kept, and channel ``n`` of the result is
+    ``M - (M - m) clamp(min(k, 4 - k), 0, 1)`` with ``k = (n + 6 h') mod 6``, n = 5, 3, 1 for red, green, blue."""
+    red, green, blue = pixels.unbind(1)
+    high, low = pixels.amax(1), pixels.amin(1)
+    chroma = high - low
+    divisor = torch.where(chroma > 0, chroma, 1.0)
+    red_c, green_c, blue_c = ((high - channel) / divisor for channel in (red, green, blue))
+    is_red, is_green = high == red, (high == green) & (high != red)
+    hue = torch.where(is_red, blue_c - green_c, torch.where(is_green, 2.0 + red_c - blue_c, 4.0 + green_c - red_c))
+    hue = torch.remainder(hue / 6.0 + 1.0 + shift.view(-1, 1, 1), 1.0)
+    offsets = torch.arange(5.0, 0.0, -2.0, device=pixels.device, dtype=pixels.dtype).view(1, 3, 1, 1)  # 5, 3, 1
+    sector = torch.remainder(offsets + 6.0 * hue.unsqueeze(1), 6.0)
+    return high.unsqueeze(1) - chroma.unsqueeze(1) * torch.minimum(sector, 4.0 - sector).clamp_(0.0, 1.0)
+
+
+def grayscale(pixels: torch.Tensor) -> torch.Tensor:
+    """``[B, 1, H, W]`` luma of RGB ``[B, 3, H, W]`` with torchvision's weights (0.2989, 0.587, 0.114)."""
+    red, green, blue = pixels.unbind(1)
+    return (0.2989 * red + 0.587 * green + 0.114 * blue).unsqueeze(1)
+
+
 def _blend_where(choose: torch.Tensor, changed: torch.Tensor, unchanged: torch.Tensor) -> torch.Tensor:
     return torch.where(choose.view(-1, 1, 1, 1), changed, unchanged)
 
@@ -212,20 +234,24 @@ class DeviceViewAugment(torch.nn.Module):
         return draws
 
     def _color_jitter(self, pixels: torch.Tensor, draws: dict[str, torch.Tensor]) -> torch.Tensor:
-        """The four ColorJitter ops in each image's own order: at every position, each op is applied to the images
-        that have it there (and jitter at all); torchvision skips an op of strength 0, and so does this."""
-        brightness, contrast, saturation, hue = self.jitter
-        ops = [
-            (0, brightness, lambda x: kornia.enhance.adjust_brightness_accumulative(x, draws["brightness"])),
-            (1, contrast, lambda x: kornia.enhance.adjust_contrast_with_mean_subtraction(x, draws["contrast"])),
-            (2, saturation, lambda x: kornia.enhance.adjust_saturation_with_gray_subtraction(x, draws["saturation"])),
-            (3, hue, lambda x: kornia.enhance.adjust_hue(x, draws["hue"] * 2.0 * math.pi).clamp(0.0, 1.0)),
-        ]
+        """The four ColorJitter ops in each image's own order. Brightness, contrast and saturation are one blend,
+        ``clamp(f x + (1 - f) reference)`` with reference 0, the mean of the image's gray, or its gray (torchvision's
+        ``_blend``), so each of the four places costs one blend, with each image's factor for the op it has there (1:
+        unchanged), and one hue shift kept where the image has hue there. Ops of strength 0 are identities, as
+        torchvision skips them."""
+        factors = torch.stack([draws["brightness"], draws["contrast"], draws["saturation"]], dim=1)  # [B, 3]
+        hue_strength = self.jitter[3]
         for position in range(4):
-            at_position = draws["jitter_order"][:, position]
-            for op_index, strength, op in ops:
-                if strength > 0:
-                    pixels = _blend_where(draws["jitter"] & (at_position == op_index), op(pixels), pixels)
+            op = draws["jitter_order"][:, position]
+            blended = draws["jitter"] & (op < 3)
+            factor = torch.where(blended, factors.gather(1, op.clamp(max=2)[:, None])[:, 0], 1.0).view(-1, 1, 1, 1)
+            gray = grayscale(pixels)
+            reference = torch.where((op == 0).view(-1, 1, 1, 1), 0.0,
+                                    torch.where((op == 1).view(-1, 1, 1, 1), gray.mean((-2, -1), keepdim=True), gray))
+            pixels = (factor * pixels + (1.0 - factor) * reference).clamp_(0.0, 1.0)
+            if hue_strength > 0:
+                shifted = hue_shifts(pixels, draws["hue"])
+                pixels = _blend_where(draws["jitter"] & (op == 3), shifted, pixels)
         return pixels
 
     def forward(self, images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
@@ -244,8 +270,7 @@ class DeviceViewAugment(torch.nn.Module):
             pixels = _blend_where(draws["flip"], pixels.flip(-1), pixels)
         if self.photometric:
             pixels = self._color_jitter(pixels, draws)
-            gray = kornia.color.rgb_to_grayscale(pixels).expand_as(pixels)
-            pixels = _blend_where(draws["grayscale"], gray, pixels)
+            pixels = _blend_where(draws["grayscale"], grayscale(pixels).expand_as(pixels), pixels)
             if self.options["blur_p"] > 0:
                 blurred = gaussian_blurs(pixels, draws["sigma"], self.blur_kernel)
                 pixels = _blend_where(draws["blur"], blurred, pixels)
@@ -322,6 +347,13 @@ class DeviceTrainingSet:
 
     def __len__(self) -> int:
         return self.images.shape[0]
+
+    def compile_views(self, **compile_kwargs: Any) -> None:
+        """Compile every view's `DeviceViewAugment.apply` (the ops after the draws: several hundred small kernels per
+        batch in eager mode, on a GPU a few fused ones) with ``torch.compile(fullgraph=True, **compile_kwargs)``
+        (``--torch_compile``). The draws stay eager, so the same seed gives the same parameters."""
+        for augment in {id(a): a for a in [*self.view_augments, *self.neighbour_augments]}.values():
+            augment.apply = torch.compile(augment.apply, fullgraph=True, **compile_kwargs)
 
     @property
     def device(self) -> torch.device:

@@ -362,13 +362,14 @@ def test_collate_shapes(splits):
 @pytest.mark.parametrize("sigma", [0.5, 1.0, 1.5, 2.0])
 def test_gaussian_blur_spreads_a_point_and_blurs_an_image_as_pil_at_every_sigma(sigma, sample_images):
     """The strong view's blur (its kernel size, at sigma) against the reference code's PIL GaussianBlur(radius=sigma),
-    on the CPU path (torchvision) and the --augment_on_device path (kornia): the same spread of a point (within 7%:
+    on the CPU path (torchvision) and the device path (device_views.gaussian_blurs): the same spread of a point (within 7%:
     PIL approximates the Gaussian by box blurs, torch samples it at pixel centres, 6% apart at sigma 0.5; with the
     old 3-tap kernel the spread stayed at 0.80 px for sigma 2) and the same blurred CIFAR-10 image inside a border
     of 6 px."""
-    import kornia.filters
     from PIL import ImageFilter
     from torchvision.transforms.v2 import functional as TF
+
+    from hf_contrastive.device_views import gaussian_blurs
 
     kernel = build_view_transform("strong", 32, MEAN, STD).transforms[4].transforms[0].kernel_size
     point = np.zeros((41, 41, 3), np.uint8)
@@ -385,7 +386,7 @@ def test_gaussian_blur_spreads_a_point_and_blurs_an_image_as_pil_at_every_sigma(
     def ours(array, device_path: bool):
         x = torch.tensor(array).permute(2, 0, 1)[None].float()
         if device_path:
-            out = kornia.filters.gaussian_blur2d(x, kernel, (sigma, sigma), border_type="reflect")
+            out = gaussian_blurs(x, torch.tensor([sigma]), kernel[0])
         else:
             out = TF.gaussian_blur(x, list(kernel), [sigma, sigma])
         return out[0].permute(1, 2, 0).numpy().astype(np.float64)

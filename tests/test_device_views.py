@@ -65,7 +65,7 @@ def test_loader_half_is_the_cpu_crop_and_flip_as_uint8(sample_images):
 
 def test_device_views_are_as_strong_as_the_cpu_views(sample_images):
     """On 500 real images, the same crops: how far each pipeline moves pixels away from the plain crop, the share of
-    grayscale views (p=0.2) and of blurred views agree between torchvision (per image) and kornia (per batch)."""
+    grayscale views (p=0.2) and of blurred views agree between torchvision (per image) and the device path (per batch)."""
     images = sample_images(500)
     crops = _per_image(build_view_transform("strong", 32, MEAN, STD, photometric_on_device=True), images)
     cpu = _per_image(build_view_transform("strong", 32, MEAN, STD), images)  # same seeds: same crops, then jitter...
@@ -198,9 +198,9 @@ def test_each_op_is_torchvisions_given_the_same_parameters(sample_images):
         if draws["solarize"][i]:
             x = TF.solarize(x, 128 / 255)
         expected = (x - torch.tensor(MEAN).view(3, 1, 1)) / torch.tensor(STD).view(3, 1, 1)
-        # kornia's grayscale weighs red 0.299 where torchvision's weighs 0.2989: up to 4e-4 of a pixel. A pixel that
-        # rounding puts on the other side of solarize's threshold (128/255) differs more: a handful in 196,608.
-        differs = (views[i] - expected).abs() > 3e-3
+        # A pixel that rounding puts on the other side of solarize's threshold (128/255) differs more: a handful in
+        # 196,608.
+        differs = (views[i] - expected).abs() > 2e-4
         mismatched += int(differs.sum())
         if draws["solarize"][i] == 0:
             assert not differs.any(), f"image {i}"
@@ -327,3 +327,17 @@ def test_making_a_batch_of_views_neither_creates_tensors_on_the_host_nor_reads_t
         next(data.batches(1, 0, batch_size=16))
     assert traffic.from_python_data == 0 and traffic.reads == []
     assert [view.device.type for view in batch["views"]] == ["cpu"] * len(kinds)
+
+
+@pytest.mark.parametrize("kind", ["strong", "weak", "local", "byol_solarize"])
+def test_views_trace_as_one_graph_for_torch_compile(kind):
+    """With --torch_compile the views are compiled (DeviceTrainingSet.compile_views, fullgraph): dynamo captures the
+    whole view without a graph break and gives the eager result ("eager" backend: the capture without inductor's
+    code generation, which takes minutes on this CPU)."""
+    torch._dynamo.reset()
+    images = torch.randint(0, 256, (16, 3, 32, 32), dtype=torch.uint8)
+    data = DeviceTrainingSet(images, [DeviceViewAugment(kind, 32, MEAN, STD)], seed=0)
+    rows = data.permutation(0)
+    eager = data.batch(rows, seed=4)["views"][0]
+    data.compile_views(backend="eager")
+    torch.testing.assert_close(data.batch(rows, seed=4)["views"][0], eager, rtol=0, atol=1e-6)

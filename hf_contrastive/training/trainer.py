@@ -319,6 +319,8 @@ class Pretrainer:
         self.train_dataset = device_views.DeviceTrainingSet(
             images.to(device), view_augments, seed=args.seed, neighbour_augments=neighbour_augments,
             num_neighbours=getattr(self.model_config, "mining_k", 1))
+        if args.torch_compile:  # the views' hundreds of small ops fused, as the model's
+            self.train_dataset.compile_views()
         self.device_view_augments = self.device_neighbour_augments = None
         self._neighbour_table_tag = None
         self.num_train_rows = len(self.train_dataset)
