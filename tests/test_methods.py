@@ -308,3 +308,20 @@ def test_forward_and_teacher_queue_update_trace_as_whole_graphs(name, real_image
             model.enqueue(keys)
 
     torch.compile(update, backend="eager", fullgraph=True)(outputs.queue_keys, 0.5)
+
+
+@pytest.mark.parametrize("name, schedule", [("byol", "cosine"), ("mnn", "constant")])
+def test_compiled_ema_does_not_recompile_as_the_momentum_changes(name, schedule):
+    """--torch_compile compiles the after-step EMA; its progress changes every step (BYOL's cosine momentum with
+    it). Dynamo specialises on the first value and makes it symbolic at the second: two graphs for any number of
+    steps, not one per step ("eager" backend: the capture alone)."""
+    from torch._dynamo.utils import counters
+
+    torch._dynamo.reset()
+    counters.clear()
+    spec, config = small_config(name, backbone_kwargs={"layers": [1, 1, 1, 1]}, ema_momentum_schedule=schedule)
+    model = spec.pretraining_class(config)
+    update = torch.compile(model.momentum_update, backend="eager", fullgraph=True)
+    for step in range(1, 6):
+        update(progress=step / 10)
+    assert counters["stats"]["unique_graphs"] <= 2, dict(counters["stats"])

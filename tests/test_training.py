@@ -166,6 +166,8 @@ def test_no_arguments_is_the_embedded_sample_job():
         (["--config_overrides", "queue_size=128,bn_splits=5"], ValueError, "not divisible by bn_splits=5"),
         (["--data_on_device", "--streaming"], ValueError, "--streaming never reads it whole: drop one"),
         (["--data_on_device", "--augment_on_device"], ValueError, "already makes every view on the device"),
+        (["--torch_compile", "--torch_compile_mode", "fast"], ValueError, "--torch_compile_mode must be one of"),
+        (["--torch_compile_mode", "reduce-overhead"], ValueError, "needs --torch_compile"),
     ],
 )
 def test_bad_arguments_fail_early_with_a_fix(tmp_path, extra, error, message):
@@ -539,6 +541,16 @@ def test_data_on_device_learns_like_the_loader(tmp_path):
     for first, last in losses.values():
         assert last < first
     assert losses["device"][1] == pytest.approx(losses["loader"][1], rel=0.10), losses
+
+
+def test_torch_compile_mode_reaches_accelerate(tmp_path):
+    """--torch_compile --torch_compile_mode reduce-overhead (CUDA graphs on a GPU): Accelerate's dynamo plugin gets
+    inductor and the mode, and the prepared model is compiled (lazily: nothing is compiled until the first step)."""
+    trainer = Pretrainer(parse_args(SMALL_RUN + ["--output_dir", str(tmp_path), "--torch_compile",
+                                                 "--torch_compile_mode", "reduce-overhead"]))
+    plugin = trainer.accelerator.state.dynamo_plugin
+    assert (str(plugin.backend).rpartition(".")[2], plugin.mode) == ("INDUCTOR", "reduce-overhead")
+    assert isinstance(trainer.model, torch._dynamo.eval_frame.OptimizedModule)
 
 
 def test_cosine_weight_decay_matches_the_per_iteration_schedule():

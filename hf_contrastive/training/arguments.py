@@ -20,6 +20,8 @@ from ..data import SAMPLE_DATASET, view_options
 from ..registry import available_methods, get_method
 
 REPORT_TO_CHOICES = ("tensorboard", "trackio", "wandb", "all", "none")
+# torch.compile's modes; "reduce-overhead" replays each compiled graph as a CUDA graph (inductor's cudagraph trees).
+COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
 
 # The embedded default job: MNN on the shipped 2,000-image sample, about 5 minutes on 2 CPU cores. The standard
 # ResNet stem (7x7 stride-2 conv + max-pool) at 32 px costs 1/16 of the CIFAR recipes' small-image stem, which buys
@@ -72,6 +74,7 @@ class TrainingArguments:
     augment_on_device: bool = False
     data_on_device: bool = False
     torch_compile: bool = False
+    torch_compile_mode: str = "default"
     skip_bad_images: bool = False
     streaming: bool = False
     shuffle_buffer_size: int = 10_000
@@ -150,6 +153,10 @@ class TrainingArguments:
             if not isinstance(options, dict):
                 raise TypeError(f"augmentations: the options of the {kind!r} view must be a mapping, got {options!r}.")
             view_options(kind, options)
+        if self.torch_compile_mode not in COMPILE_MODES:
+            raise ValueError(f"--torch_compile_mode must be one of {COMPILE_MODES}, got {self.torch_compile_mode!r}.")
+        if self.torch_compile_mode != "default" and not self.torch_compile:
+            raise ValueError(f"--torch_compile_mode {self.torch_compile_mode} needs --torch_compile.")
         if self.data_on_device and self.streaming:
             raise ValueError("--data_on_device holds the whole training split on the device and --streaming never "
                              "reads it whole: drop one of the two flags.")
@@ -222,7 +229,10 @@ HELP = {
     "data_on_device": "Decode the training split once into a uint8 tensor on the training device (it must fit, all "
     "images of one size) and make every view there, crops included: no loader workers, no host-to-device copies. "
     "For CIFAR-sized data on a GPU. Views stay a pure function of the seed (resumable).",
-    "torch_compile": "Compile the model with torch.compile (inductor, through Accelerate); the first steps are slow.",
+    "torch_compile": "Compile the step with torch.compile (inductor): the model with its loss (through Accelerate), "
+    "the teachers' EMA and the queue update, and with --data_on_device the views; the first steps are slow.",
+    "torch_compile_mode": "torch.compile's mode with --torch_compile: default, reduce-overhead (CUDA graphs: each "
+    "compiled graph replayed in one launch, for launch-bound GPU steps), max-autotune, max-autotune-no-cudagraphs.",
     "streaming": "Read the train split as a stream (datasets streaming: nothing downloaded first); each process "
     "reads its own shards (split_dataset_by_node) through a shuffle buffer; epochs are counted in steps from the "
     "split's row count (or --max_train_samples).",

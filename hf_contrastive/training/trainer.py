@@ -27,7 +27,13 @@ import timm.optim
 import torch
 from accelerate import Accelerator
 from accelerate.data_loader import prepare_data_loader
-from accelerate.utils import DataLoaderConfiguration, ProjectConfiguration, send_to_device, set_seed
+from accelerate.utils import (
+    DataLoaderConfiguration,
+    ProjectConfiguration,
+    TorchDynamoPlugin,
+    send_to_device,
+    set_seed,
+)
 from datasets.distributed import split_dataset_by_node
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
@@ -139,7 +145,7 @@ class Pretrainer:
             # non_blocking host-to-GPU copies need pinned memory, which the loaders use on CUDA.
             dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True, data_seed=args.seed,
                                                       non_blocking=torch.cuda.is_available()),
-            dynamo_backend="inductor" if args.torch_compile else None,
+            dynamo_plugin=TorchDynamoPlugin(backend="inductor", mode=args.torch_compile_mode) if args.torch_compile else None,
         )
         set_seed(args.seed)
         self._use_available_cpu_cores()
@@ -320,7 +326,7 @@ class Pretrainer:
             images.to(device), view_augments, seed=args.seed, neighbour_augments=neighbour_augments,
             num_neighbours=getattr(self.model_config, "mining_k", 1))
         if args.torch_compile:  # the views' hundreds of small ops fused, as the model's
-            self.train_dataset.compile_views()
+            self.train_dataset.compile_views(mode=args.torch_compile_mode)
         self.device_view_augments = self.device_neighbour_augments = None
         self._neighbour_table_tag = None
         self.num_train_rows = len(self.train_dataset)
@@ -570,6 +576,13 @@ class Pretrainer:
             if args.knn_random_init:
                 self._record_knn_random_init()
         unwrapped = accelerator.unwrap_model(self.model)
+        # After each step: the queues and the teachers' EMA. With --torch_compile both are compiled too (the model's
+        # forward is compiled by Accelerate): the EMA walks every teacher parameter, in eager mode a launch per
+        # group. The progress is a Python float, which dynamo turns symbolic at its second value: one recompile.
+        enqueue, momentum_update = unwrapped.enqueue, unwrapped.momentum_update
+        if args.torch_compile:
+            enqueue, momentum_update = (torch.compile(update, fullgraph=True, mode=args.torch_compile_mode)
+                                        for update in (enqueue, momentum_update))
         checkpoint_every = int(args.checkpointing_steps) if (args.checkpointing_steps or "").isdigit() else None
 
         accelerator.print(
@@ -651,12 +664,12 @@ class Pretrainer:
                     self.lr_scheduler.step()
                     self.optimizer.zero_grad(set_to_none=True)
                 if outputs.queue_keys:
-                    unwrapped.enqueue(accelerator.gather(outputs.queue_keys))
+                    enqueue(accelerator.gather(outputs.queue_keys))
                 batches_done += 1
                 samples_seen += batch["views"][0].shape[0] * accelerator.num_processes
                 if not accelerator.sync_gradients:
                     continue
-                unwrapped.momentum_update(progress=global_step / self.max_train_steps)
+                momentum_update(progress=global_step / self.max_train_steps)
                 global_step += 1
                 # The loss of the global batch: per-process losses are means over equal per-device batches.
                 last_step_loss = outputs.loss.detach().float()
