@@ -154,82 +154,59 @@ def make_args(argv: list[str], checkpoint_every_steps: int | None = None):
     return args
 
 
-class StepClock(TrainerCallback):
-    """Timestamps every optimiser step (for the probe) and ends training after the step that exceeds
-    `stop_after_s` seconds of training (a guard against a probe far too optimistic, e.g. on a busy machine)."""
+class BudgetClock(TrainerCallback):
+    """The benchmark's clock on the real loop, from the trainer's public hooks and ``seconds_spent``: training time
+    (wall time since the loop began, less kNN evaluations and checkpoint saves, plus what the calls this run resumes
+    trained; SPPS's neighbour mining counts as training and is also recorded), a timestamp per optimiser step (for
+    the probe), (training time, seconds) of each kNN evaluation, and the clock saved beside each checkpoint (`clock`:
+    the one of the checkpoint a resumed run starts from). Ends training after the step that passes `stop_after_s`
+    seconds of training (a guard against a probe far too optimistic, e.g. on a busy machine)."""
 
-    def on_step_end(self, trainer: BudgetPretrainer, global_step: int) -> bool:
-        # The loop reads the loss only once per logging window, so on a GPU the host runs ahead of the device:
-        # wait for the step to finish, or the probe's median gap would be the launch time, not the step's.
-        synchronize(trainer.accelerator.device)
-        trainer.step_times.append(time.perf_counter())
-        if (trainer.stop_after_s and trainer.stopped_early_at_step is None
-                and trainer.training_seconds() > trainer.stop_after_s):
-            trainer.stopped_early_at_step = len(trainer.step_times)  # recorded in the JSON
-            return True
-        return False
-
-
-class BudgetPretrainer(Pretrainer):
-    """The real training loop, plus: wall time of training excluding kNN evaluations and checkpoints at each
-    evaluation, per-step timestamps (for the probe, `StepClock`), and the training clock saved beside each checkpoint
-    (`clock`: the one of the checkpoint a resumed run starts from)."""
-
-    def __init__(self, args, skip_knn: bool = False, stop_after_s: float | None = None, clock: dict | None = None):
+    def __init__(self, stop_after_s: float | None = None, clock: dict | None = None):
         clock = clock or {}
-        self.skip_knn = skip_knn
         self.stop_after_s = stop_after_s
         self.stopped_early_at_step: int | None = None
         self.eval_marks: list[tuple[float, float]] = [tuple(mark) for mark in clock.get("eval_marks", [])]
         self.step_times: list[float] = []
-        self._trained_before_s = clock.get("train_s", 0.0)  # by the calls this run resumes
-        self._not_training_s = 0.0  # kNN evaluations, checkpoint saves and loads
-        self.neighbour_mining_s = clock.get("neighbour_mining_s", 0.0)
-        self._t0 = None
-        super().__init__(args, callbacks=[StepClock()])
+        self.trained_before_s = clock.get("train_s", 0.0)  # by the calls this run resumes
+        self.mining_before_s = clock.get("neighbour_mining_s", 0.0)
+        self.started = self.outside_at_start = None
+        self.knn_seconds_seen = 0.0
 
-    def train(self, *args, **kwargs):
-        self._t0 = time.perf_counter()
-        return super().train(*args, **kwargs)
+    def training_seconds(self, trainer: Pretrainer) -> float:
+        outside = trainer.seconds_spent["knn"] + trainer.seconds_spent["checkpoints"] - self.outside_at_start
+        return self.trained_before_s + time.perf_counter() - self.started - outside
 
-    def training_seconds(self) -> float:
-        return self._trained_before_s + time.perf_counter() - self._t0 - self._not_training_s
+    def neighbour_mining_seconds(self, trainer: Pretrainer) -> float:
+        return self.mining_before_s + trainer.seconds_spent["mining"]
 
-    def save_checkpoint(self, global_step: int, epoch: int, batches_done_in_epoch: int) -> Path:
-        # The clock goes first: a checkpoint that exists always has its clock.
-        start = time.perf_counter()
-        clock = {"global_step": global_step, "train_s": round(self.training_seconds(), 3),
-                 "eval_marks": self.eval_marks, "neighbour_mining_s": round(self.neighbour_mining_s, 3)}
-        clock_file = clock_path(self.output_dir, f"{CHECKPOINT_PREFIX}{global_step}")
+    def on_train_begin(self, trainer: Pretrainer, global_step: int) -> None:
+        self.started = time.perf_counter()
+        self.outside_at_start = trainer.seconds_spent["knn"] + trainer.seconds_spent["checkpoints"]
+        self.knn_seconds_seen = trainer.seconds_spent["knn"]
+
+    def on_step_end(self, trainer: Pretrainer, global_step: int) -> bool:
+        # The loop reads the loss only once per logging window, so on a GPU the host runs ahead of the device:
+        # wait for the step to finish, or the probe's median gap would be the launch time, not the step's.
+        synchronize(trainer.accelerator.device)
+        self.step_times.append(time.perf_counter())
+        if (self.stop_after_s and self.stopped_early_at_step is None
+                and self.training_seconds(trainer) > self.stop_after_s):
+            self.stopped_early_at_step = len(self.step_times)  # recorded in the JSON
+            return True
+        return False
+
+    def on_evaluate(self, trainer: Pretrainer, global_step: int, metrics: dict[str, float]) -> None:
+        spent = trainer.seconds_spent["knn"] - self.knn_seconds_seen
+        self.knn_seconds_seen = trainer.seconds_spent["knn"]
+        self.eval_marks.append((self.training_seconds(trainer), spent))
+
+    def on_save(self, trainer: Pretrainer, global_step: int, checkpoint: Path) -> None:
+        clock = {"global_step": global_step, "train_s": round(self.training_seconds(trainer), 3),
+                 "eval_marks": self.eval_marks, "neighbour_mining_s": round(self.neighbour_mining_seconds(trainer), 3)}
+        clock_file = clock_path(trainer.output_dir, checkpoint.name)
         clock_file.parent.mkdir(parents=True, exist_ok=True)
         clock_file.write_text(json.dumps(clock))
-        path = super().save_checkpoint(global_step, epoch, batches_done_in_epoch)
-        self._not_training_s += time.perf_counter() - start
-        return path
-
-    def load_checkpoint(self, path: Path) -> dict:
-        start = time.perf_counter()
-        state = super().load_checkpoint(path)
-        self._not_training_s += time.perf_counter() - start
-        return state
-
-    def refresh_neighbours(self, *args, **kwargs):
-        # SPPS mines its neighbours with the sampler inside train(): counted as training time, and recorded.
-        start = time.perf_counter()
-        result = super().refresh_neighbours(*args, **kwargs)
-        self.neighbour_mining_s += time.perf_counter() - start
-        return result
-
-    def evaluate_knn(self, *args, **kwargs):
-        if self.skip_knn:
-            return None
-        train_s = self.training_seconds() if self._t0 is not None else 0.0
-        start = time.perf_counter()
-        result = super().evaluate_knn(*args, **kwargs)
-        spent = time.perf_counter() - start
-        self._not_training_s += spent
-        self.eval_marks.append((train_s, spent))
-        return result
 
 
 def loop_step_gaps(method: str, run: dict, work_dir: Path, steps: int, subset: bool = True) -> list[float]:
@@ -238,9 +215,11 @@ def loop_step_gaps(method: str, run: dict, work_dir: Path, steps: int, subset: b
     output_dir = work_dir / f"probe_{method}"
     samples = run["batch"] * (steps + 1) if subset else None
     argv = training_argv(method, run, output_dir, steps, 0.0, 0, max_train_samples=samples)
-    trainer = BudgetPretrainer(make_args(argv), skip_knn=True)
+    clock = BudgetClock()
+    trainer = Pretrainer(make_args(argv), callbacks=[clock])
+    trainer.knn_dataloaders = None  # no kNN: evaluate_knn returns None
     trainer.train()
-    stamps = trainer.step_times
+    stamps = clock.step_times
     del trainer
     gc.collect()
     shutil.rmtree(output_dir, ignore_errors=True)
@@ -338,7 +317,9 @@ def run_method(method: str, run: dict, budget_s: float, probe: dict, steps_per_e
                          f"was\n  {' '.join(plan['argv'])}\nRerun with that run's options to continue it, or with "
                          "--overwrite to start it again.")
     else:
-        checkpoints = list_checkpoints(output_dir)
+        # The newest checkpoint with its clock (written just after the checkpoint: a cut between the two leaves one
+        # without, and the one before it is as good a start).
+        checkpoints = [path for path in list_checkpoints(output_dir) if clock_path(output_dir, path.name).is_file()]
         if checkpoints:  # else the cut came before the first checkpoint: start again, with the plan's step count
             clock = json.loads(clock_path(output_dir, checkpoints[-1].name).read_text())
             resume_argv = ["--resume_from_checkpoint", str(checkpoints[-1])]
@@ -351,13 +332,13 @@ def run_method(method: str, run: dict, budget_s: float, probe: dict, steps_per_e
           f"kNN every {knn_every or '-'} epoch(s)", flush=True)
     if clock:
         print(f"continuing from step {clock['global_step']} ({clock['train_s'] / 60:.1f} min trained)", flush=True)
-    trainer = BudgetPretrainer(make_args(argv + resume_argv, checkpoint_every),
-                               stop_after_s=budget_s * hard_stop_factor if hard_stop_factor else None, clock=clock)
+    budget_clock = BudgetClock(stop_after_s=budget_s * hard_stop_factor if hard_stop_factor else None, clock=clock)
+    trainer = Pretrainer(make_args(argv + resume_argv, checkpoint_every), callbacks=[budget_clock])
     results = trainer.train()
     history = []
-    for entry, (train_s, eval_s) in zip(trainer.knn_history, trainer.eval_marks, strict=False):
+    for entry, (train_s, eval_s) in zip(trainer.knn_history, budget_clock.eval_marks, strict=False):
         history.append({**entry, "train_time_s": round(train_s, 1), "eval_time_s": round(eval_s, 1)})
-    train_time_s = history[-1]["train_time_s"] if history else round(trainer.training_seconds(), 1)
+    train_time_s = history[-1]["train_time_s"] if history else round(budget_clock.training_seconds(trainer), 1)
     record = {
         "method": method, "seed": run["seed"], "budget_minutes": run["budget_minutes"],
         "backbone": trainer.model_config.backbone, "small_image_stem": trainer.model_config.small_image_stem,
@@ -365,15 +346,15 @@ def run_method(method: str, run: dict, budget_s: float, probe: dict, steps_per_e
         "max_train_steps": max_train_steps, "epochs": round(epochs, 3),
         "warmup_epochs": round(warmup_epochs, 3), "knn_every_n_epochs": knn_every,
         "learning_rate": trainer.learning_rate, "train_time_s": train_time_s,
-        "eval_time_total_s": round(sum(e for _, e in trainer.eval_marks), 1),
+        "eval_time_total_s": round(sum(e for _, e in budget_clock.eval_marks), 1),
         "budget_ratio": round(train_time_s / budget_s, 3),
-        "stopped_early_at_step": trainer.stopped_early_at_step,
+        "stopped_early_at_step": budget_clock.stopped_early_at_step,
         "checkpoint_every_steps": checkpoint_every, "checkpoint_clock": checkpoint_clock(output_dir),
         "resumes": plan["resumes"],
         "knn_top1": results.get("knn_top1"), "knn_history": history,
         "train_samples": results.get("train_samples"), "eval_samples": results.get("eval_samples"),
         "final_loss": results.get("final_loss"),
-        **({"spps_sampler": run["spps_sampler_record"], "neighbour_mining_s": round(trainer.neighbour_mining_s, 1)}
+        **({"spps_sampler": run["spps_sampler_record"], "neighbour_mining_s": round(budget_clock.neighbour_mining_seconds(trainer), 1)}
            if method == "spps" else {}),
         "train_command": "accelerate launch recipes/train.py " + " ".join(
             a if " " not in a and "{" not in a else repr(a) for a in argv),
@@ -431,7 +412,7 @@ def run_random_init(run: dict, work_dir: Path) -> dict:
     ignored = sorted(set(overrides) - config_fields)
     run = {**run, "config_overrides": overrides_text({k: v for k, v in overrides.items() if k in config_fields})}
     argv = training_argv(method, run, output_dir, 1, 0.0, 0)
-    trainer = BudgetPretrainer(make_args(argv))
+    trainer = Pretrainer(make_args(argv))
     start = time.perf_counter()
     knn_top1 = trainer.evaluate_knn()[0]
     record = {"method": RANDOM_INIT, "seed": run["seed"], "backbone": trainer.model_config.backbone,

@@ -349,7 +349,8 @@ def test_eval_image_size_reaches_the_knn_monitor_and_the_exported_processor(tmp_
 
 def test_callbacks_see_every_step_evaluation_and_checkpoint_and_can_end_training(tmp_path):
     """TrainerCallback hooks, as transformers' TrainerCallback: a callback that asks to stop after step 3 of a
-    6-step run ends it there, and the run still writes its final kNN, Hub folder and results."""
+    6-step run ends it there, and the run still writes its final kNN, Hub folder and results; the trainer's
+    ``seconds_spent`` tells the seconds of kNN evaluations and checkpoints apart from training."""
     from hf_contrastive.training import TrainerCallback
 
     class Recorder(TrainerCallback):
@@ -371,6 +372,7 @@ def test_callbacks_see_every_step_evaluation_and_checkpoint_and_can_end_training
 
         def on_train_end(self, trainer, results):
             self.events.append(("end", results["global_step"]))
+            self.seconds_spent = dict(trainer.seconds_spent)
 
     recorder = Recorder()
     results = train(parse_args(SMALL_RUN + ["--max_train_steps", "6", "--checkpointing_steps", "2",
@@ -379,6 +381,9 @@ def test_callbacks_see_every_step_evaluation_and_checkpoint_and_can_end_training
                                ("step", 3), ("evaluate", 3, True), ("end", 3)]
     assert results["global_step"] == 3 and (tmp_path / "model" / "model.safetensors").is_file()
     assert not (tmp_path / "model" / "knn_history.png").exists()  # --no_card_plots
+    # What the trainer spent outside the steps, for callbacks that time training (benchmarks/quality.py).
+    spent = recorder.seconds_spent
+    assert spent["knn"] > 0 and spent["checkpoints"] > 0 and spent["mining"] == 0.0
 
 
 def test_own_dataset_without_a_recipe_says_which_defaults_it_runs(tmp_path, caplog):

@@ -2,7 +2,8 @@
 
 Pass instances to ``Pretrainer(args, callbacks=[...])`` (or ``train(args, callbacks=[...])``); the loop calls each
 hook on every callback, in order, with the trainer itself, whose public attributes (``args``, ``model``,
-``accelerator``, ``output_dir``, ``max_train_steps``, ``knn_history``, ...) the callback may read. A callback that
+``accelerator``, ``output_dir``, ``max_train_steps``, ``knn_history``, ``seconds_spent``: seconds in kNN
+evaluations, checkpoint saves and loads and neighbour mining, ...) the callback may read. A callback that
 needs its own state keeps it on itself. Every hook runs on every process.
 """
 

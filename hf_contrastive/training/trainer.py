@@ -128,6 +128,9 @@ class Pretrainer:
         self.args = args
         self.callbacks = list(callbacks or [])
         self.stop_requested = False  # a callback's on_step_end asked to end training
+        # Seconds this process spent in kNN evaluations, checkpoint saves and loads, and neighbour mining (methods
+        # with mined neighbours), so that callbacks can tell training time from the rest.
+        self.seconds_spent = {"knn": 0.0, "checkpoints": 0.0, "mining": 0.0}
         self.output_dir = Path(args.output_dir).resolve()  # printed and recorded paths work from any folder
         if self.output_dir.exists() and not self.output_dir.is_dir():
             raise NotADirectoryError(f"--output_dir {self.output_dir} is a file; pass a folder (created if missing).")
@@ -438,6 +441,7 @@ class Pretrainer:
         Written to a temporary folder and renamed when complete, so a crash while saving never leaves a
         half-written checkpoint that ``latest`` would pick.
         """
+        start = time.perf_counter()
         final = self.output_dir / "checkpoints" / f"{CHECKPOINT_PREFIX}{global_step}"
         partial = final.with_name(final.name + ".partial")
         self.accelerator.save_state(str(partial), safe_serialization=True)
@@ -454,6 +458,7 @@ class Pretrainer:
             partial.rename(final)
             self._prune_checkpoints()
         self.accelerator.wait_for_everyone()
+        self.seconds_spent["checkpoints"] += time.perf_counter() - start
         for callback in self.callbacks:
             callback.on_save(self, global_step, final)
         return final
@@ -465,11 +470,13 @@ class Pretrainer:
                 shutil.rmtree(old, ignore_errors=True)
 
     def load_checkpoint(self, path: Path) -> dict[str, Any]:
+        start = time.perf_counter()
         self.accelerator.load_state(str(path))
         if (path / SPLIT_BATCHNORM_FILE).is_file():  # older checkpoints: the splits restart from the running stats
             load_split_batchnorm_state(self.accelerator.unwrap_model(self.model),
                                        safetensors.torch.load_file(str(path / SPLIT_BATCHNORM_FILE)))
         state = json.loads((path / STATE_FILE).read_text())
+        self.seconds_spent["checkpoints"] += time.perf_counter() - start
         self.accelerator.print(f"Resumed from {path} (step {state['global_step']}, epoch {state['epoch']}).")
         return state
 
@@ -496,6 +503,7 @@ class Pretrainer:
             return
         if tag == self._neighbour_table_tag:
             return
+        start = time.perf_counter()
         path = mining.cache_path(self.output_dir, tag)
         table = mining.load_neighbour_table(path, len(self.train_dataset), config.mining_k)
         if table is None:
@@ -526,19 +534,23 @@ class Pretrainer:
             accelerator.print(f"Mined {config.mining_k} neighbours per image with {source}; cached in {path}.")
         self.train_dataset.set_neighbours(table)
         self._neighbour_table_tag = tag
+        self.seconds_spent["mining"] += time.perf_counter() - start
 
     def evaluate_knn(self) -> tuple[float, torch.Tensor, torch.Tensor] | None:
         """kNN top-1 of the published encoder (``model.encoder``: the student, PatchMix's momentum encoder), with
         the test features and labels it used (None without labels)."""
         if self.knn_dataloaders is None:
             return None
+        start = time.perf_counter()
         encoder = self.accelerator.unwrap_model(self.model).encoder
         bank, test = self.knn_dataloaders
         bank_features, bank_labels = extract_features(encoder, bank, self.accelerator, "kNN bank")
         test_features, test_labels = extract_features(encoder, test, self.accelerator, "kNN test")
         predictions = knn_predict(test_features, bank_features, bank_labels, self.splits.num_classes,
                                   self.args.knn_k, self.args.knn_temperature)
-        return (predictions == test_labels).float().mean().item(), test_features, test_labels
+        top1 = (predictions == test_labels).float().mean().item()
+        self.seconds_spent["knn"] += time.perf_counter() - start
+        return top1, test_features, test_labels
 
     def train(self) -> dict[str, Any]:
         """Run the loop to ``max_train_steps``, then write the Hub folder and all_results.json. Returns the results.
