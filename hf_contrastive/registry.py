@@ -96,3 +96,13 @@ def get_method(name: str) -> MethodSpec:
 def available_methods() -> list[str]:
     """Names accepted by ``--method``, sorted."""
     return sorted(METHODS)
+
+
+def mnn_benchmark_results(**results: tuple[float, float]) -> dict[str, str]:
+    """``reported_results`` of a baseline in the MNN benchmark (pc-cp/Benchmark-Methods-For-MNN: ResNet-18, 200
+    epochs): ``dataset=(200-NN %, linear %)``, with ``tiny_imagenet`` for the ``tiny-imagenet`` key."""
+    return {
+        dataset.replace("_", "-"): f"{knn:.2f}% 200-NN / {linear:.2f}% linear (ResNet-18, 200 epochs, MNN benchmark "
+                                   "(pc-cp/Benchmark-Methods-For-MNN))"
+        for dataset, (knn, linear) in results.items()
+    }

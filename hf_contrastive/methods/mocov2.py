@@ -1,7 +1,7 @@
 """MoCo v2: InfoNCE against a queue of EMA-teacher keys (methods.md section 3)."""
 
 from ..models import MoCoV2Config, MoCoV2ForImageClassification, MoCoV2ForPreTraining, MoCoV2Model
-from ..registry import MethodSpec
+from ..registry import MethodSpec, mnn_benchmark_results
 
 SPEC = MethodSpec(
     name="mocov2",
@@ -15,11 +15,7 @@ SPEC = MethodSpec(
     tagline="EMA key encoder + queue of negative keys, symmetric",
     summary="Queries from the student are contrasted against the EMA teacher's key of the other view and a queue of "
     "past keys as negatives (MoCo with an MLP head and stronger augmentation), symmetrised over the two views.",
-    reported_results={
-        "cifar10": "88.05% 200-NN / 89.70% linear (ResNet-18, 200 epochs, MNN benchmark (pc-cp/Benchmark-Methods-For-MNN))",
-        "cifar100": "57.64% 200-NN / 62.37% linear (ResNet-18, 200 epochs, MNN benchmark (pc-cp/Benchmark-Methods-For-MNN))",
-        "tiny-imagenet": "37.29% 200-NN / 46.08% linear (ResNet-18, 200 epochs, MNN benchmark (pc-cp/Benchmark-Methods-For-MNN))",
-    },
+    reported_results=mnn_benchmark_results(cifar10=(88.05, 89.70), cifar100=(57.64, 62.37), tiny_imagenet=(37.29, 46.08)),
     bibtex="""@article{chen2020mocov2,
   title   = {Improved Baselines with Momentum Contrastive Learning},
   author  = {Chen, Xinlei and Fan, Haoqi and Girshick, Ross and He, Kaiming},

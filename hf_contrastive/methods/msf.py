@@ -1,7 +1,7 @@
 """MSF: Mean Shift for self-supervised learning (methods.md section 3)."""
 
 from ..models import MSFConfig, MSFForImageClassification, MSFForPreTraining, MSFModel
-from ..registry import MethodSpec
+from ..registry import MethodSpec, mnn_benchmark_results
 
 SPEC = MethodSpec(
     name="msf",
@@ -15,11 +15,7 @@ SPEC = MethodSpec(
     tagline="BYOL target plus its k nearest queue neighbours, weak view to the teacher",
     summary="BYOL with more targets: the student's prediction of a strong view is pulled towards the EMA teacher's "
     "projection of a weak view and its k nearest neighbours in a queue of past teacher projections.",
-    reported_results={
-        "cifar10": "87.86% 200-NN / 89.60% linear (ResNet-18, 200 epochs, MNN benchmark (pc-cp/Benchmark-Methods-For-MNN))",
-        "cifar100": "51.29% 200-NN / 59.84% linear (ResNet-18, 200 epochs, MNN benchmark (pc-cp/Benchmark-Methods-For-MNN))",
-        "tiny-imagenet": "34.79% 200-NN / 42.52% linear (ResNet-18, 200 epochs, MNN benchmark (pc-cp/Benchmark-Methods-For-MNN))",
-    },
+    reported_results=mnn_benchmark_results(cifar10=(87.86, 89.60), cifar100=(51.29, 59.84), tiny_imagenet=(34.79, 42.52)),
     bibtex="""@inproceedings{koohpayegani2021msf,
   title     = {Mean Shift for Self-Supervised Learning},
   author    = {Koohpayegani, Soroush Abbasi and Tejankar, Ajinkya and Pirsiavash, Hamed},

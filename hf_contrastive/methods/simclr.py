@@ -1,7 +1,7 @@
 """SimCLR: NT-Xent over the two views of the global batch (methods.md section 3)."""
 
 from ..models import SimCLRConfig, SimCLRForImageClassification, SimCLRForPreTraining, SimCLRModel
-from ..registry import MethodSpec
+from ..registry import MethodSpec, mnn_benchmark_results
 
 SPEC = MethodSpec(
     name="simclr",
@@ -15,11 +15,7 @@ SPEC = MethodSpec(
     tagline="one network, InfoNCE over the global batch: NT-Xent (paper) or the MNN benchmark's cross-view form (its recipe)",
     summary="One network and a projector trained with NT-Xent: each view's positive is the other view of the same "
     "image and every other view in the global batch is a negative; no teacher, no queue.",
-    reported_results={
-        "cifar10": "85.30% 200-NN / 87.72% linear (ResNet-18, 200 epochs, MNN benchmark (pc-cp/Benchmark-Methods-For-MNN))",
-        "cifar100": "56.50% 200-NN / 62.52% linear (ResNet-18, 200 epochs, MNN benchmark (pc-cp/Benchmark-Methods-For-MNN))",
-        "tiny-imagenet": "37.16% 200-NN / 45.71% linear (ResNet-18, 200 epochs, MNN benchmark (pc-cp/Benchmark-Methods-For-MNN))",
-    },
+    reported_results=mnn_benchmark_results(cifar10=(85.30, 87.72), cifar100=(56.50, 62.52), tiny_imagenet=(37.16, 45.71)),
     bibtex="""@inproceedings{chen2020simclr,
   title     = {A Simple Framework for Contrastive Learning of Visual Representations},
   author    = {Chen, Ting and Kornblith, Simon and Norouzi, Mohammad and Hinton, Geoffrey},
