@@ -459,9 +459,18 @@ def overhead_section(reports) -> str:
                               fmt(row["timed"]["ours_images_per_s"], 0), fmt(row["timed"]["limit_images_per_s"], 0),
                               fmt(row["timed"]["ours_over_limit"], 2), row["timed"]["sync_free"]]
                              for _, r in reports for row in r["results"] if "timed" in row])
+    loop_rows = [[row["method"], *(fmt(row["loop"][name]["bare_over_loop"], 2) for name in ("loader", "data_on_device")),
+                  str(row["loop"]["loader"]["batch"]), r.get("date", "?")[:10]]
+                 for _, r in reports for row in r["results"] if "loop" in row]
+    if loop_rows:  # overhead.py --loop_steps: the real loop against its bare step
+        timed_table += ("\n\n**The real loop against its bare step** (`--loop_steps`: `Pretrainer` on the shipped "
+                        "sample, standard stem, against its forward/backward/SGD/EMA/enqueue repeated on one of its own "
+                        "batches in the same process; bare / loop, 1.00 = the loop adds nothing):\n\n"
+                        + table(["method", "with the loader (2 workers)", "--data_on_device", "batch", "date"],
+                                loop_rows))
     reports = [(p, r) for p, r in reports if any("op_ratio" in row for row in r["results"])]
     if not reports:
-        return timed_table
+        return timed_table.strip()
     path, newest = reports[-1]
     versions = [f"ops ours / limit: {r.get('label', '?')} (`{r.get('code', '?')}`)" for _, r in reports]
     by_method = [{row["method"]: row for row in r["results"]} for _, r in reports]

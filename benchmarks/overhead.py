@@ -31,8 +31,11 @@ runs under ``torch.cuda.set_sync_debug_mode("error")`` (benchmarks/gpu_check.sh)
 from __future__ import annotations
 
 import argparse
+import statistics
 import subprocess
 import sys
+import tempfile
+import time
 from collections import Counter
 from pathlib import Path
 
@@ -44,11 +47,21 @@ from torch.utils._python_dispatch import TorchDispatchMode
 import hf_contrastive
 from hf_contrastive import data as data_lib
 from hf_contrastive import device_views
+from hf_contrastive.training import Pretrainer, TrainerCallback, parse_args
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import encoder_calls, environment, set_threads, time_interleaved, write_json  # noqa: E402
+from common import (  # noqa: E402
+    REPO_ROOT,
+    encoder_calls,
+    environment,
+    set_threads,
+    synchronize,
+    time_interleaved,
+    write_json,
+)
 
 RECIPES = Path(__file__).resolve().parents[1] / "recipes" / "configs"
+SAMPLE = REPO_ROOT / "hf_contrastive" / "sample_data" / "cifar10_sample"
 # Ops that launch no work: allocation, aliasing and metadata.
 NOT_WORK = {"empty", "empty_like", "empty_strided", "new_empty", "new_empty_strided", "detach", "alias", "lift_fresh",
             "_unsafe_view", "set_", "is_same_size", "_has_compatible_shallow_copy_type", "_to_copy_noop"}
@@ -249,8 +262,73 @@ def count_ops(step) -> OpCounter:
     return counter
 
 
+class StepStamps(TrainerCallback):
+    """The time at the end of every optimiser step of the real loop (after the device finished it)."""
+
+    def __init__(self):
+        self.stamps: list[float] = []
+
+    def on_step_end(self, trainer: Pretrainer, global_step: int) -> None:
+        synchronize(trainer.accelerator.device)
+        self.stamps.append(time.perf_counter())
+
+
+def loop_against_step(method: str, args, data_on_device: bool) -> dict:
+    """The real loop (`Pretrainer` on the shipped sample: batches, the step, EMA, enqueue, loss bookkeeping, hooks)
+    against its bare step (forward, backward, SGD, EMA, enqueue) repeated on one of its own batches afterwards, in
+    the same process: median seconds per step of each and bare / loop. The recipe's settings, except the standard
+    ResNet stem (the CIFAR stem makes a CPU step 16x longer, hiding what the loop adds)."""
+    warmup, steps = 3, args.loop_steps
+    with tempfile.TemporaryDirectory() as output_dir:
+        argv = ["--method", method, "--config", str(RECIPES / f"{method}_cifar10.yaml"), "--dataset_name", str(SAMPLE),
+                "--max_train_steps", str(warmup + steps), "--per_device_train_batch_size", str(args.loop_batch_size),
+                "--dataloader_num_workers", str(args.loop_workers), "--knn_every_n_epochs", "0",
+                "--no_knn_random_init", "--no_card_plots", "--report_to", "none", "--checkpointing_steps", "1000000",
+                "--output_dir", output_dir]
+        if recipe_config(method, 32, 256)[1].backbone.startswith("resnet"):
+            argv += ["--config_overrides", "small_image_stem=false"]
+        if data_on_device:
+            argv.append("--data_on_device")
+        stamps = StepStamps()
+        trainer = Pretrainer(parse_args(argv), callbacks=[stamps])
+        trainer.knn_dataloaders = None  # no kNN monitor: the loop alone
+        trainer.train()
+    gaps = [b - a for a, b in zip(stamps.stamps[warmup - 1:], stamps.stamps[warmup:], strict=False)]
+    if data_on_device:
+        data = trainer.train_dataset
+        batch = data.batch(data.permutation(0)[:args.loop_batch_size], seed=0)
+    else:
+        batch = next(iter(trainer.train_dataloader))
+    inputs = {name: batch[name] for name in ("views", "neighbour_views") if name in batch}
+    model, optimizer = trainer.model, trainer.optimizer
+
+    def bare_step() -> None:
+        outputs = model(**inputs)
+        outputs.loss.backward()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        model.momentum_update(progress=0.5)
+        if outputs.queue_keys:
+            model.enqueue(outputs.queue_keys)
+        synchronize(trainer.accelerator.device)
+
+    bare = []
+    for _ in range(warmup + steps):
+        start = time.perf_counter()
+        bare_step()
+        bare.append(time.perf_counter() - start)
+    loop_s, bare_s = statistics.median(gaps), statistics.median(bare[warmup:])
+    return {"loop_step_s": round(loop_s, 4), "bare_step_s": round(bare_s, 4), "bare_over_loop": round(bare_s / loop_s, 3),
+            "steps": steps, "batch": args.loop_batch_size, "workers": 0 if data_on_device else args.loop_workers}
+
+
 def measure(method: str, args) -> dict:
     row: dict = {"method": method}
+    if args.loop_steps:
+        row["loop"] = {name: loop_against_step(method, args, name == "data_on_device")
+                       for name in ("loader", "data_on_device")}
+        print(f"{method:18s} loop vs bare step: " + ", ".join(
+            f"{name} {result['bare_over_loop']:.2f}" for name, result in row["loop"].items()), flush=True)
     if args.timed_repeats:
         row["timed"] = timed(method, args)
         print(f"{method:18s} {args.device} {args.precision}{' compiled' if args.compile else ''}: "
@@ -301,6 +379,11 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--device", default="cpu", help="device of the timed steps (cuda on a GPU)")
     parser.add_argument("--precision", default="fp32", choices=["fp32", "bf16"], help="timed steps: autocast or not")
     parser.add_argument("--compile", action="store_true", help="timed steps: torch.compile the forwards")
+    parser.add_argument("--loop_steps", type=int, default=0,
+                        help="also time the real training loop against its bare step, with the loader and with "
+                             "--data_on_device, over N steps on the shipped sample (0: skip; minutes per method)")
+    parser.add_argument("--loop_batch_size", type=int, default=64, help="--loop_steps: per step")
+    parser.add_argument("--loop_workers", type=int, default=2, help="--loop_steps: loader workers of the loader run")
     parser.add_argument("--label", default="current", help="names this code version in the tables (e.g. before)")
     parser.add_argument("--output", help="results JSON")
     args = parser.parse_args(argv)

@@ -47,6 +47,19 @@ def test_overhead_report_for_two_recipes_and_its_table(tmp_path):
     assert "| mnn |" in section and "test (`" in section and str(rows["mnn"]["ops_ours"]) in section
 
 
+def test_loop_against_its_bare_step_with_the_loader_and_on_the_device(tmp_path):
+    """--loop_steps: the real loop (loader, and --data_on_device) against its bare step on its own batches, as a
+    ratio per path, and its table."""
+    output = tmp_path / "loop.json"
+    overhead.main(["--methods", "mnn", "--no_counts", "--loop_steps", "2", "--loop_batch_size", "16",
+                   "--loop_workers", "0", "--output", str(output)])
+    report = json.loads(output.read_text())
+    loop = report["results"][0]["loop"]
+    for name in ("loader", "data_on_device"):
+        assert loop[name]["bare_over_loop"] == round(loop[name]["bare_step_s"] / loop[name]["loop_step_s"], 3) > 0
+    assert "The real loop against its bare step" in make_tables.overhead_section([(output, report)])
+
+
 def test_gpu_check_script_dry_run_on_the_cpu(tmp_path):
     """benchmarks/gpu_check.sh with GPU_CHECK_DRY_RUN=1: the same commands at tiny settings on the CPU, so the one
     prepared GPU call does not fail on a typo. It writes the timed overhead JSON and the recipe run's summary."""

@@ -550,12 +550,19 @@ def test_data_on_device_learns_like_the_loader(tmp_path):
 
 def test_torch_compile_mode_reaches_accelerate(tmp_path):
     """--torch_compile --torch_compile_mode reduce-overhead (CUDA graphs on a GPU): Accelerate's dynamo plugin gets
-    inductor and the mode, and the prepared model is compiled (lazily: nothing is compiled until the first step)."""
-    trainer = Pretrainer(parse_args(SMALL_RUN + ["--output_dir", str(tmp_path), "--torch_compile",
-                                                 "--torch_compile_mode", "reduce-overhead"]))
+    inductor and the mode, and the prepared model is compiled (lazily: nothing is compiled until the first step).
+    A second trainer in the same process, after Accelerate's state was made without compile, still compiles."""
+    compiled = SMALL_RUN + ["--output_dir", str(tmp_path), "--torch_compile", "--torch_compile_mode", "reduce-overhead"]
+    AcceleratorState._reset_state(reset_partial_state=True)  # earlier tests in this process made it without compile
+    trainer = Pretrainer(parse_args(compiled))
     plugin = trainer.accelerator.state.dynamo_plugin
     assert (str(plugin.backend).rpartition(".")[2], plugin.mode) == ("INDUCTOR", "reduce-overhead")
     assert isinstance(trainer.model, torch._dynamo.eval_frame.OptimizedModule)
+    AcceleratorState._reset_state(reset_partial_state=True)
+    Pretrainer(parse_args(SMALL_RUN + ["--output_dir", str(tmp_path / "eager")]))  # the process's state: no compile
+    trainer = Pretrainer(parse_args(compiled))
+    assert isinstance(trainer.model, torch._dynamo.eval_frame.OptimizedModule)
+    AcceleratorState._reset_state(reset_partial_state=True)
 
 
 def test_cosine_weight_decay_matches_the_per_iteration_schedule():

@@ -412,6 +412,10 @@ class Pretrainer:
                 self.model, self.optimizer, self.train_dataloader
             )
             self.batches_per_epoch = len(self.train_dataloader)
+        if args.torch_compile and not isinstance(self.model, torch._dynamo.eval_frame.OptimizedModule):
+            # Accelerate keeps one state per process: after an earlier Accelerator without compile (a second run in a
+            # notebook or benchmark), its dynamo plugin stays off, so the model is compiled here as prepare() would.
+            self.model = torch.compile(self.model, backend="inductor", mode=args.torch_compile_mode)
         if self.knn_dataloaders is not None:
             self.knn_dataloaders = tuple(self.accelerator.prepare(*self.knn_dataloaders))
         self.steps_per_epoch = math.ceil(self.batches_per_epoch / args.gradient_accumulation_steps)
