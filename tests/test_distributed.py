@@ -436,3 +436,46 @@ def test_split_batchnorm_on_stacked_views_normalises_each_view_and_split_on_its_
     state = norm.state_dict()
     np.testing.assert_allclose(state["running_mean"].double().numpy(), mean, atol=1e-6)
     np.testing.assert_allclose(state["running_var"].double().numpy(), var, atol=1e-6)
+
+
+@pytest.mark.parametrize("layout", [torch.contiguous_format, torch.channels_last], ids=["contiguous", "channels_last"])
+def test_split_norms_prepared_together_equal_each_norm_on_its_own(layout, sample_views):
+    """ContrastiveModel makes every split norm's repeated weight and bias, expanded statistics and counter for a
+    call together (`prepare_split_calls`, a few launches per channel count); a backbone called directly makes them
+    norm by norm. On a ResNet-18 with 4 splits, two real views stacked and then one view alone, over two steps: the
+    same features, input and parameter gradients, per-split running statistics and counters."""
+    from hf_contrastive import MNNConfig
+    from hf_contrastive.models import ContrastiveModel
+
+    torch.manual_seed(0)
+    config = MNNConfig(bn_splits=4, small_image_stem=False)
+    prepared, direct = ContrastiveModel(config).double().train(), ContrastiveModel(config).double().train()
+    direct.load_state_dict(prepared.state_dict())
+    direct_norms = [m for m in direct.backbone.modules() if isinstance(m, SplitBatchNorm2d)]
+    was_prepared = []  # what the norms saw in their calls: prepared (model) or not (backbone alone)
+    for norm in (next(m for m in prepared.modules() if isinstance(m, SplitBatchNorm2d)), direct_norms[0]):
+        norm.register_forward_pre_hook(lambda norm, args: was_prepared.append(norm.prepared_call is not None))
+    views = [v.double() for v in sample_views(["strong", "weak"], count=16)]
+    for step, batches in enumerate(([views[0], views[1]], [views[1]])):
+        for model in (prepared, direct):
+            model.zero_grad()
+        stacked = torch.stack(batches, dim=1).flatten(0, 1).contiguous(memory_format=layout)
+        x_prepared, x_direct = stacked.clone().requires_grad_(True), stacked.clone().requires_grad_(True)
+        for norm in [*direct_norms, *(m for m in prepared.backbone.modules() if isinstance(m, SplitBatchNorm2d))]:
+            norm.view_groups = len(batches)
+        features = prepared(x_prepared).pooler_output
+        reference = direct.backbone.forward_head(direct.backbone.forward_features(x_direct), pre_logits=True)
+        for norm in [*direct_norms, *(m for m in prepared.backbone.modules() if isinstance(m, SplitBatchNorm2d))]:
+            norm.view_groups = 1
+        upstream = torch.randn_like(features)
+        (features * upstream).sum().backward()
+        (reference * upstream).sum().backward()
+        torch.testing.assert_close(features, reference, rtol=1e-10, atol=1e-12, msg=f"step {step}")
+        torch.testing.assert_close(x_prepared.grad, x_direct.grad, rtol=1e-9, atol=1e-11)
+        for (name, parameter), other in zip(prepared.named_parameters(), direct.parameters(), strict=True):
+            torch.testing.assert_close(parameter.grad, other.grad, rtol=1e-9, atol=1e-11, msg=name)
+        for (name, buffer), other in zip(prepared.named_buffers(), direct.buffers(), strict=True):
+            torch.testing.assert_close(buffer, other, rtol=1e-12, atol=1e-14, msg=name)
+    assert was_prepared == [True, False, True, False]
+    assert all(norm.prepared_call is None for norm in prepared.modules() if isinstance(norm, SplitBatchNorm2d))
+    assert int(direct_norms[0].num_batches_tracked) == 2

@@ -39,8 +39,9 @@ class SplitBatchNorm2d(nn.BatchNorm2d):
     ``view_groups = 1`` a training call is plain BatchNorm2d.
 
     Running statistics: each split keeps its own (``split_running_mean`` / ``split_running_var``, ``[num_splits *
-    C]``, not saved), updated inside the batch-norm kernel, so a training call costs about the launches of a plain
-    BatchNorm. ``running_mean`` / ``running_var`` are their mean over the splits, written whenever they are read:
+    C]``, not saved), updated inside the batch-norm kernel. Through `ContrastiveModel` the weight and bias repeated
+    per group (and, for stacked views, the statistics expanded per view) are made for all norms of the backbone at
+    once (`prepare_split_calls`), so a training call costs about the launches of a plain BatchNorm. ``running_mean`` / ``running_var`` are their mean over the splits, written whenever they are read:
     ``state_dict()`` (hence ``save_pretrained`` and checkpoints), an eval-mode call, or `sync_running_stats`. Both
     updates are linear, so this equals averaging after every step (the reference code's update) up to rounding.
     Loading a state dict (or ``from_pretrained``) starts every split from the loaded statistics. For a bit-exact
@@ -52,6 +53,9 @@ class SplitBatchNorm2d(nn.BatchNorm2d):
         self.num_splits = num_splits
         # How many views a stacked batch holds; set by ContrastiveModel.encode_views for one call.
         self.view_groups = 1
+        # (weight, bias, running mean, running var) for one training call, made by `prepare_split_calls` for all of a
+        # backbone's norms at once, or None: made here.
+        self.prepared_call: tuple[torch.Tensor, ...] | None = None
         self.register_buffer("split_running_mean", self.running_mean.repeat(num_splits), persistent=False)
         self.register_buffer("split_running_var", self.running_var.repeat(num_splits), persistent=False)
         # True once a training call has moved the split statistics past running_mean/var.
@@ -79,6 +83,13 @@ class SplitBatchNorm2d(nn.BatchNorm2d):
         if hasattr(self, "split_running_mean"):  # nn.BatchNorm2d.__init__ calls this before the buffers exist
             self.reset_split_stats()
 
+    def split_stats(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The buffers holding the per-split running mean and variance ``[num_splits * C]`` (with one split:
+        ``running_mean`` / ``running_var`` themselves)."""
+        if self.num_splits == 1:
+            return self.running_mean, self.running_var
+        return self.split_running_mean, self.split_running_var
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         splits, views = self.num_splits, self.view_groups
         groups = splits * views
@@ -91,30 +102,31 @@ class SplitBatchNorm2d(nn.BatchNorm2d):
                 f"bn_splits={splits} needs a per-device batch divisible by it, got {batch // views}. "
                 "Change --per_device_train_batch_size or bn_splits."
             )
-        # One split: its statistics are running_mean/var themselves.
-        split_mean, split_var = ((self.running_mean, self.running_var) if splits == 1
-                                 else (self.split_running_mean, self.split_running_var))
-        if views == 1:
-            running_mean, running_var = split_mean, split_var
-        else:  # every (split, view) group starts from its split's statistics; the views are averaged back below
+        prepared = self.prepared_call
+        if prepared is None:  # alone: what `prepare_split_calls` does for all norms at once, for this one
+            self.num_batches_tracked.add_(1)
+            weight, bias = self.weight.repeat(groups), self.bias.repeat(groups)
+            split_mean, split_var = self.split_stats()
+            # Every (split, view) group starts from its split's statistics; the views are averaged back below.
             running_mean = split_mean.view(splits, 1, channels).expand(splits, views, channels).reshape(-1)
             running_var = split_var.view(splits, 1, channels).expand(splits, views, channels).reshape(-1)
+        else:
+            weight, bias, running_mean, running_var = prepared
         # Groups become channel groups of one (batch / groups, channels x groups) batch: row n * groups + g is in group
         # g. That merge is a view of a contiguous tensor but needs a copy of a channels-last one (--channels_last),
         # whose layout is restored after.
         channels_last = not x.is_contiguous() and x.is_contiguous(memory_format=torch.channels_last)
-        self.num_batches_tracked.add_(1)
         out = F.batch_norm(
             x.reshape(-1, channels * groups, height, width),
             running_mean,
             running_var,
-            self.weight.repeat(groups),
-            self.bias.repeat(groups),
+            weight,
+            bias,
             True,
             self.momentum,
             self.eps,
         )
-        if views > 1:
+        if prepared is None and views > 1:
             with torch.no_grad():
                 torch.mean(running_mean.view(splits, views, channels), dim=1, out=split_mean.view(splits, channels))
                 torch.mean(running_var.view(splits, views, channels), dim=1, out=split_var.view(splits, channels))
@@ -123,6 +135,49 @@ class SplitBatchNorm2d(nn.BatchNorm2d):
         out = torch.ops.aten._unsafe_view(out, (batch, channels, height, width))
         self.splits_ahead = splits > 1
         return out.contiguous(memory_format=torch.channels_last) if channels_last else out
+
+
+def prepare_split_calls(norms: Sequence[SplitBatchNorm2d]) -> list:
+    """Before one backbone call in training: what each split norm's forward would make for itself (its weight and
+    bias repeated per group, its statistics expanded per view of a stacked batch, ``num_batches_tracked + 1``), made
+    for all of ``norms`` together, per channel count, as ``norm.prepared_call``. A ResNet call then costs a few dozen
+    launches for its norms besides the batch norms themselves, instead of four to eight per norm; values, gradients
+    and statistics are those of the per-norm path. Returns what `finish_split_calls` needs after the call."""
+    active = [norm for norm in norms if norm.training and norm.num_splits * norm.view_groups > 1]
+    if not active:
+        return []
+    with torch.no_grad():
+        torch._foreach_add_([norm.num_batches_tracked for norm in active], 1)
+    same_shape: dict[tuple[int, int, int], list[SplitBatchNorm2d]] = {}
+    for norm in active:
+        same_shape.setdefault((norm.num_features, norm.num_splits, norm.view_groups), []).append(norm)
+    expanded_stats = []
+    for (channels, splits, views), members in same_shape.items():
+        count = len(members)
+        # unbind, not indexing: its backward is one stack, where each index's backward is a zero-filled copy.
+        affine = torch.stack([p for norm in members for p in (norm.weight, norm.bias)]).repeat(1, splits * views).unbind()
+        if views == 1:  # the split statistics themselves are updated by the batch norm
+            stats = [buffer for norm in members for buffer in norm.split_stats()]
+        else:  # [2K, splits, views, C]: every (split, view) group starts from its split's statistics
+            with torch.no_grad():
+                split_stats = torch.stack([buffer for norm in members for buffer in norm.split_stats()])
+                expanded = split_stats.view(2 * count, splits, 1, channels).expand(-1, -1, views, -1).contiguous()
+            stats = expanded.view(2 * count, -1).unbind()
+            expanded_stats.append((members, expanded))
+        for index, norm in enumerate(members):
+            norm.prepared_call = (affine[2 * index], affine[2 * index + 1], stats[2 * index], stats[2 * index + 1])
+    return expanded_stats
+
+
+@torch.no_grad()
+def finish_split_calls(norms: Sequence[SplitBatchNorm2d], expanded_stats: list) -> None:
+    """After the call `prepare_split_calls` prepared: the stacked views' statistics averaged back into their splits
+    (one mean and one copy per channel count), and the prepared tensors released."""
+    for norm in norms:
+        norm.prepared_call = None
+    for members, expanded in expanded_stats:
+        averaged = expanded.mean(dim=2).view(expanded.shape[0], -1).unbind()
+        torch._foreach_copy_([buffer for norm in members for buffer in norm.split_stats()], list(averaged))
 
 
 def split_batchnorm_state(model: nn.Module) -> dict[str, torch.Tensor]:
@@ -647,7 +702,15 @@ class ContrastiveModel(ContrastivePreTrainedModel):
         self, pixel_values: torch.Tensor, return_dict: bool | None = None, **kwargs
     ) -> ContrastiveEncoderOutput | tuple:
         """``pixel_values`` ``[B, C, H, W]`` normalised images -> encoder output (see `ContrastiveEncoderOutput`)."""
-        feature_map = self.backbone.forward_features(pixel_values)
+        # Split BatchNorm in training: what every norm needs for the call made together (eager launches; a compiled
+        # graph fuses the per-norm ops itself).
+        split_norms = ([m for m in self.backbone.modules() if isinstance(m, SplitBatchNorm2d)]
+                       if self.training and not torch.compiler.is_compiling() else [])
+        expanded_stats = prepare_split_calls(split_norms)
+        try:
+            feature_map = self.backbone.forward_features(pixel_values)
+        finally:
+            finish_split_calls(split_norms, expanded_stats)
         pooled = self.backbone.forward_head(feature_map, pre_logits=True)
         if return_dict is False:
             return (feature_map, pooled)
