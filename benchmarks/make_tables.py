@@ -404,15 +404,16 @@ def quality_section(reports) -> str:
                          ("–" if r["method"] == "random_init" else "1.000"), accuracy,
                          fmt(r.get("minus_random_init_pp"), 2) if "minus_random_init_pp" in r else "–",
                          fmt(r.get("separation_sigma"), 1) if r.get("separation_sigma") is not None else "–"])
-        # Summaries written before the field existed were all calibrated with MNN, the default.
-        calibration_methods = " and ".join(f"`{m}`" for m in report.get("calibrated_with") or ["mnn"])
         intro = (f"Budget {protocol.get('budget_minutes')} min of training per run on `{protocol.get('dataset_name')}`: "
                  f"{protocol.get('backbone')}, batch {protocol.get('batch')}, lr {protocol.get('learning_rate')}, "
                  f"{protocol.get('schedule')} (warm-up {100 * (protocol.get('warmup_fraction') or 0):.0f}%), each "
-                 f"method's CIFAR-10 recipe otherwise; kNN top-1 ({protocol.get('knn')}). Minutes are the "
-                 "reference machine's (the CPU of the table's first runs); a run on another CPU trained for budget x "
-                 f"speed factor of its own minutes, where speed factor = {calibration_methods}'s seconds per step on "
-                 "that CPU / on the reference CPU (`--calibrate_with`, benchmarks/README.md).")
+                 f"method's CIFAR-10 recipe otherwise; kNN top-1 ({protocol.get('knn')}).")
+        if protocol.get("minutes") != "own":  # quality.py calibrated until 2026-12-06 (default MNN)
+            calibration_methods = " and ".join(f"`{m}`" for m in report.get("calibrated_with") or ["mnn"])
+            intro += (" Minutes are the reference machine's (the CPU of the table's first runs); a run on another CPU "
+                      f"trained for budget x speed factor of its own minutes, where speed factor = "
+                      f"{calibration_methods}'s seconds per step on that CPU / on the reference CPU "
+                      "(benchmarks/README.md).")
         if protocol.get("config_overrides"):
             intro = f"**Ablation: `{protocol['config_overrides']}` replaces the recipe's value.** " + intro
         if protocol.get("augmentations"):

@@ -10,7 +10,8 @@ launches rather than arithmetic (the H100 step times fit 5.4 ms + 36 us x launch
   for the *limit*. Views, metadata and allocation-only ops are not counted. On a GPU each counted op is at least one
   kernel launch.
 - **cheap-conv proxy** (timed): every convolution of both variants becomes a 1x1 convolution with the same channels
-  and stride, at a small image and batch on one thread, so the per-op cost dominates as on a fast GPU; the limit's
+  and stride, and every head is 64 wide (same layers; since 2026-12-06), at a small image and batch on one thread,
+  so the per-op cost dominates as on a fast GPU; the limit's
   median step time over ours, the two interleaved in one process (a ratio, never an absolute time).
 
 "ours" is one full optimiser step as `recipes/train.py` runs it: the method's ForPreTraining model built from
@@ -62,6 +63,7 @@ from common import (  # noqa: E402
 
 RECIPES = Path(__file__).resolve().parents[1] / "recipes" / "configs"
 SAMPLE = REPO_ROOT / "hf_contrastive" / "sample_data" / "cifar10_sample"
+CHEAP_HEAD_WIDTH = 64  # hidden and output width of every head in the cheap-convolution proxy
 # Ops that launch no work: allocation, aliasing and metadata.
 NOT_WORK = {"empty", "empty_like", "empty_strided", "new_empty", "new_empty_strided", "detach", "alias", "lift_fresh",
             "_unsafe_view", "set_", "is_same_size", "_has_compatible_shallow_copy_type", "_to_copy_noop"}
@@ -98,16 +100,20 @@ def code_version() -> str:
     return commit + ("+changes" if dirty else "")
 
 
-def recipe_config(method: str, image_size: int, queue_size: int | None):
+def recipe_config(method: str, image_size: int, queue_size: int | None, head_width: int | None = None):
     """The method's config from its CIFAR-10 recipe's ``model:`` section, at another image size and queue size
-    (``None``: the recipe's)."""
+    (``None``: the recipe's), and with ``head_width``: heads of that hidden and output width (the same layers)."""
     recipe = yaml.safe_load((RECIPES / f"{method}_cifar10.yaml").read_text())
     spec = hf_contrastive.get_method(recipe["method"])
     fields = dict(recipe.get("model", {}))
+    defaults = spec.config_class().to_dict()
     if "img_size" not in fields.get("backbone_kwargs", {}):  # a ViT's patch grid fixes its image size
         fields["image_size"] = image_size
-    if queue_size is not None and "queue_size" in spec.config_class().to_dict():
+    if queue_size is not None and "queue_size" in defaults:
         fields["queue_size"] = queue_size
+    if head_width:
+        fields.update({name: head_width for name in ("projection_hidden_size", "prediction_hidden_size",
+                                                     "projection_dim") if name in defaults})
     return spec, spec.config_class(**fields)
 
 
@@ -154,7 +160,10 @@ def build_steps(method: str, image_size: int, batch_size: int, queue_size: int, 
     torch.manual_seed(0)
     generator = torch.Generator().manual_seed(0)
     device = torch.device(device)
-    spec, config = recipe_config(method, image_size, queue_size)
+    # The proxy's heads are narrow too: with 1x1 convolutions the recipe's 2048-4096-wide heads (and SGD over their
+    # weights) would be most of its arithmetic, which the limit (the backbone alone) does not do and which a GPU
+    # step at the recipe's batch hardly notices. Same layers, same ops.
+    spec, config = recipe_config(method, image_size, queue_size, head_width=CHEAP_HEAD_WIDTH if cheap else None)
     model = spec.pretraining_class(config).train()
     inputs = view_inputs(config, batch_size, generator)
     # The limit's inputs: one per view and network, read off the model with one encoder call per view.

@@ -10,9 +10,7 @@ its hyper-parameters, views, EMA, queue, SplitBatchNorm) with ResNet-18 and the 
 SGD lr 0.06 x 128 / 256, run by the real training loop (hf_contrastive.training). The budget becomes a step count:
 a short probe of the real loop (data loading included) measures seconds per step on this machine, then the run
 gets `--max_train_steps = budget / (s/step)`, so the cosine schedule (after a warm-up of `--warmup_fraction` of the
-steps) ends exactly at the budget. The budget is in minutes of the reference machine (the CPU of the first runs):
-on another CPU a probe of `--calibrate_with` (MNN) here and its recorded probe there give the speed factor that
-scales it, so a faster machine trains as much, not more. kNN top-1 (k=200, T=0.1, bank = the 50k train images,
+steps) ends exactly at the budget, in minutes of this machine. kNN top-1 (k=200, T=0.1, bank = the 50k train images,
 queries = the full 10k test split) is measured `--knn_points` times during training and at the end; its time is
 not part of the budget. The same ResNet-18 at random initialisation (one per seed) is always measured too.
 SPPS mines its neighbours once with a pretrained sampler, so it runs only with `--spps_sampler` (e.g. the kept
@@ -28,11 +26,10 @@ or `--batch` differ from the protocol's 0.06 and 128, `_<overrides>` for `--conf
 as `--config_overrides "views=[strong, strong]"`, applied to every method of the call), and `_aug-<augmentations>` for
 `--augmentations` (view options, e.g. `--augmentations "local={crop_scale: [0.14, 1.0]}"`).
 
-A run saves its state every `--checkpoint_minutes` of training (10; off with --quick) in its training folder
-(`--work_dir/<tag>/<method>_seed<S>/`): the trainer's checkpoint, the training clock at that step, and the run's plan
-(probe, calibration, budget and training command, `quality_plan.json`). The same command, run again after a cut-off,
-continues the run from its last checkpoint with the same step count, without a new probe; the time lost since that
-checkpoint is not counted, and the JSON lists each resume (step, training minutes so far, date, CPU).
+A sanity check that every method learns on real images, not a race: the runs published before 2026-12-06 also
+scaled each budget by a calibration probe against a reference CPU and continued cut-off runs from checkpoints
+(benchmarks/README.md; quality.py at commit 1e11123); their JSONs keep those fields and are still summarised and
+plotted in reference-machine minutes.
 """
 
 from __future__ import annotations
@@ -47,7 +44,6 @@ import shutil
 import statistics
 import sys
 import time
-from datetime import datetime, timezone
 from pathlib import Path
 
 import torch
@@ -57,23 +53,16 @@ from huggingface_hub.utils import HFValidationError, validate_repo_id
 import hf_contrastive
 from hf_contrastive.training import Pretrainer, TrainerCallback, parse_args
 from hf_contrastive.training.arguments import parse_overrides
-from hf_contrastive.training.trainer import CHECKPOINT_PREFIX, list_checkpoints
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import REPO_ROOT, RESULTS_DIR, SHARED_CIFAR10, cpu_model, display_path, environment, synchronize, write_json
+from common import REPO_ROOT, RESULTS_DIR, SHARED_CIFAR10, display_path, environment, synchronize, write_json
 
 SAMPLE = REPO_ROOT / "hf_contrastive" / "sample_data" / "cifar10_sample"
 RECIPES = REPO_ROOT / "recipes" / "configs"
 RANDOM_INIT = "random_init"
-# What lets a cut-off run continue: its plan (written when it starts) and the training clock of each checkpoint.
-PLAN_FILE = "quality_plan.json"
-CLOCK_DIR = "quality_clock"
-# Each method's probe: 45 steps, 41 timed. Until 2026-11-29 it was 15 (11 timed); benchmarks/probe_check.py measured
+# Each method's probe: 45 steps, 41 timed. Until 2026-11-29 it was 15 (11 timed); probe_check.py (since removed) measured
 # that the median of 11 steps strays from the full loop's by 0.7-2.8% (sd; up to 9.8%), of 41 steps by 0.4-2.4%.
 PROBE_STEPS = 45
-# The calibration probe keeps the 30 steps (26 timed) of every calibrated call so far: its speed factor divides by
-# MNN's probe on the reference machine, and a different length would shift it.
-CALIBRATION_STEPS = 30
 # Where the trainer runs (Accelerate picks CUDA when present): recorded in every JSON.
 TRAINING_DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
 # PatchMix is a ViT method; the benchmark keeps one backbone for every method. "resnet18": PatchMix's mixing of
@@ -142,79 +131,51 @@ def training_argv(method: str, run: dict, output_dir: Path, max_train_steps: int
     return argv
 
 
-def make_args(argv: list[str], checkpoint_every_steps: int | None = None):
-    """The trainer's arguments. Recipes checkpoint every epoch; the benchmark checkpoints every
-    `checkpoint_every_steps` (None: never) and keeps only the newest. Not part of the stored training command:
-    checkpoints do not change what is trained."""
+def make_args(argv: list[str]):
+    """The trainer's arguments: no checkpoints, card plots or random-init kNN (measured once, as its own row:
+    `run_random_init`). Not part of the stored training command: they do not change what is trained."""
     args = parse_args(argv)
-    args.checkpointing_steps = str(checkpoint_every_steps) if checkpoint_every_steps else None
-    args.card_plots = False  # the t-SNE map is not part of the benchmark
-    args.knn_random_init = False  # the benchmark measures random init once, as its own row (`run_random_init`)
-    args.checkpoints_total_limit = 1
+    args.checkpointing_steps = None
+    args.card_plots = False
+    args.knn_random_init = False
     return args
 
 
 class BudgetClock(TrainerCallback):
     """The benchmark's clock on the real loop, from the trainer's public hooks and ``seconds_spent``: training time
-    (wall time since the loop began, less kNN evaluations and checkpoint saves, plus what the calls this run resumes
-    trained; SPPS's neighbour mining counts as training and is also recorded), a timestamp per optimiser step (for
-    the probe), (training time, seconds) of each kNN evaluation, and the clock saved beside each checkpoint (`clock`:
-    the one of the checkpoint a resumed run starts from). Ends training after the step that passes `stop_after_s`
-    seconds of training (a guard against a probe far too optimistic, e.g. on a busy machine)."""
+    (wall time since the loop began, less kNN evaluations; SPPS's neighbour mining counts as training and is also
+    recorded), a timestamp per optimiser step (for the probe) and (training time, seconds) of each kNN evaluation."""
 
-    def __init__(self, stop_after_s: float | None = None, clock: dict | None = None):
-        clock = clock or {}
-        self.stop_after_s = stop_after_s
-        self.stopped_early_at_step: int | None = None
-        self.eval_marks: list[tuple[float, float]] = [tuple(mark) for mark in clock.get("eval_marks", [])]
+    def __init__(self):
+        self.eval_marks: list[tuple[float, float]] = []
         self.step_times: list[float] = []
-        self.trained_before_s = clock.get("train_s", 0.0)  # by the calls this run resumes
-        self.mining_before_s = clock.get("neighbour_mining_s", 0.0)
-        self.started = self.outside_at_start = None
+        self.started = self.knn_at_start = None
         self.knn_seconds_seen = 0.0
 
     def training_seconds(self, trainer: Pretrainer) -> float:
-        outside = trainer.seconds_spent["knn"] + trainer.seconds_spent["checkpoints"] - self.outside_at_start
-        return self.trained_before_s + time.perf_counter() - self.started - outside
-
-    def neighbour_mining_seconds(self, trainer: Pretrainer) -> float:
-        return self.mining_before_s + trainer.seconds_spent["mining"]
+        return time.perf_counter() - self.started - (trainer.seconds_spent["knn"] - self.knn_at_start)
 
     def on_train_begin(self, trainer: Pretrainer, global_step: int) -> None:
         self.started = time.perf_counter()
-        self.outside_at_start = trainer.seconds_spent["knn"] + trainer.seconds_spent["checkpoints"]
-        self.knn_seconds_seen = trainer.seconds_spent["knn"]
+        self.knn_at_start = self.knn_seconds_seen = trainer.seconds_spent["knn"]
 
-    def on_step_end(self, trainer: Pretrainer, global_step: int) -> bool:
+    def on_step_end(self, trainer: Pretrainer, global_step: int) -> None:
         # The loop reads the loss only once per logging window, so on a GPU the host runs ahead of the device:
         # wait for the step to finish, or the probe's median gap would be the launch time, not the step's.
         synchronize(trainer.accelerator.device)
         self.step_times.append(time.perf_counter())
-        if (self.stop_after_s and self.stopped_early_at_step is None
-                and self.training_seconds(trainer) > self.stop_after_s):
-            self.stopped_early_at_step = len(self.step_times)  # recorded in the JSON
-            return True
-        return False
 
     def on_evaluate(self, trainer: Pretrainer, global_step: int, metrics: dict[str, float]) -> None:
         spent = trainer.seconds_spent["knn"] - self.knn_seconds_seen
         self.knn_seconds_seen = trainer.seconds_spent["knn"]
         self.eval_marks.append((self.training_seconds(trainer), spent))
 
-    def on_save(self, trainer: Pretrainer, global_step: int, checkpoint: Path) -> None:
-        clock = {"global_step": global_step, "train_s": round(self.training_seconds(trainer), 3),
-                 "eval_marks": self.eval_marks, "neighbour_mining_s": round(self.neighbour_mining_seconds(trainer), 3)}
-        clock_file = clock_path(trainer.output_dir, checkpoint.name)
-        clock_file.parent.mkdir(parents=True, exist_ok=True)
-        clock_file.write_text(json.dumps(clock))
 
-
-def loop_step_gaps(method: str, run: dict, work_dir: Path, steps: int, subset: bool = True) -> list[float]:
-    """Seconds between consecutive optimiser steps of the real training loop (data loading included), no kNN: on the
-    first `batch x (steps + 1)` training images when `subset` (the probe), else on the whole train split."""
+def loop_step_gaps(method: str, run: dict, work_dir: Path, steps: int) -> list[float]:
+    """Seconds between consecutive optimiser steps of the real training loop (data loading included), no kNN, on the
+    first `batch x (steps + 1)` training images."""
     output_dir = work_dir / f"probe_{method}"
-    samples = run["batch"] * (steps + 1) if subset else None
-    argv = training_argv(method, run, output_dir, steps, 0.0, 0, max_train_samples=samples)
+    argv = training_argv(method, run, output_dir, steps, 0.0, 0, max_train_samples=run["batch"] * (steps + 1))
     clock = BudgetClock()
     trainer = Pretrainer(make_args(argv), callbacks=[clock])
     trainer.knn_dataloaders = None  # no kNN: evaluate_knn returns None
@@ -235,105 +196,21 @@ def probe_seconds_per_step(method: str, run: dict, work_dir: Path, steps: int, s
             "min_s": round(min(gaps), 4), "max_s": round(max(gaps), 4)}
 
 
-def reference_probe(results_dir: Path, method: str, batch: int) -> dict | None:
-    """Seconds per step of `method` on the reference machine: the machine of the earliest uncalibrated run of
-    `method` (full data, batch `batch`, no config overrides) in `results_dir/quality/`, averaged over that machine's
-    runs. None when no such run exists (this machine becomes the reference)."""
-    records = []
-    for path in sorted((results_dir / "quality").glob("*/*.json")):
-        record = json.loads(path.read_text())
-        protocol = record.get("protocol") or {}
-        if (record.get("method") != method or "probe" not in record or record.get("tag") == "quick"
-                or protocol.get("batch") != batch or protocol.get("config_overrides") or protocol.get("augmentations")
-                or (record.get("calibration") or {}).get("role", "reference") != "reference"):
-            continue
-        records.append(record)
-    if not records:
-        return None
-    first = min(records, key=lambda r: r["date"])
-    machine = (first.get("cpu_model"), first.get("cpu_cores"), first.get("torch_threads"))
-    same = [r for r in records if (r.get("cpu_model"), r.get("cpu_cores"), r.get("torch_threads")) == machine]
-    seconds_per_step = statistics.fmean(r["probe"]["seconds_per_step"] for r in same)
-    return {"method": method, "seconds_per_step": round(seconds_per_step, 4), "runs": len(same),
-            "cpu_model": machine[0], "cpu_cores": machine[1], "torch_threads": machine[2], "first_date": first["date"]}
-
-
-def calibrate(results_dir: Path, method: str, run: dict, work_dir: Path, steps: int, skip: int) -> dict:
-    """How fast this machine is against the reference machine, from one method's probe on both.
-
-    The budget is defined on the reference machine: a run here gets `budget x speed_factor` seconds, where
-    speed_factor = (s/step here) / (s/step there) of `method`, so that every run of a tag gets the same amount of
-    training whatever CPU a session is given (it assumes the methods' relative costs are the same on both CPUs)."""
-    reference = reference_probe(results_dir, method, run["batch"])
-    plain_run = {**run, "config_overrides": "", "augmentations": ""}  # the reference runs used the recipe as it is
-    here = probe_seconds_per_step(method, plain_run, work_dir, steps, skip)
-    if reference is None:
-        return {"role": "reference", "method": method, "probe_here": here, "speed_factor": 1.0}
-    return {"role": "calibrated", "method": method, "probe_here": here, "reference": reference,
-            "speed_factor": round(here["seconds_per_step"] / reference["seconds_per_step"], 4)}
-
-
-def unfinished_plan(output_dir: Path) -> dict | None:
-    """The plan of a run that a cut-off call left in `output_dir` (probe, calibration, budget), or None."""
-    path = output_dir / PLAN_FILE
-    return json.loads(path.read_text()) if path.is_file() else None
-
-
-def clock_path(output_dir: Path, checkpoint_name: str) -> Path:
-    """Where the training clock of checkpoint `checkpoint_name` (a `step_N` folder) of the run in `output_dir` lives."""
-    return output_dir / CLOCK_DIR / f"{checkpoint_name}.json"
-
-
-def checkpoint_clock(output_dir: Path) -> list[dict]:
-    """Training seconds at each checkpoint of the run in `output_dir`, over all its calls, by step: the clock files
-    saved beside the checkpoints (kept for every checkpoint, while only the newest checkpoint is). The differences
-    give seconds per step between checkpoints: how the machine's speed moved during a long run."""
-    clocks = [json.loads(path.read_text()) for path in (output_dir / CLOCK_DIR).glob(f"{CHECKPOINT_PREFIX}*.json")]
-    return [{"step": clock["global_step"], "train_time_s": round(clock["train_s"], 1)}
-            for clock in sorted(clocks, key=lambda clock: clock["global_step"])]
-
-
 def run_method(method: str, run: dict, budget_s: float, probe: dict, steps_per_epoch: int, work_dir: Path,
-               keep_outputs: bool, hard_stop_factor: float, calibration: dict | None = None,
-               checkpoint_minutes: float = 0.0, plan: dict | None = None) -> dict:
-    """Train one run (or continue it from `plan`, the unfinished_plan of its folder) and return its record."""
+               keep_outputs: bool) -> dict:
+    """Train one run for the step count the probe gives the budget and return its record."""
     max_train_steps = max(1, int(budget_s / probe["seconds_per_step"]))
     epochs = max_train_steps / steps_per_epoch
     warmup_epochs = run["warmup_fraction"] * epochs
     knn_every = 0 if epochs < 2 or run["knn_points"] <= 0 else max(1, round(epochs / run["knn_points"]))
     output_dir = work_dir / f"{method}_seed{run['seed']}"
+    shutil.rmtree(output_dir, ignore_errors=True)
     argv = training_argv(method, run, output_dir, max_train_steps, warmup_epochs, knn_every)
-    checkpoint_every = None
-    if checkpoint_minutes:
-        checkpoint_every = max(1, round(checkpoint_minutes * 60 / probe["seconds_per_step"]))
-    clock, resume_argv = None, []
-    if plan is None:
-        shutil.rmtree(output_dir, ignore_errors=True)  # not a run this call can continue: start clean
-        plan = {"argv": argv, "probe": probe, "calibration": calibration, "budget_s": budget_s,
-                "started": datetime.now(timezone.utc).isoformat(timespec="seconds"), "resumes": []}
-        write_json(output_dir / PLAN_FILE, plan)
-    elif plan["argv"] != argv:
-        raise SystemExit(f"{output_dir} holds an unfinished run started with other options; its training command "
-                         f"was\n  {' '.join(plan['argv'])}\nRerun with that run's options to continue it, or with "
-                         "--overwrite to start it again.")
-    else:
-        # The newest checkpoint with its clock (written just after the checkpoint: a cut between the two leaves one
-        # without, and the one before it is as good a start).
-        checkpoints = [path for path in list_checkpoints(output_dir) if clock_path(output_dir, path.name).is_file()]
-        if checkpoints:  # else the cut came before the first checkpoint: start again, with the plan's step count
-            clock = json.loads(clock_path(output_dir, checkpoints[-1].name).read_text())
-            resume_argv = ["--resume_from_checkpoint", str(checkpoints[-1])]
-            plan["resumes"].append({"step": clock["global_step"], "train_time_s": round(clock["train_s"], 1),
-                                    "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-                                    "cpu_model": cpu_model()})
-            write_json(output_dir / PLAN_FILE, plan)
     print(f"\n== {method} seed {run['seed']}: {max_train_steps} steps ({epochs:.2f} epochs) for "
-          f"{budget_s / 60:.1f} min here at {probe['seconds_per_step']:.3f} s/step; "
+          f"{budget_s / 60:.1f} min at {probe['seconds_per_step']:.3f} s/step; "
           f"kNN every {knn_every or '-'} epoch(s)", flush=True)
-    if clock:
-        print(f"continuing from step {clock['global_step']} ({clock['train_s'] / 60:.1f} min trained)", flush=True)
-    budget_clock = BudgetClock(stop_after_s=budget_s * hard_stop_factor if hard_stop_factor else None, clock=clock)
-    trainer = Pretrainer(make_args(argv + resume_argv, checkpoint_every), callbacks=[budget_clock])
+    budget_clock = BudgetClock()
+    trainer = Pretrainer(make_args(argv), callbacks=[budget_clock])
     results = trainer.train()
     history = []
     for entry, (train_s, eval_s) in zip(trainer.knn_history, budget_clock.eval_marks, strict=False):
@@ -342,30 +219,23 @@ def run_method(method: str, run: dict, budget_s: float, probe: dict, steps_per_e
     record = {
         "method": method, "seed": run["seed"], "budget_minutes": run["budget_minutes"],
         "backbone": trainer.model_config.backbone, "small_image_stem": trainer.model_config.small_image_stem,
-        "probe": probe, "calibration": calibration, "budget_s_here": round(budget_s, 1),
+        "probe": probe, "budget_s_here": round(budget_s, 1),
         "max_train_steps": max_train_steps, "epochs": round(epochs, 3),
         "warmup_epochs": round(warmup_epochs, 3), "knn_every_n_epochs": knn_every,
         "learning_rate": trainer.learning_rate, "train_time_s": train_time_s,
         "eval_time_total_s": round(sum(e for _, e in budget_clock.eval_marks), 1),
         "budget_ratio": round(train_time_s / budget_s, 3),
-        "stopped_early_at_step": budget_clock.stopped_early_at_step,
-        "checkpoint_every_steps": checkpoint_every, "checkpoint_clock": checkpoint_clock(output_dir),
-        "resumes": plan["resumes"],
         "knn_top1": results.get("knn_top1"), "knn_history": history,
         "train_samples": results.get("train_samples"), "eval_samples": results.get("eval_samples"),
         "final_loss": results.get("final_loss"),
-        **({"spps_sampler": run["spps_sampler_record"], "neighbour_mining_s": round(budget_clock.neighbour_mining_seconds(trainer), 1)}
+        **({"spps_sampler": run["spps_sampler_record"], "neighbour_mining_s": round(trainer.seconds_spent["mining"], 1)}
            if method == "spps" else {}),
         "train_command": "accelerate launch recipes/train.py " + " ".join(
             a if " " not in a and "{" not in a else repr(a) for a in argv),
     }
     del trainer
     gc.collect()
-    if keep_outputs:  # the run is done: what let it continue goes; the model stays, as an uninterrupted run's
-        shutil.rmtree(output_dir / "checkpoints", ignore_errors=True)
-        shutil.rmtree(output_dir / CLOCK_DIR, ignore_errors=True)
-        (output_dir / PLAN_FILE).unlink(missing_ok=True)
-    else:
+    if not keep_outputs:
         shutil.rmtree(output_dir, ignore_errors=True)
     return record
 
@@ -525,7 +395,7 @@ def plot(runs: list[dict], summary: dict, path: Path, title: str) -> Path | None
     budget = (runs[0].get("protocol") or {}).get("budget_minutes")
     if budget:
         ax_minutes.axvline(budget, color="grey", linestyle=":", linewidth=1, label="budget")
-    ax_minutes.set_xlabel("training time (reference-machine minutes, kNN evaluations excluded)")
+    ax_minutes.set_xlabel("training minutes (kNN evaluations excluded; calibrated runs: the reference machine's)")
     ax_epochs.set_xlabel("epochs (fixed before training: no machine drift)")
     ax_minutes.set_ylabel("kNN top-1 (%)  k=200, T=0.1")
     ax_minutes.legend(fontsize=8, ncol=2)
@@ -611,8 +481,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--knn_points", type=int, default=4, help="kNN evaluations during training (plus the end).")
     parser.add_argument("--workers", type=int, default=2, help="--dataloader_num_workers of the runs.")
     parser.add_argument("--probe_steps", type=int, default=None, help="Steps of each method's timing probe "
-                        f"(default {PROBE_STEPS}, quick 5); the first 3 (quick 2) are not timed. The calibration "
-                        f"probe always takes {CALIBRATION_STEPS}, as on the reference machine.")
+                        f"(default {PROBE_STEPS}, quick 5); the first 3 (quick 2) are not timed.")
     parser.add_argument("--config_overrides", default="", help="Extra model-config overrides for every method of "
                         "the call, as recipes/train.py takes them (e.g. \"views=[strong, strong]\"); the results get "
                         "their own tag.")
@@ -625,24 +494,12 @@ def main(argv: list[str] | None = None) -> None:
                              "names it and its minutes) or a Hub id. Without it SPPS is not run: each image would be "
                              "its own neighbour, which is SimCLR with a third view.")
     parser.add_argument("--patchmix_backbone", choices=sorted(PATCHMIX_OVERRIDES), default="resnet18")
-    parser.add_argument("--hard_stop_factor", type=float, default=None,
-                        help="Stop a run whose training time passes this x the budget (the probe misjudged the "
-                             "machine's speed; recorded as stopped_early_at_step). 0: never. Default 1.5; off with "
-                             "--quick, whose budget is mostly loader start-up.")
     parser.add_argument("--results_dir", default=str(RESULTS_DIR))
     parser.add_argument("--work_dir", default="outputs/quality", help="Training output folders (deleted after each "
                         "run unless --keep_outputs).")
     parser.add_argument("--keep_outputs", action="store_true")
-    parser.add_argument("--checkpoint_minutes", type=float, default=None,
-                        help="Save each run's state every this many minutes of training (default 10; 0 and --quick: "
-                             "never). Rerunning a cut-off call continues its run from the last one.")
-    parser.add_argument("--overwrite", action="store_true", help="Redo runs whose JSON exists, and start unfinished "
-                        "runs again instead of continuing them.")
+    parser.add_argument("--overwrite", action="store_true", help="Redo runs whose JSON exists.")
     parser.add_argument("--no_random_init", action="store_true")
-    parser.add_argument("--calibrate_with", default="mnn", help="Method whose probe here and on the reference "
-                        "machine (the one the tag's first runs used) gives the speed factor that scales the budget: "
-                        "equal training, not equal minutes, on a faster or slower CPU.")
-    parser.add_argument("--no_calibration", action="store_true", help="Budget in this machine's own minutes.")
     parser.add_argument("--summarize_only", action="store_true", help="Only rebuild the summary JSON and plot.")
     parser.add_argument("--plots_only", action="store_true", help="Only redraw every quality_<tag>.png in "
                         "--results_dir from the JSONs there (no budget needed; no JSON is written).")
@@ -684,12 +541,6 @@ def main(argv: list[str] | None = None) -> None:
     run_folder = results_dir / "quality" / tag
     work_dir = Path(args.work_dir) / tag
     probe_steps = args.probe_steps or (5 if args.quick else PROBE_STEPS)
-    if args.hard_stop_factor is None:
-        args.hard_stop_factor = 0.0 if args.quick else 1.5
-    if args.checkpoint_minutes is None:
-        args.checkpoint_minutes = 0.0 if args.quick else 10.0
-    if args.checkpoint_minutes < 0:
-        parser.error(f"--checkpoint_minutes must be >= 0 (0: no checkpoints), got {args.checkpoint_minutes}.")
     probe_skip = 2 if args.quick else 3
     base_learning_rate = args.base_learning_rate
     if args.patchmix_backbone == "vit_tiny":  # PatchMix's ViT keeps its recipe's AdamW learning rate
@@ -703,7 +554,8 @@ def main(argv: list[str] | None = None) -> None:
         "optimiser (AdamW, weight decay 0.04 to 0.4)",
         "patchmix": PATCHMIX_OVERRIDES[args.patchmix_backbone], "knn": "k=200, T=0.1, bank = train split, "
         "queries = full eval split", "recipes": "recipes/configs/<method>_cifar10.yaml (hyper-parameters, views)",
-        "dataloader_num_workers": args.workers, "probe_steps": probe_steps, "calibration_steps": CALIBRATION_STEPS,
+        "dataloader_num_workers": args.workers, "probe_steps": probe_steps,
+        "minutes": "own",  # this machine's (until 2026-12-06 runs were calibrated to a reference machine's)
         "config_overrides": args.config_overrides or None, "augmentations": args.augmentations or None,
     }
     if args.summarize_only:
@@ -714,7 +566,6 @@ def main(argv: list[str] | None = None) -> None:
 
     steps_per_epoch = None
     probes: dict[str, dict] = {}
-    calibration: dict | None = None
     started = time.perf_counter()
     for seed in args.seeds:
         run = {"dataset_name": dataset_name, "budget_minutes": budget_minutes, "batch": args.batch,
@@ -736,24 +587,11 @@ def main(argv: list[str] | None = None) -> None:
                 if steps_per_epoch is None:
                     from hf_contrastive.data import load_image_dataset
                     steps_per_epoch = len(load_image_dataset(dataset_name).train) // args.batch
-                plan = None if args.overwrite else unfinished_plan(work_dir / f"{method}_seed{seed}")
-                if plan is not None:  # a cut-off call's run: its probe, calibration and budget, not new ones
-                    record = run_method(method, run, plan["budget_s"], plan["probe"], steps_per_epoch, work_dir,
-                                        args.keep_outputs, args.hard_stop_factor, plan["calibration"],
-                                        args.checkpoint_minutes, plan)
-                else:
-                    if calibration is None and not (args.quick or args.no_calibration):
-                        calibration = calibrate(results_dir, args.calibrate_with, run, work_dir, CALIBRATION_STEPS,
-                                                probe_skip)
-                        print(f"calibration ({calibration['role']}): speed factor {calibration['speed_factor']:.3f} "
-                              f"from {args.calibrate_with}'s probe", flush=True)
-                    if method not in probes:
-                        probes[method] = probe_seconds_per_step(method, run, work_dir, probe_steps, probe_skip)
-                        print(f"probe {method}: {probes[method]['seconds_per_step']:.3f} s/step", flush=True)
-                    speed_factor = calibration["speed_factor"] if calibration else 1.0
-                    record = run_method(method, run, budget_minutes * 60 * speed_factor, probes[method],
-                                        steps_per_epoch, work_dir, args.keep_outputs, args.hard_stop_factor,
-                                        calibration, args.checkpoint_minutes)
+                if method not in probes:
+                    probes[method] = probe_seconds_per_step(method, run, work_dir, probe_steps, probe_skip)
+                    print(f"probe {method}: {probes[method]['seconds_per_step']:.3f} s/step", flush=True)
+                record = run_method(method, run, budget_minutes * 60, probes[method], steps_per_epoch, work_dir,
+                                    args.keep_outputs)
             write_json(path, {"benchmark": "quality_run", **environment(TRAINING_DEVICE), "tag": tag, "protocol": protocol,
                               **record})
             print(f"{method} seed {seed}: kNN top-1 {100 * record['knn_top1']:.2f}%", flush=True)

@@ -39,7 +39,8 @@ def test_overhead_report_for_two_recipes_and_its_table(tmp_path):
     assert rows["ressl"]["per_view_encoder_calls"] == {"student": 1, "teacher": 1}
     for row in rows.values():
         assert row["tensors_from_python_data_ours"] == 0
-        assert row["ops_limit_stacked"] <= row["ops_limit"] < row["ops_ours"]
+        # Ours does the stacked limit's backbone work plus heads, loss, EMA and enqueue.
+        assert row["ops_limit_stacked"] <= row["ops_limit"] and row["ops_limit_stacked"] < row["ops_ours"]
         assert row["op_ratio"] == round(row["ops_ours"] / row["ops_limit"], 3) and row["proxy_ours_over_limit"] > 0
     # MNN's views stacked (one call per network) do ReSSL's bare work: one student and one teacher call.
     assert rows["mnn"]["ops_limit_stacked"] == rows["ressl"]["ops_limit"]
