@@ -260,22 +260,24 @@ def _method_model(method: str, sync: bool, stack_views: bool = True):
     return use_global_batchnorm(model, torch.device("cpu")) if sync else model
 
 
-def _ddp_gradient_worker(rank: int, port: int, method: str, views: list, results: dict) -> None:
+def _ddp_gradient_worker(rank: int, port: int, views_by_method: dict, results: dict) -> None:
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
     dist.init_process_group("gloo", rank=rank, world_size=WORLD)
     try:
         torch.set_num_threads(1)
-        model = _method_model(method, sync=True)
-        ddp = torch.nn.parallel.DistributedDataParallel(model)
-        half = views[0].shape[0] // WORLD
-        torch.manual_seed(1)  # the same draws in the model (MNN's lambda) on every process and in the reference
-        output = ddp(views=[view[rank * half:(rank + 1) * half] for view in views])
-        output.loss.backward()  # DDP averages the gradients over the processes
-        loss = output.loss.detach().clone()
-        dist.all_reduce(loss)
-        results[rank] = {"loss": loss.item() / WORLD,
-                         "grads": {name: p.grad.clone() for name, p in model.named_parameters() if p.grad is not None},
-                         "running_var": model.encoder.backbone.bn1.running_var.clone()}
+        for method, views in views_by_method.items():
+            model = _method_model(method, sync=True)
+            ddp = torch.nn.parallel.DistributedDataParallel(model)
+            half = views[0].shape[0] // WORLD
+            torch.manual_seed(1)  # the same draws in the model (MNN's lambda) on every process and in the reference
+            output = ddp(views=[view[rank * half:(rank + 1) * half] for view in views])
+            output.loss.backward()  # DDP averages the gradients over the processes
+            loss = output.loss.detach().clone()
+            dist.all_reduce(loss)
+            results[method, rank] = {
+                "loss": loss.item() / WORLD,
+                "grads": {name: p.grad.clone() for name, p in model.named_parameters() if p.grad is not None},
+                "running_var": model.encoder.backbone.bn1.running_var.clone()}
     finally:
         dist.destroy_process_group()
 
@@ -283,22 +285,34 @@ def _ddp_gradient_worker(rank: int, port: int, method: str, views: list, results
 # Methods whose loss draws random numbers per sample of the per-device batch (MoCHi/SSCL mixing indices, PatchMix's
 # patch assignment and partner image) cannot match a 1-process run draw for draw; the others must match exactly.
 PER_SAMPLE_RANDOM = {"mochi", "sscl", "patchmix"}
+DDP_METHODS = [m for m in __import__("hf_contrastive").available_methods() if m not in PER_SAMPLE_RANDOM]
 
 
-@pytest.mark.parametrize("method", [m for m in __import__("hf_contrastive").available_methods() if m not in PER_SAMPLE_RANDOM])
-def test_ddp_with_global_batchnorm_gives_the_global_batch_gradient(method, sample_views):
+def _method_views(method: str, sample_views) -> list[torch.Tensor]:
+    import hf_contrastive
+
+    return [view.double() for view in sample_views(hf_contrastive.get_method(method).config_class().views)]
+
+
+@pytest.fixture(scope="module")
+def ddp_method_results(sample_views) -> dict:
+    """Every method of DDP_METHODS through 2 DDP processes, in one launch (starting the processes costs more than
+    a method's step): ``{(method, rank): loss, gradients, running variance}``."""
+    views_by_method = {method: _method_views(method, sample_views) for method in DDP_METHODS}
+    manager = mp.Manager()
+    results = manager.dict()
+    mp.spawn(_ddp_gradient_worker, args=(_free_port(), views_by_method, results), nprocs=WORLD, join=True)
+    return dict(results)
+
+
+@pytest.mark.parametrize("method", DDP_METHODS)
+def test_ddp_with_global_batchnorm_gives_the_global_batch_gradient(method, sample_views, ddp_method_results):
     """Every method on real CIFAR-10 views: 2 DDP processes x 8 images with distributed_batchnorm=sync give the
     loss, every parameter gradient and the BN running statistics of one process with plain BatchNorm on all 16
     (in-batch negatives through the autograd gather, queue lookups, local-mean losses averaged by DDP).
     In float64, because this network's float32 gradients at init are ill-conditioned (measured: plain BatchNorm,
     one process, float32 against float64 differs by up to 26% in layer4 weight gradients), which would hide errors."""
-    import hf_contrastive
-
-    kinds = hf_contrastive.get_method(method).config_class().views
-    views = [view.double() for view in sample_views(kinds)]
-    manager = mp.Manager()
-    results = manager.dict()
-    mp.spawn(_ddp_gradient_worker, args=(_free_port(), method, views, results), nprocs=WORLD, join=True)
+    views = _method_views(method, sample_views)
     # One call per view: the BN running statistics then get one update per view, as in the processes (GlobalBatchNorm
     # never stacks views).
     reference = _method_model(method, sync=False, stack_views=False)
@@ -306,7 +320,7 @@ def test_ddp_with_global_batchnorm_gives_the_global_batch_gradient(method, sampl
     loss = reference(views=views).loss
     loss.backward()
     for rank in range(WORLD):
-        got = results[rank]
+        got = ddp_method_results[method, rank]
         assert got["loss"] == pytest.approx(loss.item(), abs=1e-10)
         torch.testing.assert_close(got["running_var"], reference.encoder.backbone.bn1.running_var, rtol=1e-9, atol=1e-9)
         for name, parameter in reference.named_parameters():
