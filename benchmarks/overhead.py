@@ -48,7 +48,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 import hf_contrastive
 from hf_contrastive import data as data_lib
 from hf_contrastive import device_views
-from hf_contrastive.training import Pretrainer, TrainerCallback, parse_args
+from hf_contrastive.training import Pretrainer, TrainerCallback, parse_args, training_step
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import (  # noqa: E402
@@ -177,17 +177,14 @@ def build_steps(method: str, image_size: int, batch_size: int, queue_size: int, 
     optimizer = sgd(model.parameters())
     # bf16: autocast around forward and loss, as `accelerate launch --mixed_precision bf16` does.
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16")
-    forward = torch.compile(model) if compile else model  # as --torch_compile (Accelerate's dynamo_backend)
+    compiled = torch.compile(model) if compile else model  # as --torch_compile (Accelerate's dynamo_backend)
+
+    def forward(**views):
+        with autocast:
+            return compiled(**views)
 
     def ours():
-        with autocast:
-            output = forward(**inputs)
-        output.loss.backward()
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
-        model.momentum_update(progress=0.5)
-        if output.queue_keys:
-            model.enqueue(output.queue_keys)
+        training_step(model, optimizer, inputs, progress=0.5, forward=forward)
 
     plain = config.__class__(**{**config.to_dict(), "bn_splits": 1}) if hasattr(config, "bn_splits") else config
     student, teacher = spec.model_class(plain).train(), spec.model_class(plain).train()
@@ -309,16 +306,8 @@ def loop_against_step(method: str, args, data_on_device: bool) -> dict:
     else:
         batch = next(iter(trainer.train_dataloader))
     inputs = {name: batch[name] for name in ("views", "neighbour_views") if name in batch}
-    model, optimizer = trainer.model, trainer.optimizer
-
     def bare_step() -> None:
-        outputs = model(**inputs)
-        outputs.loss.backward()
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
-        model.momentum_update(progress=0.5)
-        if outputs.queue_keys:
-            model.enqueue(outputs.queue_keys)
+        training_step(trainer.model, trainer.optimizer, inputs, progress=0.5)
         synchronize(trainer.accelerator.device)
 
     bare = []

@@ -21,7 +21,7 @@ from host_device_traffic import HostDeviceTraffic
 import hf_contrastive
 from hf_contrastive import data as data_lib
 from hf_contrastive.hub import CardContext, save_hub_folder
-from hf_contrastive.training import parse_args, train
+from hf_contrastive.training import parse_args, train, training_step
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SAMPLE = REPO_ROOT / "hf_contrastive" / "sample_data" / "cifar10_sample"
@@ -274,13 +274,7 @@ def test_a_training_step_neither_creates_tensors_on_the_host_nor_reads_the_devic
     views = make_views(config, real_images[:8])
 
     def step():
-        outputs = model(views=views)
-        outputs.loss.backward()
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
-        model.momentum_update(progress=0.5)
-        if outputs.queue_keys:
-            model.enqueue(outputs.queue_keys)
+        training_step(model, optimizer, {"views": views}, progress=0.5)
 
     step()  # the first step creates the optimiser state
     with torch.device("meta"), HostDeviceTraffic() as traffic:

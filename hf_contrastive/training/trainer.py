@@ -19,6 +19,7 @@ import shutil
 import signal
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -76,6 +77,24 @@ def build_model_config(args: TrainingArguments):
     if unknown:
         raise ValueError(f"Unknown {spec.name} config fields {unknown}. Valid fields: {sorted(known)}.")
     return spec, spec.config_class(**fields)
+
+
+def training_step(model: torch.nn.Module, optimizer: torch.optim.Optimizer, inputs: dict[str, list[torch.Tensor]],
+                  progress: float | None = None, forward: Callable[..., Any] | None = None) -> Any:
+    """One optimiser step of a ``...ForPreTraining`` model as `Pretrainer` runs it, on one process without
+    Accelerate (no gradient accumulation, scheduler, gather or mixed precision): forward on ``inputs`` (``views``,
+    and ``neighbour_views`` for SPPS), backward, optimiser step, gradients to None, the teachers' EMA at
+    ``progress`` (optimiser steps done / total), the queue keys enqueued. ``forward``: what runs the forward instead
+    of ``model`` (a compiled model, or one under autocast). Returns the model's output. For benchmarks and tests
+    that time or inspect a step."""
+    outputs = (forward or model)(**inputs)
+    outputs.loss.backward()
+    optimizer.step()
+    optimizer.zero_grad(set_to_none=True)
+    model.momentum_update(progress=progress)
+    if outputs.queue_keys:
+        model.enqueue(outputs.queue_keys)
+    return outputs
 
 
 def cosine_weight_decay(start: float, end: float, step: int, total_steps: int) -> float:
