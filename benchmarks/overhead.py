@@ -52,16 +52,17 @@ from hf_contrastive.training import Pretrainer, TrainerCallback, parse_args, tra
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import (  # noqa: E402
+    RECIPES,
     REPO_ROOT,
     encoder_calls,
     environment,
+    recipe_config,
     set_threads,
     synchronize,
     time_interleaved,
     write_json,
 )
 
-RECIPES = Path(__file__).resolve().parents[1] / "recipes" / "configs"
 SAMPLE = REPO_ROOT / "hf_contrastive" / "sample_data" / "cifar10_sample"
 CHEAP_HEAD_WIDTH = 64  # hidden and output width of every head in the cheap-convolution proxy
 # Ops that launch no work: allocation, aliasing and metadata.
@@ -98,23 +99,6 @@ def code_version() -> str:
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
     return commit + ("+changes" if dirty else "")
-
-
-def recipe_config(method: str, image_size: int, queue_size: int | None, head_width: int | None = None):
-    """The method's config from its CIFAR-10 recipe's ``model:`` section, at another image size and queue size
-    (``None``: the recipe's), and with ``head_width``: heads of that hidden and output width (the same layers)."""
-    recipe = yaml.safe_load((RECIPES / f"{method}_cifar10.yaml").read_text())
-    spec = hf_contrastive.get_method(recipe["method"])
-    fields = dict(recipe.get("model", {}))
-    defaults = spec.config_class().to_dict()
-    if "img_size" not in fields.get("backbone_kwargs", {}):  # a ViT's patch grid fixes its image size
-        fields["image_size"] = image_size
-    if queue_size is not None and "queue_size" in defaults:
-        fields["queue_size"] = queue_size
-    if head_width:
-        fields.update({name: head_width for name in ("projection_hidden_size", "prediction_hidden_size",
-                                                     "projection_dim") if name in defaults})
-    return spec, spec.config_class(**fields)
 
 
 def view_inputs(config, batch: int, generator: torch.Generator) -> dict[str, list[torch.Tensor]]:

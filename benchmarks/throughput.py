@@ -5,10 +5,12 @@
     python benchmarks/throughput.py --sweep --output benchmarks/results/throughput_sweep.json
 
 One image = one sample with all its views. "ours" is a full optimiser step of the method's ForPreTraining model
-(forward of every view, loss, backward, SGD step, teacher EMA, enqueue), as the training loop does it. The "limit"
-is the unavoidable work with the same backbone: forward+backward of the inputs the student sees and a no-grad
-forward of the inputs the teacher sees (read off the method's own forward: `common.encoder_calls`), with no
-heads, queue or loss. Where lightly implements the
+(forward of every view, loss, backward, SGD step, teacher EMA, enqueue: `hf_contrastive.training.training_step`),
+built from the method's CIFAR-10 recipe (`recipes/configs/<method>_cifar10.yaml`: bn_splits, views, heads, queue;
+since 2026-12-06, `--config_source default` for the config classes' defaults, as before). The "limit" is the
+unavoidable work with the same backbone in plain BatchNorm: forward+backward of the inputs the student sees and a
+no-grad forward of the inputs the teacher sees (read off the method's own forward: `common.encoder_calls`), with
+no heads, queue or loss. Where lightly implements the
 same method (SimCLR, MoCo v2, BYOL, NNCLR) and is installed (`pip install -e ".[bench]"`), lightly's version, built
 as lightly's examples build it on the same backbone, batch and views, is timed the same way. The three step
 functions run interleaved (rotating order) and each reports the median over the repeats after warm-up.
@@ -50,12 +52,14 @@ from hf_contrastive.models.modeling_contrastive import (
     FeatureQueue,
     build_backbone,
 )
+from hf_contrastive.training import training_step
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import (
     encoder_calls,
     environment,
     max_rss_mib,
+    recipe_config,
     set_threads,
     summarize,
     synchronize,
@@ -97,19 +101,23 @@ def make_inputs(config, batch: int, device: torch.device, seed: int = 0,
 
 
 def build_config(method: str, image_size: int, small_stem: bool, queue_size: int | None = 4096,
-                 patchmix_backbone: str = "tiny"):
-    spec = hf_contrastive.get_method(method)
-    fields = spec.config_class().to_dict()
-    overrides: dict = {"image_size": image_size}
+                 patchmix_backbone: str = "tiny", config_source: str = "recipe"):
+    """The method's config from its CIFAR-10 recipe (``config_source="recipe"``; ``queue_size`` None: the recipe's)
+    or its config class's defaults (``"default"``; ``queue_size`` None: 4096), at ``image_size`` with the given stem
+    or PatchMix backbone."""
+    overrides: dict = {}
     if method == "patchmix":
         backbone, kwargs = PATCHMIX_BACKBONES[patchmix_backbone]
         if backbone is not None:
             overrides.update(backbone=backbone, backbone_kwargs=dict(kwargs))
     else:
         overrides["small_image_stem"] = small_stem
-    if "queue_size" in fields and queue_size is not None:
-        overrides["queue_size"] = queue_size
-    return spec, spec.config_class(**overrides)
+    if config_source == "recipe":
+        return recipe_config(method, image_size, queue_size, **overrides)
+    spec = hf_contrastive.get_method(method)
+    if "queue_size" in spec.config_class().to_dict():
+        overrides["queue_size"] = queue_size or 4096
+    return spec, spec.config_class(image_size=image_size, **overrides)
 
 
 def make_optimizer(parameters, batch: int) -> torch.optim.Optimizer:
@@ -130,21 +138,18 @@ def build_ours(spec, config, views, neighbour_views, device):
         inputs["neighbour_views"] = neighbour_views
 
     def step() -> None:
-        outputs = model(**inputs)
-        outputs.loss.backward()
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
-        model.momentum_update()
-        if outputs.queue_keys:
-            model.enqueue(outputs.queue_keys)
+        training_step(model, optimizer, inputs)
 
     return step, [model], optimizer
 
 
 def build_limit(spec, config, route: dict[str, list[tuple[int, ...]]], device):
     """The bare backbone doing the step's unavoidable work: one call per student input shape in ``route`` (forward
-    and backward, then SGD) and one no-grad call per teacher input shape (`common.encoder_calls`)."""
+    and backward, then SGD) and one no-grad call per teacher input shape (`common.encoder_calls`), in plain
+    BatchNorm (``bn_splits`` 1)."""
     torch.manual_seed(0)
+    if hasattr(config, "bn_splits"):
+        config = config.__class__(**{**config.to_dict(), "bn_splits": 1})
     backbone = spec.model_class(config).to(device).train()
     teacher = spec.model_class(config).to(device).train().requires_grad_(False)
     student_inputs = [torch.randn(shape, device=device) for shape in route["student"]]
@@ -371,8 +376,10 @@ def peak_memory(step: Callable[[], None], device: torch.device, modules: list[nn
 
 def measure(method: str, batch: int, image_size: int, small_stem: bool, repeats: int, warmup: int,
             device: torch.device, patchmix_backbone: str = "tiny", with_lightly: bool = True,
-            with_memory: bool = True, precision: str = "fp32", channels_last: bool = False) -> dict:
-    spec, config = build_config(method, image_size, small_stem, patchmix_backbone=patchmix_backbone)
+            with_memory: bool = True, precision: str = "fp32", channels_last: bool = False,
+            config_source: str = "recipe") -> dict:
+    spec, config = build_config(method, image_size, small_stem, queue_size=None, patchmix_backbone=patchmix_backbone,
+                                config_source=config_source)
     views, neighbour_views = make_inputs(config, batch, device, channels_last=channels_last)
     ours = build_ours(spec, config, views, neighbour_views, device)
     # Which inputs reach the student and the teacher(s): read off the method's own forward, one call per view (a
@@ -394,6 +401,8 @@ def measure(method: str, batch: int, image_size: int, small_stem: bool, repeats:
     row = {
         "method": method, "backbone": config.backbone, "backbone_kwargs": config.backbone_kwargs,
         "small_image_stem": config.small_image_stem, "image_size": config.image_size, "batch": batch,
+        "config_source": config_source, "bn_splits": getattr(config, "bn_splits", None),
+        "queue_size": getattr(config, "queue_size", None),
         "views": config.views, "view_sides": [view_side(k, config.image_size) for k in config.views],
         "neighbour_views": list(getattr(config, "neighbour_views", None) or []),
         "student_calls": [list(shape[-2:]) for shape in route["student"]],
@@ -461,9 +470,9 @@ class QueueOpTimer(contextlib.AbstractContextManager):
 
 def sweep_point(method: str, batch: int, queue_size: int, image_size: int, small_stem: bool, repeats: int,
                 warmup: int, device: torch.device, patchmix_backbone: str, precision: str = "fp32",
-                channels_last: bool = False) -> dict:
+                channels_last: bool = False, config_source: str = "recipe") -> dict:
     spec, config = build_config(method, image_size, small_stem, queue_size=queue_size,
-                                patchmix_backbone=patchmix_backbone)
+                                patchmix_backbone=patchmix_backbone, config_source=config_source)
     views, neighbour_views = make_inputs(config, batch, device, channels_last=channels_last)
     variants = {"ours": build_ours(spec, config, views, neighbour_views, device)}
     step = apply_setting(variants, device, precision, channels_last)["ours"][0]
@@ -490,11 +499,12 @@ def sweep_point(method: str, batch: int, queue_size: int, image_size: int, small
     }
 
 
-def queue_methods(methods: list[str], patchmix_backbone: str) -> list[str]:
-    """The methods whose default model holds a FeatureQueue (SPPS only with base=mocov2)."""
+def queue_methods(methods: list[str], patchmix_backbone: str, config_source: str) -> list[str]:
+    """The methods whose model holds a FeatureQueue (SPPS only with base=mocov2)."""
     found = []
     for method in methods:
-        spec, config = build_config(method, 32, False, patchmix_backbone=patchmix_backbone)
+        spec, config = build_config(method, 32, False, patchmix_backbone=patchmix_backbone,
+                                    config_source=config_source)
         if "queue_size" not in config.to_dict():
             continue
         model = spec.pretraining_class(config)
@@ -504,14 +514,14 @@ def queue_methods(methods: list[str], patchmix_backbone: str) -> list[str]:
 
 
 def run_sweep(args, setting: dict, device: torch.device) -> dict:
-    methods = queue_methods(args.methods, args.patchmix_backbone)
+    methods = queue_methods(args.methods, args.patchmix_backbone, args.config_source)
     skipped = sorted(set(args.methods) - set(methods))
     if skipped:
         print(f"no queue, not swept: {', '.join(skipped)}")
     common_kwargs = {"image_size": setting["image_size"], "small_stem": setting["small_stem"],
                      "repeats": setting["repeats"], "warmup": setting["warmup"], "device": device,
                      "patchmix_backbone": args.patchmix_backbone, "precision": setting["precision"],
-                     "channels_last": setting["channels_last"]}
+                     "channels_last": setting["channels_last"], "config_source": args.config_source}
     queue_rows, batch_rows = [], []
     for method in methods:
         for queue_size in setting["queue_sizes"]:
@@ -557,6 +567,10 @@ def main(argv: list[str] | None = None) -> None:
                              "loss scaler, for timing only).")
     parser.add_argument("--channels_last", action="store_true",
                         help="Every variant's models and inputs in channels-last layout (the trainer's flag).")
+    parser.add_argument("--config_source", choices=("recipe", "default"), default="recipe",
+                        help="recipe (default): each method's recipes/configs/<method>_cifar10.yaml model section "
+                             "(bn_splits, views, heads, queue), what users run; default: the config class's defaults "
+                             "(bn_splits 1, queue 4096), as this benchmark measured before 2026-12-06.")
     parser.add_argument("--no_lightly", action="store_true", help="Skip the lightly comparison.")
     parser.add_argument("--no_memory", action="store_true", help="Skip the peak-memory measurement.")
     args = parser.parse_args(argv)
@@ -579,7 +593,7 @@ def main(argv: list[str] | None = None) -> None:
     for name in ("batch", "repeats", "warmup"):
         if getattr(args, name) is not None:
             setting[name] = getattr(args, name)
-    setting.update(precision=args.precision, channels_last=args.channels_last)
+    setting.update(precision=args.precision, channels_last=args.channels_last, config_source=args.config_source)
     backbone, kwargs = PATCHMIX_BACKBONES[args.patchmix_backbone]
     setting["patchmix_backbone"] = {"name": args.patchmix_backbone, "backbone": backbone or "method default",
                                     "backbone_kwargs": kwargs}
@@ -601,7 +615,7 @@ def main(argv: list[str] | None = None) -> None:
             row = measure(method, setting["batch"], setting["image_size"], setting["small_stem"], setting["repeats"],
                           setting["warmup"], device, args.patchmix_backbone, with_lightly=not args.no_lightly,
                           with_memory=not args.no_memory, precision=args.precision,
-                          channels_last=args.channels_last)
+                          channels_last=args.channels_last, config_source=args.config_source)
             results.append(row)
             extra = ""
             if "ours_over_lightly" in row:

@@ -108,8 +108,13 @@ def test_throughput_reads_every_methods_route_off_its_forward():
     expected = {"mnn": (2, 2), "msf": (1, 1), "msvq": (1, 3), "simclr": (2, 0), "multinet_gl": (6, 2)}
     for method in hf_contrastive.available_methods():
         row = throughput.measure(method, batch=4, image_size=32, small_stem=False, repeats=1, warmup=0,
-                                 device=torch.device("cpu"), with_lightly=False, with_memory=False)
+                                 device=torch.device("cpu"), with_lightly=False, with_memory=False,
+                                 config_source="default")
         assert row["ours_step_s"] > 0 and row["limit_step_s"] > 0 and row["student_views"] >= 1, method
         if method in expected:
             assert (row["student_views"], row["teacher_views"]) == expected[method], method
     assert row["student_calls"] and all(len(side) == 2 for side in row["student_calls"])
+    # By default each method is built from its CIFAR-10 recipe (MNN's: 8 BatchNorm splits, queue 4096).
+    row = throughput.measure("mnn", batch=16, image_size=32, small_stem=False, repeats=1, warmup=0,
+                             device=torch.device("cpu"), with_lightly=False, with_memory=False)
+    assert (row["config_source"], row["bn_splits"], row["queue_size"]) == ("recipe", 8, 4096)
