@@ -490,21 +490,28 @@ def test_channels_last_trains_the_same_model(tmp_path):
     assert max((expected[k] - got[k]).abs().max().item() for k in expected if expected[k].is_floating_point()) < 1e-3
 
 
+def _resumed_run_ends_where_the_straight_run_ends(tmp_path: Path, argv: list[str]) -> dict:
+    """Train ``argv`` (4 steps, a checkpoint every 2) straight, then again from the straight run's step-2 checkpoint
+    in another folder: the final weights must be equal bit for bit. Returns the straight run's results."""
+    straight = train(parse_args(argv + ["--output_dir", str(tmp_path / "straight")]))
+    resumed_dir = tmp_path / "resumed" / "checkpoints"
+    resumed_dir.mkdir(parents=True)
+    (tmp_path / "straight" / "checkpoints" / "step_2").rename(resumed_dir / "step_2")
+    train(parse_args(argv + ["--output_dir", str(tmp_path / "resumed"), "--resume_from_checkpoint", "latest"]))
+    expected = load_file(tmp_path / "straight" / "model" / "model.safetensors")
+    got = load_file(tmp_path / "resumed" / "model" / "model.safetensors")
+    for name in expected:
+        assert torch.equal(expected[name], got[name]), name
+    return straight
+
+
 def test_training_with_augment_on_device_resumes_exactly(tmp_path):
     """The real loop with --augment_on_device (MNN: strong + weak views): it trains, and a run resumed from its
     mid-epoch checkpoint ends with the same weights as the uninterrupted run (the device half is seeded per batch)."""
     common = SMALL_RUN + ["--max_train_steps", "4", "--knn_every_n_epochs", "0", "--checkpointing_steps", "2",
                           "--augment_on_device"]
-    straight = train(parse_args(common + ["--output_dir", str(tmp_path / "straight")]))
+    straight = _resumed_run_ends_where_the_straight_run_ends(tmp_path, common)
     assert straight["global_step"] == 4
-    resumed_dir = tmp_path / "resumed" / "checkpoints"
-    resumed_dir.mkdir(parents=True)
-    (tmp_path / "straight" / "checkpoints" / "step_2").rename(resumed_dir / "step_2")
-    train(parse_args(common + ["--output_dir", str(tmp_path / "resumed"), "--resume_from_checkpoint", "latest"]))
-    expected = load_file(tmp_path / "straight" / "model" / "model.safetensors")
-    got = load_file(tmp_path / "resumed" / "model" / "model.safetensors")
-    for name in expected:
-        assert torch.equal(expected[name], got[name]), name
     # And the flag changes the views: the same run without it ends elsewhere.
     default = train(parse_args(SMALL_RUN + ["--max_train_steps", "4", "--knn_every_n_epochs", "0",
                                             "--output_dir", str(tmp_path / "default")]))
@@ -517,16 +524,8 @@ def test_training_with_data_on_device_resumes_exactly(tmp_path):
     common = SMALL_RUN[:-2] + ["--method", "spps", "--max_train_steps", "4", "--knn_every_n_epochs", "0",
                                "--checkpointing_steps", "2", "--data_on_device", "--config_overrides",
                                "queue_size=128,projection_hidden_size=256,small_image_stem=false"]
-    straight = train(parse_args(common + ["--output_dir", str(tmp_path / "straight")]))
+    straight = _resumed_run_ends_where_the_straight_run_ends(tmp_path, common)
     assert straight["global_step"] == 4 and math.isfinite(straight["final_loss"])
-    resumed_dir = tmp_path / "resumed" / "checkpoints"
-    resumed_dir.mkdir(parents=True)
-    (tmp_path / "straight" / "checkpoints" / "step_2").rename(resumed_dir / "step_2")
-    train(parse_args(common + ["--output_dir", str(tmp_path / "resumed"), "--resume_from_checkpoint", "latest"]))
-    expected = load_file(tmp_path / "straight" / "model" / "model.safetensors")
-    got = load_file(tmp_path / "resumed" / "model" / "model.safetensors")
-    for name in expected:
-        assert torch.equal(expected[name], got[name]), name
 
 
 def test_data_on_device_learns_like_the_loader(tmp_path):
