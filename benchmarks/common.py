@@ -20,13 +20,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 import torch
-import yaml
-
-import hf_contrastive
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 REPO_ROOT = Path(__file__).resolve().parents[1]
-RECIPES = REPO_ROOT / "recipes" / "configs"
 # The real CIFAR-10 beside the checkout (the local parquet copy of uoft-cs/cifar10): the benchmarks' default data.
 SHARED_CIFAR10 = REPO_ROOT.parent / "shared" / "data" / "cifar10"
 
@@ -166,23 +162,3 @@ def encoder_calls(model: torch.nn.Module, inputs: dict) -> dict[str, list[tuple[
         for hook in hooks:
             hook.remove()
     return calls
-
-
-def recipe_config(method: str, image_size: int, queue_size: int | None, head_width: int | None = None,
-                  **overrides):
-    """The method's config from its CIFAR-10 recipe's ``model:`` section, at another image size and queue size
-    (``None``: the recipe's), with ``head_width``: heads of that hidden and output width (the same layers), and with
-    ``overrides`` (config fields) last."""
-    recipe = yaml.safe_load((RECIPES / f"{method}_cifar10.yaml").read_text())
-    spec = hf_contrastive.get_method(recipe["method"])
-    fields = dict(recipe.get("model", {}))
-    defaults = spec.config_class().to_dict()
-    if "img_size" not in fields.get("backbone_kwargs", {}):  # a ViT's patch grid fixes its image size
-        fields["image_size"] = image_size
-    if queue_size is not None and "queue_size" in defaults:
-        fields["queue_size"] = queue_size
-    if head_width:
-        fields.update({name: head_width for name in ("projection_hidden_size", "prediction_hidden_size",
-                                                     "projection_dim") if name in defaults})
-    fields.update(overrides)
-    return spec, spec.config_class(**fields)

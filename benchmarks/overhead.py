@@ -11,8 +11,8 @@ launches rather than arithmetic (the H100 step times fit 5.4 ms + 36 us x launch
   kernel launch.
 - **cheap-conv proxy** (timed): every convolution of both variants becomes a 1x1 convolution with the same channels
   and stride, and every head is 64 wide (same layers; since 2026-12-06), at a small image and batch on one thread,
-  so the per-op cost dominates as on a fast GPU; the limit's
-  median step time over ours, the two interleaved in one process (a ratio, never an absolute time).
+  so the per-op cost dominates as on a fast GPU; the limit's median step time over ours, the two interleaved in one
+  process (a ratio, never an absolute time).
 
 "ours" is one full optimiser step as `recipes/train.py` runs it: the method's ForPreTraining model built from
 ``recipes/configs/{method}_cifar10.yaml`` (bn_splits, views, heads, queue), forward of all views, loss, backward,
@@ -32,6 +32,7 @@ runs under ``torch.cuda.set_sync_debug_mode("error")`` (benchmarks/gpu_check.sh)
 from __future__ import annotations
 
 import argparse
+import itertools
 import statistics
 import subprocess
 import sys
@@ -48,20 +49,19 @@ from torch.utils._python_dispatch import TorchDispatchMode
 import hf_contrastive
 from hf_contrastive import data as data_lib
 from hf_contrastive import device_views
-from hf_contrastive.training import Pretrainer, TrainerCallback, parse_args, training_step
+from hf_contrastive.training import Pretrainer, parse_args, training_step
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import (  # noqa: E402
-    RECIPES,
     REPO_ROOT,
     encoder_calls,
     environment,
-    recipe_config,
     set_threads,
     synchronize,
     time_interleaved,
     write_json,
 )
+from training_setup import RECIPES, StepTimes, plain_batchnorm, recipe_config  # noqa: E402
 
 SAMPLE = REPO_ROOT / "hf_contrastive" / "sample_data" / "cifar10_sample"
 CHEAP_HEAD_WIDTH = 64  # hidden and output width of every head in the cheap-convolution proxy
@@ -170,7 +170,7 @@ def build_steps(method: str, image_size: int, batch_size: int, queue_size: int, 
     def ours():
         training_step(model, optimizer, inputs, progress=0.5, forward=forward)
 
-    plain = config.__class__(**{**config.to_dict(), "bn_splits": 1}) if hasattr(config, "bn_splits") else config
+    plain = plain_batchnorm(config)
     student, teacher = spec.model_class(plain).train(), spec.model_class(plain).train()
     if cheap:
         cheap_convolutions(student), cheap_convolutions(teacher)
@@ -252,17 +252,6 @@ def count_ops(step) -> OpCounter:
     return counter
 
 
-class StepStamps(TrainerCallback):
-    """The time at the end of every optimiser step of the real loop (after the device finished it)."""
-
-    def __init__(self):
-        self.stamps: list[float] = []
-
-    def on_step_end(self, trainer: Pretrainer, global_step: int) -> None:
-        synchronize(trainer.accelerator.device)
-        self.stamps.append(time.perf_counter())
-
-
 def loop_against_step(method: str, args, data_on_device: bool) -> dict:
     """The real loop (`Pretrainer` on the shipped sample: batches, the step, EMA, enqueue, loss bookkeeping, hooks)
     against its bare step (forward, backward, SGD, EMA, enqueue) repeated on one of its own batches afterwards, in
@@ -279,17 +268,18 @@ def loop_against_step(method: str, args, data_on_device: bool) -> dict:
             argv += ["--config_overrides", "small_image_stem=false"]
         if data_on_device:
             argv.append("--data_on_device")
-        stamps = StepStamps()
-        trainer = Pretrainer(parse_args(argv), callbacks=[stamps])
+        clock = StepTimes()
+        trainer = Pretrainer(parse_args(argv), callbacks=[clock])
         trainer.knn_dataloaders = None  # no kNN monitor: the loop alone
         trainer.train()
-    gaps = [b - a for a, b in zip(stamps.stamps[warmup - 1:], stamps.stamps[warmup:], strict=False)]
+    gaps = [b - a for a, b in itertools.pairwise(clock.step_times[warmup - 1:])]
     if data_on_device:
         data = trainer.train_dataset
         batch = data.batch(data.permutation(0)[:args.loop_batch_size], seed=0)
     else:
         batch = next(iter(trainer.train_dataloader))
     inputs = {name: batch[name] for name in ("views", "neighbour_views") if name in batch}
+
     def bare_step() -> None:
         training_step(trainer.model, trainer.optimizer, inputs, progress=0.5)
         synchronize(trainer.accelerator.device)

@@ -51,17 +51,17 @@ import yaml
 from huggingface_hub.utils import HFValidationError, validate_repo_id
 
 import hf_contrastive
-from hf_contrastive.training import Pretrainer, TrainerCallback, parse_args
+from hf_contrastive.training import Pretrainer, parse_args
 from hf_contrastive.training.arguments import parse_overrides
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import REPO_ROOT, RESULTS_DIR, SHARED_CIFAR10, display_path, environment, synchronize, write_json
+from common import REPO_ROOT, RESULTS_DIR, SHARED_CIFAR10, display_path, environment, write_json
+from training_setup import RECIPES, StepTimes
 
 SAMPLE = REPO_ROOT / "hf_contrastive" / "sample_data" / "cifar10_sample"
-RECIPES = REPO_ROOT / "recipes" / "configs"
 RANDOM_INIT = "random_init"
-# Each method's probe: 45 steps, 41 timed. Until 2026-11-29 it was 15 (11 timed); probe_check.py (since removed) measured
-# that the median of 11 steps strays from the full loop's by 0.7-2.8% (sd; up to 9.8%), of 41 steps by 0.4-2.4%.
+# Each method's probe: 45 steps, 41 timed. Until 2026-11-29 it was 15 (11 timed); probe_check.py (since
+# removed) measured that the median of 11 steps strays from the full loop's by 0.7-2.8% (sd; up to 9.8%), of 41 steps by 0.4-2.4%.
 PROBE_STEPS = 45
 # Where the trainer runs (Accelerate picks CUDA when present): recorded in every JSON.
 TRAINING_DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
@@ -141,14 +141,15 @@ def make_args(argv: list[str]):
     return args
 
 
-class BudgetClock(TrainerCallback):
+class BudgetClock(StepTimes):
     """The benchmark's clock on the real loop, from the trainer's public hooks and ``seconds_spent``: training time
     (wall time since the loop began, less kNN evaluations; SPPS's neighbour mining counts as training and is also
-    recorded), a timestamp per optimiser step (for the probe) and (training time, seconds) of each kNN evaluation."""
+    recorded), a timestamp per optimiser step (`StepTimes`, for the probe) and (training time, seconds) of each kNN
+    evaluation."""
 
     def __init__(self):
+        super().__init__()
         self.eval_marks: list[tuple[float, float]] = []
-        self.step_times: list[float] = []
         self.started = self.knn_at_start = None
         self.knn_seconds_seen = 0.0
 
@@ -158,12 +159,6 @@ class BudgetClock(TrainerCallback):
     def on_train_begin(self, trainer: Pretrainer, global_step: int) -> None:
         self.started = time.perf_counter()
         self.knn_at_start = self.knn_seconds_seen = trainer.seconds_spent["knn"]
-
-    def on_step_end(self, trainer: Pretrainer, global_step: int) -> None:
-        # The loop reads the loss only once per logging window, so on a GPU the host runs ahead of the device:
-        # wait for the step to finish, or the probe's median gap would be the launch time, not the step's.
-        synchronize(trainer.accelerator.device)
-        self.step_times.append(time.perf_counter())
 
     def on_evaluate(self, trainer: Pretrainer, global_step: int, metrics: dict[str, float]) -> None:
         spent = trainer.seconds_spent["knn"] - self.knn_seconds_seen

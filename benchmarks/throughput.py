@@ -59,13 +59,13 @@ from common import (
     encoder_calls,
     environment,
     max_rss_mib,
-    recipe_config,
     set_threads,
     summarize,
     synchronize,
     time_interleaved,
     write_json,
 )
+from training_setup import plain_batchnorm, recipe_config
 
 # PatchMix's own backbone is a ViT; its official ViT-S/2 (256 tokens, 12 blocks) costs ~10x a CIFAR ResNet-18 per
 # image, too much for a CPU benchmark. "tiny": ViT-Ti/4 at 32 px (64 patches + cls, 192-d, 12 blocks, 3 heads),
@@ -148,8 +148,7 @@ def build_limit(spec, config, route: dict[str, list[tuple[int, ...]]], device):
     and backward, then SGD) and one no-grad call per teacher input shape (`common.encoder_calls`), in plain
     BatchNorm (``bn_splits`` 1)."""
     torch.manual_seed(0)
-    if hasattr(config, "bn_splits"):
-        config = config.__class__(**{**config.to_dict(), "bn_splits": 1})
+    config = plain_batchnorm(config)
     backbone = spec.model_class(config).to(device).train()
     teacher = spec.model_class(config).to(device).train().requires_grad_(False)
     student_inputs = [torch.randn(shape, device=device) for shape in route["student"]]

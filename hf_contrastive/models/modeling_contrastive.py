@@ -41,7 +41,8 @@ class SplitBatchNorm2d(nn.BatchNorm2d):
     Running statistics: each split keeps its own (``split_running_mean`` / ``split_running_var``, ``[num_splits *
     C]``, not saved), updated inside the batch-norm kernel. Through `ContrastiveModel` the weight and bias repeated
     per group (and, for stacked views, the statistics expanded per view) are made for all norms of the backbone at
-    once (`prepare_split_calls`), so a training call costs about the launches of a plain BatchNorm. ``running_mean`` / ``running_var`` are their mean over the splits, written whenever they are read:
+    once (`prepare_split_calls`), so a training call costs about the launches of a plain BatchNorm.
+    ``running_mean`` / ``running_var`` are their mean over the splits, written whenever they are read:
     ``state_dict()`` (hence ``save_pretrained`` and checkpoints), an eval-mode call, or `sync_running_stats`. Both
     updates are linear, so this equals averaging after every step (the reference code's update) up to rounding.
     Loading a state dict (or ``from_pretrained``) starts every split from the loaded statistics. For a bit-exact
