@@ -3,6 +3,7 @@ queues that stay identical on every process when filled with gathered keys."""
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 import socket
@@ -493,3 +494,37 @@ def test_split_norms_prepared_together_equal_each_norm_on_its_own(layout, sample
     assert was_prepared == [True, False, True, False]
     assert all(norm.prepared_call is None for norm in prepared.modules() if isinstance(norm, SplitBatchNorm2d))
     assert int(direct_norms[0].num_batches_tracked) == 2
+
+
+def test_cached_norm_and_teacher_lists_follow_module_swaps(sample_views):
+    """A training step reuses its backbone's list of norms and its teachers' module lists instead of walking the
+    modules again; a module swapped in after a step (here GlobalBatchNorm for every norm, as multi-process CPU
+    training does, and a new teacher head) is seen by the next step: the views go through one call each, as any
+    non-split norm needs, and the EMA moves the new head."""
+    from hf_contrastive import BYOLConfig, BYOLForPreTraining
+    from hf_contrastive.distributed import use_global_batchnorm
+
+    torch.manual_seed(0)
+    model = BYOLForPreTraining(BYOLConfig(bn_splits=2, small_image_stem=False)).train()
+    views = sample_views(["strong", "weak"], count=8)
+    model(views=views)
+    model.momentum_update()
+    assert all(isinstance(norm, SplitBatchNorm2d) for norm in model.encoder.batch_norms())
+
+    use_global_batchnorm(model.encoder, torch.device("cpu"))
+    new_head = copy.deepcopy(model.teacher_projector)
+    model.teacher_projector = new_head
+    with torch.no_grad():
+        for parameter in model.projector.parameters():  # the student moves away from the teacher
+            parameter.add_(1.0)
+    assert model.encoder.batch_norms() and all(
+        isinstance(norm, GlobalBatchNorm) for norm in model.encoder.batch_norms())
+    calls = []
+    handle = model.encoder.register_forward_hook(lambda module, args, output: calls.append(args[0].shape[0]))
+    model.encoder.encode_views(views)
+    handle.remove()
+    assert calls == [8, 8]  # one call per view: GlobalBatchNorm would mix the stacked views' statistics
+    before = [p.clone() for p in new_head.parameters()]
+    model.momentum_update()
+    assert model.teacher_pairs()[0][0][1] is new_head
+    assert any(not torch.equal(p, old) for p, old in zip(new_head.parameters(), before, strict=True))

@@ -21,6 +21,26 @@ from transformers.utils import ModelOutput
 
 from .configuration_contrastive import ContrastiveConfig
 
+# How many submodules and parameters have been registered anywhere in this process (setattr, add_module,
+# convert_sync_batchnorm, load_state_dict(assign=True), ...). A list made by walking a module tree stays valid while
+# this count is unchanged, so a training step need not walk its backbones again (`ContrastiveModel.batch_norms`).
+_module_registrations = 0
+
+
+def _count_registration(module: nn.Module, name: str, value) -> None:
+    global _module_registrations
+    _module_registrations += 1
+
+
+torch.nn.modules.module.register_module_module_registration_hook(_count_registration)
+torch.nn.modules.module.register_module_parameter_registration_hook(_count_registration)
+
+
+def _set_call_state(module: nn.Module, name: str, value) -> None:
+    """Per-call state of a module (neither parameter, buffer nor submodule), set straight into its ``__dict__``:
+    ``nn.Module.__setattr__``'s checks cost more than the rest of a prepared batch norm call."""
+    module.__dict__[name] = value
+
 # ----------------------------------------------------------------------------- backbone
 
 
@@ -134,7 +154,8 @@ class SplitBatchNorm2d(nn.BatchNorm2d):
         # Not a view of the batch-norm output: the in-place ReLU that follows would make autograd rebuild the base
         # in backward (clone, zeros and copies on every call).
         out = torch.ops.aten._unsafe_view(out, (batch, channels, height, width))
-        self.splits_ahead = splits > 1
+        if splits > 1 and not self.splits_ahead:
+            self.splits_ahead = True
         return out.contiguous(memory_format=torch.channels_last) if channels_last else out
 
 
@@ -166,7 +187,8 @@ def prepare_split_calls(norms: Sequence[SplitBatchNorm2d]) -> list:
             stats = expanded.view(2 * count, -1).unbind()
             expanded_stats.append((members, expanded))
         for index, norm in enumerate(members):
-            norm.prepared_call = (affine[2 * index], affine[2 * index + 1], stats[2 * index], stats[2 * index + 1])
+            _set_call_state(norm, "prepared_call",
+                            (affine[2 * index], affine[2 * index + 1], stats[2 * index], stats[2 * index + 1]))
     return expanded_stats
 
 
@@ -175,7 +197,7 @@ def finish_split_calls(norms: Sequence[SplitBatchNorm2d], expanded_stats: list) 
     """After the call `prepare_split_calls` prepared: the stacked views' statistics averaged back into their splits
     (one mean and one copy per channel count), and the prepared tensors released."""
     for norm in norms:
-        norm.prepared_call = None
+        _set_call_state(norm, "prepared_call", None)
     for members, expanded in expanded_stats:
         averaged = expanded.mean(dim=2).view(expanded.shape[0], -1).unbind()
         torch._foreach_copy_([buffer for norm in members for buffer in norm.split_stats()], list(averaged))
@@ -607,6 +629,8 @@ class ContrastiveForPreTraining(ContrastivePreTrainedModel):
         super().__init__(config, *inputs, **kwargs)
         # One entry per EMA teacher: (teacher module names, student module names, momentum field, index in it).
         self.ema_teachers: list[tuple[tuple[str, ...], tuple[str, ...], str, int | None]] = []
+        # (registration count, [(teacher, student) module lists]): `teacher_pairs`' cache.
+        self._teacher_networks: tuple[int, list[tuple[nn.ModuleList, nn.ModuleList]]] = (-1, [])
 
     def add_ema_teacher(self, modules: dict[str, str], momentum: str = "ema_momentum", index: int | None = None) -> None:
         """Declare one EMA teacher: ``{teacher module name: student module name}``, the teacher's encoder first.
@@ -640,11 +664,17 @@ class ContrastiveForPreTraining(ContrastivePreTrainedModel):
     def teacher_pairs(self) -> list[tuple[nn.Module, nn.Module, float]]:
         """``(teacher, student, momentum)`` for every EMA teacher declared with `add_ema_teacher`, in declaration
         order (teacher and student as ``nn.ModuleList`` of their modules); empty for methods without one."""
+        # The module lists are made again only after a module was registered somewhere (making them registers their
+        # members, hence the count taken after): `momentum_update` runs every step.
+        listed_at, networks = self._teacher_networks
+        if listed_at != _module_registrations:
+            networks = [(nn.ModuleList([self.get_submodule(name) for name in teacher_names]),
+                         nn.ModuleList([self.get_submodule(name) for name in student_names]))
+                        for teacher_names, student_names, _, _ in self.ema_teachers]
+            self._teacher_networks = (_module_registrations, networks)
         pairs = []
-        for teacher_names, student_names, field, index in self.ema_teachers:
+        for (teacher, student), (_, _, field, index) in zip(networks, self.ema_teachers, strict=True):
             momentum = getattr(self.config, field)
-            teacher = nn.ModuleList([self.get_submodule(name) for name in teacher_names])
-            student = nn.ModuleList([self.get_submodule(name) for name in student_names])
             pairs.append((teacher, student, momentum if index is None else momentum[index]))
         return pairs
 
@@ -697,7 +727,19 @@ class ContrastiveModel(ContrastivePreTrainedModel):
         super().__init__(config)
         self.backbone = build_backbone(config)
         config.hidden_size = self.backbone.num_features
+        # The backbone's batch norms and the registration count they were listed at (`batch_norms`).
+        self._batch_norms: list[nn.modules.batchnorm._BatchNorm] = []
+        self._batch_norms_listed_at = -1
         self.post_init()
+
+    def batch_norms(self) -> list[nn.modules.batchnorm._BatchNorm]:
+        """Every batch norm of the backbone (any kind), in module order. Listed again only after a module or
+        parameter was registered somewhere (a norm swapped for SyncBatchNorm, say): a training step makes several
+        encoder calls, and walking a ResNet's ~100 modules costs more host time than its prepared norms."""
+        if self._batch_norms_listed_at != _module_registrations:
+            self._batch_norms = [m for m in self.backbone.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+            self._batch_norms_listed_at = _module_registrations
+        return self._batch_norms
 
     def forward(
         self, pixel_values: torch.Tensor, return_dict: bool | None = None, **kwargs
@@ -705,7 +747,7 @@ class ContrastiveModel(ContrastivePreTrainedModel):
         """``pixel_values`` ``[B, C, H, W]`` normalised images -> encoder output (see `ContrastiveEncoderOutput`)."""
         # Split BatchNorm in training: what every norm needs for the call made together (eager launches; a compiled
         # graph fuses the per-norm ops itself).
-        split_norms = ([m for m in self.backbone.modules() if isinstance(m, SplitBatchNorm2d)]
+        split_norms = ([m for m in self.batch_norms() if isinstance(m, SplitBatchNorm2d)]
                        if self.training and not torch.compiler.is_compiling() else [])
         expanded_stats = prepare_split_calls(split_norms)
         try:
@@ -728,7 +770,7 @@ class ContrastiveModel(ContrastivePreTrainedModel):
         (SyncBatchNorm, GlobalBatchNorm, timm's BatchNormAct2d) gets one call per view, as does a single view and
         ``config.stack_views = False``.
         """
-        norms = [m for m in self.backbone.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+        norms = self.batch_norms()
         if len(views) < 2 or not self.config.stack_views or not all(isinstance(m, SplitBatchNorm2d) for m in norms):
             return [self(x).pooler_output for x in views]
         same_shape: dict[tuple, list[int]] = {}
@@ -744,12 +786,12 @@ class ContrastiveModel(ContrastivePreTrainedModel):
             if not first.is_contiguous() and first.is_contiguous(memory_format=torch.channels_last):
                 stacked = stacked.contiguous(memory_format=torch.channels_last)  # --channels_last
             for norm in norms:
-                norm.view_groups = len(indices)
+                _set_call_state(norm, "view_groups", len(indices))
             try:
                 features = self(stacked).pooler_output
             finally:
                 for norm in norms:
-                    norm.view_groups = 1
+                    _set_call_state(norm, "view_groups", 1)
             for number, index in enumerate(indices):
                 pooled[index] = features[number::len(indices)]
         return pooled
