@@ -500,7 +500,8 @@ def test_cached_norm_and_teacher_lists_follow_module_swaps(sample_views):
     """A training step reuses its backbone's list of norms and its teachers' module lists instead of walking the
     modules again; a module swapped in after a step (here GlobalBatchNorm for every norm, as multi-process CPU
     training does, and a new teacher head) is seen by the next step: the views go through one call each, as any
-    non-split norm needs, and the EMA moves the new head."""
+    non-split norm needs, and the EMA moves the new head; after a conversion that gives the model new parameter
+    tensors, the EMA moves those."""
     from hf_contrastive import BYOLConfig, BYOLForPreTraining
     from hf_contrastive.distributed import use_global_batchnorm
 
@@ -528,3 +529,18 @@ def test_cached_norm_and_teacher_lists_follow_module_swaps(sample_views):
     model.momentum_update()
     assert model.teacher_pairs()[0][0][1] is new_head
     assert any(not torch.equal(p, old) for p, old in zip(new_head.parameters(), before, strict=True))
+
+    # Parameters replaced by a conversion (here torch's option to give .double() new Parameter objects) are the ones
+    # the next EMA moves.
+    torch.__future__.set_overwrite_module_params_on_conversion(True)
+    try:
+        model.double()
+    finally:
+        torch.__future__.set_overwrite_module_params_on_conversion(False)
+    with torch.no_grad():
+        for parameter in model.projector.parameters():
+            parameter.add_(1.0)
+    before = [p.clone() for p in model.teacher_projector.parameters()]
+    model.momentum_update()
+    assert all(p.dtype == torch.float64 for p in model.teacher_projector.parameters())
+    assert any(not torch.equal(p, old) for p, old in zip(model.teacher_projector.parameters(), before, strict=True))

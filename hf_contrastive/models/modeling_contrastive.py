@@ -480,11 +480,13 @@ def scheduled_momentum(base: float, progress: float | None, schedule: str) -> fl
 
 
 @torch.no_grad()
-def ema_update_(teacher: nn.Module, student: nn.Module, momentum: float) -> None:
-    """``teacher = momentum * teacher + (1 - momentum) * student`` for every parameter (one fused call)."""
-    teacher_params = list(teacher.parameters())
-    student_params = [p.detach() for p in student.parameters()]
-    torch._foreach_lerp_(teacher_params, student_params, 1.0 - momentum)
+def ema_update_(teacher: nn.Module | Sequence[torch.Tensor], student: nn.Module | Sequence[torch.Tensor],
+                momentum: float) -> None:
+    """``teacher = momentum * teacher + (1 - momentum) * student`` for every parameter (one fused call): two modules
+    with the same parameters, or their parameter lists."""
+    teacher_params = list(teacher.parameters()) if isinstance(teacher, nn.Module) else list(teacher)
+    student_params = list(student.parameters()) if isinstance(student, nn.Module) else list(student)
+    torch._foreach_lerp_(teacher_params, [p.detach() for p in student_params], 1.0 - momentum)
 
 
 # ----------------------------------------------------------------------------- outputs
@@ -629,8 +631,8 @@ class ContrastiveForPreTraining(ContrastivePreTrainedModel):
         super().__init__(config, *inputs, **kwargs)
         # One entry per EMA teacher: (teacher module names, student module names, momentum field, index in it).
         self.ema_teachers: list[tuple[tuple[str, ...], tuple[str, ...], str, int | None]] = []
-        # (registration count, [(teacher, student) module lists]): `teacher_pairs`' cache.
-        self._teacher_networks: tuple[int, list[tuple[nn.ModuleList, nn.ModuleList]]] = (-1, [])
+        # (registration count, [(teacher, student, their parameters)]): `_teacher_networks_now`' cache.
+        self._teacher_networks: tuple[int, list[tuple[nn.ModuleList, nn.ModuleList, list, list]]] = (-1, [])
 
     def add_ema_teacher(self, modules: dict[str, str], momentum: str = "ema_momentum", index: int | None = None) -> None:
         """Declare one EMA teacher: ``{teacher module name: student module name}``, the teacher's encoder first.
@@ -664,19 +666,30 @@ class ContrastiveForPreTraining(ContrastivePreTrainedModel):
     def teacher_pairs(self) -> list[tuple[nn.Module, nn.Module, float]]:
         """``(teacher, student, momentum)`` for every EMA teacher declared with `add_ema_teacher`, in declaration
         order (teacher and student as ``nn.ModuleList`` of their modules); empty for methods without one."""
-        # The module lists are made again only after a module was registered somewhere (making them registers their
-        # members, hence the count taken after): `momentum_update` runs every step.
+        return [(teacher, student, momentum) for teacher, student, _, _, momentum in self._teacher_networks_now()]
+
+    def _teacher_networks_now(self) -> list[tuple[nn.ModuleList, nn.ModuleList, list, list, float]]:
+        """(teacher, student, teacher parameters, student parameters, momentum) per EMA teacher. Everything but the
+        momentum is listed again only after a module or parameter was registered somewhere, or the model was moved
+        or cast (`_apply`): `momentum_update` runs every step. (Making the module lists registers their members,
+        hence the count taken after.)"""
         listed_at, networks = self._teacher_networks
         if listed_at != _module_registrations:
-            networks = [(nn.ModuleList([self.get_submodule(name) for name in teacher_names]),
-                         nn.ModuleList([self.get_submodule(name) for name in student_names]))
-                        for teacher_names, student_names, _, _ in self.ema_teachers]
+            networks = []
+            for teacher_names, student_names, _, _ in self.ema_teachers:
+                teacher = nn.ModuleList([self.get_submodule(name) for name in teacher_names])
+                student = nn.ModuleList([self.get_submodule(name) for name in student_names])
+                networks.append((teacher, student, list(teacher.parameters()), list(student.parameters())))
             self._teacher_networks = (_module_registrations, networks)
-        pairs = []
-        for (teacher, student), (_, _, field, index) in zip(networks, self.ema_teachers, strict=True):
+        listed = []
+        for network, (_, _, field, index) in zip(networks, self.ema_teachers, strict=True):
             momentum = getattr(self.config, field)
-            pairs.append((teacher, student, momentum if index is None else momentum[index]))
-        return pairs
+            listed.append((*network, momentum if index is None else momentum[index]))
+        return listed
+
+    def _apply(self, fn, recurse=True):
+        self._teacher_networks = (-1, [])  # .to() / .half() may give the parameters new tensors
+        return super()._apply(fn, recurse)
 
     def student_embeddings(self, views: list[torch.Tensor]) -> list[torch.Tensor]:
         """The student network's output ``[B, D]`` for each view ``[B, C, H, W]``, with gradients: the modules of
@@ -709,8 +722,9 @@ class ContrastiveForPreTraining(ContrastivePreTrainedModel):
         (BYOL, MoCo v3): ``m = 1 - (1 - m_0) (cos(pi progress) + 1) / 2``, rising from ``m_0`` to 1. Without it, or
         with the ``"constant"`` schedule, ``m = m_0``.
         """
-        for teacher, student, momentum in self.teacher_pairs():
-            ema_update_(teacher, student, scheduled_momentum(momentum, progress, self.config.ema_momentum_schedule))
+        for _, _, teacher_params, student_params, momentum in self._teacher_networks_now():
+            ema_update_(teacher_params, student_params,
+                        scheduled_momentum(momentum, progress, self.config.ema_momentum_schedule))
 
     @torch.no_grad()
     def enqueue(self, queue_keys: dict[str, torch.Tensor]) -> None:
