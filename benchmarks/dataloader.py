@@ -123,13 +123,14 @@ def load_next(iterator, inputs: list[torch.Tensor]) -> None:
 def training_rates(dataset, method: str, image_size: int, batch: int, workers_list: list[int], steps: int,
                    small_stem: bool) -> dict:
     """Images/s of real training steps fed by the loader, per worker count, and on one fixed batch."""
-    from throughput import build_config, build_ours
+    from throughput import build_config
+    from training_setup import ours_step
 
     spec, config = build_config(method, image_size, small_stem)
-    device = torch.device("cpu")
     dataset.set_epoch(0)
     fixed = next(iter(make_loader(dataset, batch, 0)))
-    step, _, _ = build_ours(spec, config, fixed["views"], fixed.get("neighbour_views", []), device)
+    step, _, _ = ours_step(spec, config, {name: fixed[name] for name in ("views", "neighbour_views") if name in fixed},
+                           torch.device("cpu"))
     for _ in range(2):
         step()
     start = time.perf_counter()

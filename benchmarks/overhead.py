@@ -54,14 +54,22 @@ from hf_contrastive.training import Pretrainer, parse_args, training_step
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import (  # noqa: E402
     REPO_ROOT,
-    encoder_calls,
     environment,
     set_threads,
     synchronize,
     time_interleaved,
     write_json,
 )
-from training_setup import RECIPES, StepTimes, plain_batchnorm, recipe_config  # noqa: E402
+from training_setup import (  # noqa: E402
+    RECIPES,
+    StepTimes,
+    limit_step,
+    ours_step,
+    per_view_calls,
+    recipe_config,
+    stacked_calls,
+    view_inputs,
+)
 
 SAMPLE = REPO_ROOT / "hf_contrastive" / "sample_data" / "cifar10_sample"
 CHEAP_HEAD_WIDTH = 64  # hidden and output width of every head in the cheap-convolution proxy
@@ -101,25 +109,6 @@ def code_version() -> str:
     return commit + ("+changes" if dirty else "")
 
 
-def view_inputs(config, batch: int, generator: torch.Generator) -> dict[str, list[torch.Tensor]]:
-    """Random images at each view's training side (``local`` views: half the image size), as the loader gives them."""
-    def side(kind: str) -> int:
-        return max(1, config.image_size // 2) if kind == "local" else config.image_size
-
-    def images(kinds) -> list[torch.Tensor]:
-        return [torch.randn(batch, config.num_channels, side(k), side(k), generator=generator) for k in kinds]
-
-    inputs = {"views": images(config.views)}
-    if getattr(config, "neighbour_views", None):
-        inputs["neighbour_views"] = images(config.neighbour_views)
-    return inputs
-
-
-def sgd(parameters) -> torch.optim.Optimizer:
-    return torch.optim.SGD([p for p in parameters if p.requires_grad], lr=0.06, momentum=0.9, weight_decay=5e-4,
-                           foreach=True)
-
-
 def cheap_convolutions(module: nn.Module) -> nn.Module:
     """Every Conv2d becomes a 1x1 Conv2d with the same channels, stride and groups (the proxy's cheap backbone)."""
     for name, child in module.named_children():
@@ -131,67 +120,34 @@ def cheap_convolutions(module: nn.Module) -> nn.Module:
     return module
 
 
-def stack_by_shape(inputs: list[torch.Tensor]) -> list[torch.Tensor]:
-    shapes: dict[tuple, list[torch.Tensor]] = {}
-    for x in inputs:
-        shapes.setdefault(tuple(x.shape), []).append(x)
-    return [torch.cat(group) for group in shapes.values()]
-
-
 def build_steps(method: str, image_size: int, batch_size: int, queue_size: int, cheap: bool = False,
                 stacked_limit: bool = False, device: str = "cpu", precision: str = "fp32", compile: bool = False):
     """(ours, limit, calls): two closures, each one training step on fixed inputs, and the per-view encoder calls."""
-    torch.manual_seed(0)
-    generator = torch.Generator().manual_seed(0)
     device = torch.device(device)
     # The proxy's heads are narrow too: with 1x1 convolutions the recipe's 2048-4096-wide heads (and SGD over their
     # weights) would be most of its arithmetic, which the limit (the backbone alone) does not do and which a GPU
     # step at the recipe's batch hardly notices. Same layers, same ops.
     spec, config = recipe_config(method, image_size, queue_size, head_width=CHEAP_HEAD_WIDTH if cheap else None)
-    model = spec.pretraining_class(config).train()
-    inputs = view_inputs(config, batch_size, generator)
-    # The limit's inputs: one per view and network, read off the model with one encoder call per view.
-    per_view = spec.pretraining_class(config.__class__(**{**config.to_dict(), "stack_views": False})).train()
-    calls = encoder_calls(per_view, inputs)
-    del per_view
-    if cheap:
-        cheap_convolutions(model)
-    model.to(device)
-    inputs = {name: [x.to(device) for x in views] for name, views in inputs.items()}
-    optimizer = sgd(model.parameters())
-    # bf16: autocast around forward and loss, as `accelerate launch --mixed_precision bf16` does.
+    generator = torch.Generator().manual_seed(0)
+    inputs = view_inputs(config, batch_size, generator, device)
+    calls = per_view_calls(spec, config, inputs)
+    # bf16: autocast around the forwards, as `accelerate launch --mixed_precision bf16` does; compile as
+    # --torch_compile (Accelerate's dynamo_backend). SGD foreach, as on CUDA, for the op counts.
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16")
-    compiled = torch.compile(model) if compile else model  # as --torch_compile (Accelerate's dynamo_backend)
 
-    def forward(**views):
-        with autocast:
-            return compiled(**views)
+    def forward(model):
+        compiled = torch.compile(model) if compile else model
 
-    def ours():
-        training_step(model, optimizer, inputs, progress=0.5, forward=forward)
+        def call(**views):
+            with autocast:
+                return compiled(**views)
+        return call
 
-    plain = plain_batchnorm(config)
-    student, teacher = spec.model_class(plain).train(), spec.model_class(plain).train()
-    if cheap:
-        cheap_convolutions(student), cheap_convolutions(teacher)
-    student.to(device), teacher.to(device).requires_grad_(False)
-    student_inputs = [torch.randn(shape, generator=generator).to(device) for shape in calls["student"]]
-    teacher_inputs = [torch.randn(shape, generator=generator).to(device) for shape in calls["teacher"]]
-    if stacked_limit:  # the inputs of one shape and side in one call: the fewest launches a backbone allows
-        student_inputs, teacher_inputs = stack_by_shape(student_inputs), stack_by_shape(teacher_inputs)
-    limit_optimizer = sgd(student.parameters())
-    student_forward, teacher_forward = (torch.compile(student), torch.compile(teacher)) if compile else (student, teacher)
-
-    def limit():
-        with autocast:
-            total = sum(student_forward(pixel_values=x).pooler_output.float().sum() for x in student_inputs)
-            with torch.no_grad():
-                for x in teacher_inputs:
-                    teacher_forward(pixel_values=x)
-        total.backward()
-        limit_optimizer.step()
-        limit_optimizer.zero_grad(set_to_none=True)
-
+    prepare = cheap_convolutions if cheap else None
+    ours, _, _ = ours_step(spec, config, inputs, device, foreach=True, prepare=prepare, forward=forward)
+    limit_calls = stacked_calls(calls) if stacked_limit else calls
+    limit, _, _ = limit_step(spec, config, limit_calls, device, generator, foreach=True, prepare=prepare,
+                             wrap=forward)
     return ours, limit, calls
 
 

@@ -9,7 +9,7 @@ One image = one sample with all its views. "ours" is a full optimiser step of th
 built from the method's CIFAR-10 recipe (`recipes/configs/<method>_cifar10.yaml`: bn_splits, views, heads, queue;
 since 2026-12-06, `--config_source default` for the config classes' defaults, as before). The "limit" is the
 unavoidable work with the same backbone in plain BatchNorm: forward+backward of the inputs the student sees and a
-no-grad forward of the inputs the teacher sees (read off the method's own forward: `common.encoder_calls`), with
+no-grad forward of the inputs the teacher sees (read off the method's own forward: `training_setup.per_view_calls`), with
 no heads, queue or loss. Where lightly implements the
 same method (SimCLR, MoCo v2, BYOL, NNCLR) and is installed (`pip install -e ".[bench]"`), lightly's version, built
 as lightly's examples build it on the same backbone, batch and views, is timed the same way. The three step
@@ -52,11 +52,9 @@ from hf_contrastive.models.modeling_contrastive import (
     FeatureQueue,
     build_backbone,
 )
-from hf_contrastive.training import training_step
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import (
-    encoder_calls,
     environment,
     max_rss_mib,
     set_threads,
@@ -65,7 +63,7 @@ from common import (
     time_interleaved,
     write_json,
 )
-from training_setup import plain_batchnorm, recipe_config
+from training_setup import limit_step, ours_step, per_view_calls, recipe_config, sgd, view_inputs, view_side
 
 # PatchMix's own backbone is a ViT; its official ViT-S/2 (256 tokens, 12 blocks) costs ~10x a CIFAR ResNet-18 per
 # image, too much for a CPU benchmark. "tiny": ViT-Ti/4 at 32 px (64 patches + cls, 192-d, 12 blocks, 3 heads),
@@ -78,26 +76,6 @@ PATCHMIX_BACKBONES = {
 }
 LIGHTLY_METHODS = ("simclr", "mocov2", "byol", "nnclr")
 QUEUE_SIZES = (4096, 16384, 65536)
-
-
-def view_side(kind: str, image_size: int) -> int:
-    """Side of a view tensor as hf_contrastive.data.build_view_transform makes it (local: image_size // 2)."""
-    return max(1, image_size // 2) if kind == "local" else image_size
-
-
-def make_inputs(config, batch: int, device: torch.device, seed: int = 0,
-                channels_last: bool = False) -> tuple[list, list]:
-    """Random normalised-image tensors for every view (and SPPS neighbour view), each at its training size."""
-    generator = torch.Generator().manual_seed(seed)
-    layout = torch.channels_last if channels_last else torch.contiguous_format
-
-    def tensor(kind: str) -> torch.Tensor:
-        side = view_side(kind, config.image_size)
-        return torch.randn(batch, config.num_channels, side, side, generator=generator).to(device, memory_format=layout)
-
-    views = [tensor(kind) for kind in config.views]
-    neighbour_views = [tensor(kind) for kind in (getattr(config, "neighbour_views", None) or [])]
-    return views, neighbour_views
 
 
 def build_config(method: str, image_size: int, small_stem: bool, queue_size: int | None = 4096,
@@ -118,53 +96,6 @@ def build_config(method: str, image_size: int, small_stem: bool, queue_size: int
     if "queue_size" in spec.config_class().to_dict():
         overrides["queue_size"] = queue_size or 4096
     return spec, spec.config_class(image_size=image_size, **overrides)
-
-
-def make_optimizer(parameters, batch: int) -> torch.optim.Optimizer:
-    """SGD as the training protocol (lr 0.06 x batch / 256, momentum 0.9, weight decay 5e-4), for every variant."""
-    return torch.optim.SGD([p for p in parameters if p.requires_grad], lr=0.06 * batch / 256, momentum=0.9,
-                           weight_decay=5e-4)
-
-
-# ----------------------------------------------------------------------------- the three step functions
-
-
-def build_ours(spec, config, views, neighbour_views, device):
-    torch.manual_seed(0)
-    model = spec.pretraining_class(config).to(device).train()
-    optimizer = make_optimizer(model.parameters(), views[0].shape[0])
-    inputs = {"views": views}
-    if neighbour_views:
-        inputs["neighbour_views"] = neighbour_views
-
-    def step() -> None:
-        training_step(model, optimizer, inputs)
-
-    return step, [model], optimizer
-
-
-def build_limit(spec, config, route: dict[str, list[tuple[int, ...]]], device):
-    """The bare backbone doing the step's unavoidable work: one call per student input shape in ``route`` (forward
-    and backward, then SGD) and one no-grad call per teacher input shape (`common.encoder_calls`), in plain
-    BatchNorm (``bn_splits`` 1)."""
-    torch.manual_seed(0)
-    config = plain_batchnorm(config)
-    backbone = spec.model_class(config).to(device).train()
-    teacher = spec.model_class(config).to(device).train().requires_grad_(False)
-    student_inputs = [torch.randn(shape, device=device) for shape in route["student"]]
-    teacher_inputs = [torch.randn(shape, device=device) for shape in route["teacher"]]
-    optimizer = make_optimizer(backbone.parameters(), route["student"][0][0])
-
-    def step() -> None:
-        total = sum(backbone(x).pooler_output.sum() for x in student_inputs)
-        total.backward()
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
-        with torch.no_grad():
-            for x in teacher_inputs:
-                teacher(x).pooler_output.sum()
-
-    return step, [backbone, teacher], optimizer
 
 
 def lightly_available() -> tuple[bool, str]:
@@ -212,7 +143,7 @@ def build_lightly(method: str, config, views, device):
 
         model = SimCLR().to(device).train()
         criterion = NTXentLoss(temperature=config.tau)
-        optimizer = make_optimizer(model.parameters(), x0.shape[0])
+        optimizer = sgd(model.parameters(), x0.shape[0])
 
         def step() -> None:
             loss = criterion(model(x0), model(x1))
@@ -253,7 +184,7 @@ def build_lightly(method: str, config, views, device):
             criterion = NegativeCosineSimilarity()
             description = "BYOLProjectionHead + BYOLPredictionHead + NegativeCosineSimilarity, update_momentum"
         criterion = criterion.to(device)
-        optimizer = make_optimizer(model.parameters(), x0.shape[0])
+        optimizer = sgd(model.parameters(), x0.shape[0])
         momentum = config.ema_momentum
 
         def step() -> None:
@@ -288,7 +219,7 @@ def build_lightly(method: str, config, views, device):
         model = NNCLR().to(device).train()
         memory_bank = NNMemoryBankModule(size=(config.queue_size, dim)).to(device)
         criterion = NTXentLoss(temperature=config.tau)
-        optimizer = make_optimizer(model.parameters(), x0.shape[0])
+        optimizer = sgd(model.parameters(), x0.shape[0])
 
         def step() -> None:
             (z0, p0), (z1, p1) = model(x0), model(x1)
@@ -306,7 +237,7 @@ def build_lightly(method: str, config, views, device):
 
 def apply_setting(variants: dict, device: torch.device, precision: str, channels_last: bool) -> dict:
     """The same precision and memory layout for every variant: models to channels-last (the inputs were made so by
-    `make_inputs`), each step under autocast. Returns ``variants`` with wrapped steps."""
+    `training_setup.view_inputs`), each step under autocast. Returns ``variants`` with wrapped steps."""
     if channels_last:
         for _, modules, _ in variants.values():
             for module in modules:
@@ -379,21 +310,17 @@ def measure(method: str, batch: int, image_size: int, small_stem: bool, repeats:
             config_source: str = "recipe") -> dict:
     spec, config = build_config(method, image_size, small_stem, queue_size=None, patchmix_backbone=patchmix_backbone,
                                 config_source=config_source)
-    views, neighbour_views = make_inputs(config, batch, device, channels_last=channels_last)
-    ours = build_ours(spec, config, views, neighbour_views, device)
-    # Which inputs reach the student and the teacher(s): read off the method's own forward, one call per view (a
-    # copy with stack_views off: teachers are deep copies, each with its own config).
-    per_view = spec.pretraining_class(config.__class__(**{**config.to_dict(), "stack_views": False})).to(device)
-    with torch.no_grad():
-        route = encoder_calls(per_view, {"views": views, **({"neighbour_views": neighbour_views}
-                                                            if neighbour_views else {})})
-    del per_view
-    variants = {"ours": ours, "limit": build_limit(spec, config, route, device)}
+    generator = torch.Generator().manual_seed(0)
+    inputs = view_inputs(config, batch, generator, device, channels_last=channels_last)
+    # Which inputs reach the student and the teacher(s): read off the method's own forward, one call per view.
+    route = per_view_calls(spec, config, inputs)
+    variants = {"ours": ours_step(spec, config, inputs, device, progress=None),
+                "limit": limit_step(spec, config, route, device, generator)}
     lightly_note = None
     if with_lightly and method in LIGHTLY_METHODS:
         ok, lightly_note = lightly_available()
         if ok:
-            step, modules, optimizer, lightly_note = build_lightly(method, config, views, device)
+            step, modules, optimizer, lightly_note = build_lightly(method, config, inputs["views"], device)
             variants["lightly"] = (step, modules, optimizer)
     variants = apply_setting(variants, device, precision, channels_last)
     timings = time_interleaved({name: v[0] for name, v in variants.items()}, repeats, warmup, device)
@@ -472,8 +399,8 @@ def sweep_point(method: str, batch: int, queue_size: int, image_size: int, small
                 channels_last: bool = False, config_source: str = "recipe") -> dict:
     spec, config = build_config(method, image_size, small_stem, queue_size=queue_size,
                                 patchmix_backbone=patchmix_backbone, config_source=config_source)
-    views, neighbour_views = make_inputs(config, batch, device, channels_last=channels_last)
-    variants = {"ours": build_ours(spec, config, views, neighbour_views, device)}
+    inputs = view_inputs(config, batch, torch.Generator().manual_seed(0), device, channels_last=channels_last)
+    variants = {"ours": ours_step(spec, config, inputs, device, progress=None)}
     step = apply_setting(variants, device, precision, channels_last)["ours"][0]
     for _ in range(warmup):
         step()
