@@ -41,6 +41,7 @@ def _set_call_state(module: nn.Module, name: str, value) -> None:
     ``nn.Module.__setattr__``'s checks cost more than the rest of a prepared batch norm call."""
     module.__dict__[name] = value
 
+
 # ----------------------------------------------------------------------------- backbone
 
 
