@@ -9,8 +9,8 @@ One image = one sample with all its views. "ours" is a full optimiser step of th
 built from the method's CIFAR-10 recipe (`recipes/configs/<method>_cifar10.yaml`: bn_splits, views, heads, queue;
 since 2026-12-06, `--config_source default` for the config classes' defaults, as before). The "limit" is the
 unavoidable work with the same backbone in plain BatchNorm: forward+backward of the inputs the student sees and a
-no-grad forward of the inputs the teacher sees (read off the method's own forward: `training_setup.per_view_calls`), with
-no heads, queue or loss. Where lightly implements the
+no-grad forward of the inputs the teacher sees (read off the method's own forward: `training_setup.per_view_calls`),
+with no heads, queue or loss (`training_setup.limit_step`, as overhead.py's). Where lightly implements the
 same method (SimCLR, MoCo v2, BYOL, NNCLR) and is installed (`pip install -e ".[bench]"`), lightly's version, built
 as lightly's examples build it on the same backbone, batch and views, is timed the same way. The three step
 functions run interleaved (rotating order) and each reports the median over the repeats after warm-up.
