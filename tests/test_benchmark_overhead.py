@@ -96,25 +96,3 @@ def test_recipe_speed_from_tqdm_lines_and_a_run_shorter_than_its_clock():
     assert speed["seconds_per_epoch_overall"] == 10
     same_second = recipe_run.training_speed([(1, 0, 0), (2, 0, 0)], steps_per_epoch=100, batch=8)
     assert same_second["train_images_per_s"] is None and same_second["steps_done"] == 2
-
-
-def test_throughput_reads_every_methods_route_off_its_forward():
-    """benchmarks/throughput.py keeps no hand-written table of which views reach which network: every registered
-    method (a new one included) is measured with the route its own forward takes, one call per view."""
-    import throughput
-
-    import hf_contrastive
-
-    expected = {"mnn": (2, 2), "msf": (1, 1), "msvq": (1, 3), "simclr": (2, 0), "multinet_gl": (6, 2)}
-    for method in hf_contrastive.available_methods():
-        row = throughput.measure(method, batch=4, image_size=32, small_stem=False, repeats=1, warmup=0,
-                                 device=torch.device("cpu"), with_lightly=False, with_memory=False,
-                                 config_source="default")
-        assert row["ours_step_s"] > 0 and row["limit_step_s"] > 0 and row["student_views"] >= 1, method
-        if method in expected:
-            assert (row["student_views"], row["teacher_views"]) == expected[method], method
-    assert row["student_calls"] and all(len(side) == 2 for side in row["student_calls"])
-    # By default each method is built from its CIFAR-10 recipe (MNN's: 8 BatchNorm splits, queue 4096).
-    row = throughput.measure("mnn", batch=16, image_size=32, small_stem=False, repeats=1, warmup=0,
-                             device=torch.device("cpu"), with_lightly=False, with_memory=False)
-    assert (row["config_source"], row["bn_splits"], row["queue_size"]) == ("recipe", 8, 4096)
