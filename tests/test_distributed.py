@@ -544,3 +544,32 @@ def test_cached_norm_and_teacher_lists_follow_module_swaps(sample_views):
     model.momentum_update()
     assert all(p.dtype == torch.float64 for p in model.teacher_projector.parameters())
     assert any(not torch.equal(p, old) for p, old in zip(model.teacher_projector.parameters(), before, strict=True))
+
+
+def test_listed_split_norm_tensors_follow_a_conversion(sample_views):
+    """A training call reads its split norms' weights, counters and statistics from lists made once
+    (`ContrastiveModel.split_norms`). Casting the backbone alone (not through the model) gives the norms new buffers:
+    the next call updates those, in the new dtype, and counts on the new counters."""
+    from hf_contrastive import MNNConfig
+    from hf_contrastive.models import ContrastiveModel
+
+    torch.manual_seed(0)
+    model = ContrastiveModel(MNNConfig(bn_splits=2, small_image_stem=False)).train()
+    view = sample_views(["strong"], count=8)[0]
+    model(view)
+    model.backbone.double()
+    norm = model.split_norms().norms[0]
+    before = norm.split_running_mean.clone()
+    assert before.dtype == torch.float64
+    model(view.double())
+    assert int(norm.num_batches_tracked) == 2
+    assert not torch.equal(norm.split_running_mean, before)
+    assert all(t.dtype == torch.float64 for t in model.split_norms().affine)
+
+
+def test_split_with_one_value_per_channel_says_what_to_change():
+    """A split of one image at a 1x1 map has no variance to normalise with: a clear error, not NaN statistics."""
+    norm = SplitBatchNorm2d(4, num_splits=2).train()
+    with pytest.raises(ValueError, match="fewer bn_splits"):
+        norm(torch.randn(2, 4, 1, 1))
+    assert norm(torch.randn(4, 4, 1, 1)).shape == (4, 4, 1, 1)

@@ -7,6 +7,7 @@ next to the weights as remote code.
 from __future__ import annotations
 
 import copy
+import functools
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -21,9 +22,10 @@ from transformers.utils import ModelOutput
 
 from .configuration_contrastive import ContrastiveConfig
 
-# How many submodules and parameters have been registered anywhere in this process (setattr, add_module,
-# convert_sync_batchnorm, load_state_dict(assign=True), ...). A list made by walking a module tree stays valid while
-# this count is unchanged, so a training step need not walk its backbones again (`ContrastiveModel.batch_norms`).
+# How many submodules, parameters and buffers have been registered anywhere in this process (setattr, add_module,
+# convert_sync_batchnorm, load_state_dict(assign=True), ...), plus every move or cast of a split norm (which gives it
+# new buffers). A list made by walking a module tree, or of a split norm's tensors, stays valid while this count is
+# unchanged, so a training step need not walk its backbones again (`ContrastiveModel.batch_norms`).
 _module_registrations = 0
 
 
@@ -34,6 +36,7 @@ def _count_registration(module: nn.Module, name: str, value) -> None:
 
 torch.nn.modules.module.register_module_module_registration_hook(_count_registration)
 torch.nn.modules.module.register_module_parameter_registration_hook(_count_registration)
+torch.nn.modules.module.register_module_buffer_registration_hook(_count_registration)
 
 
 def _set_call_state(module: nn.Module, name: str, value) -> None:
@@ -105,6 +108,11 @@ class SplitBatchNorm2d(nn.BatchNorm2d):
         if hasattr(self, "split_running_mean"):  # nn.BatchNorm2d.__init__ calls this before the buffers exist
             self.reset_split_stats()
 
+    def _apply(self, fn, recurse=True):
+        module = super()._apply(fn, recurse)
+        _count_registration(self, "", None)  # .to() / .double() give the buffers (maybe the parameters) new tensors
+        return module
+
     def split_stats(self) -> tuple[torch.Tensor, torch.Tensor]:
         """The buffers holding the per-split running mean and variance ``[num_splits * C]`` (with one split:
         ``running_mean`` / ``running_var`` themselves)."""
@@ -138,16 +146,12 @@ class SplitBatchNorm2d(nn.BatchNorm2d):
         # g. That merge is a view of a contiguous tensor but needs a copy of a channels-last one (--channels_last),
         # whose layout is restored after.
         channels_last = not x.is_contiguous() and x.is_contiguous(memory_format=torch.channels_last)
-        out = F.batch_norm(
-            x.reshape(-1, channels * groups, height, width),
-            running_mean,
-            running_var,
-            weight,
-            bias,
-            True,
-            self.momentum,
-            self.eps,
-        )
+        # torch.batch_norm, not F.batch_norm: its Python checks cost as much as the call; this is the one that matters.
+        if batch == groups and height * width == 1:
+            raise ValueError(f"bn_splits={splits} leaves one value per channel in each split of a {batch // views}-image "
+                             "batch at a 1x1 feature map: use a larger batch or image, or fewer bn_splits.")
+        out = torch.batch_norm(x.reshape(-1, channels * groups, height, width), weight, bias, running_mean, running_var,
+                               True, self.momentum, self.eps, torch.backends.cudnn.enabled)
         if prepared is None and views > 1:
             with torch.no_grad():
                 torch.mean(running_mean.view(splits, views, channels), dim=1, out=split_mean.view(splits, channels))
@@ -160,48 +164,85 @@ class SplitBatchNorm2d(nn.BatchNorm2d):
         return out.contiguous(memory_format=torch.channels_last) if channels_last else out
 
 
-def prepare_split_calls(norms: Sequence[SplitBatchNorm2d]) -> list:
+@functools.lru_cache(maxsize=32)
+def _repeat_per_group(sizes: tuple[tuple[int, int], ...], device: torch.device) -> tuple[torch.Tensor, list[int]]:
+    """For norms of ``(channels, groups)`` ``sizes``: the index into ``cat(weight_0, bias_0, weight_1, ...)`` that
+    repeats every weight and bias ``groups`` times (``w.repeat(groups)`` each), and the length of each repeated
+    piece. Made once per backbone layout and device: a step then makes no index."""
+    pieces, lengths, offset = [], [], 0
+    for channels, groups in sizes:
+        for _ in ("weight", "bias"):
+            pieces.append(torch.arange(offset, offset + channels, device=device).repeat(groups))
+            lengths.append(channels * groups)
+            offset += channels
+    return torch.cat(pieces), lengths
+
+
+@dataclass
+class SplitNorms:
+    """Split norms and the tensors a training call reads from them, listed once (`SplitNorms.of`): reading a
+    module's parameters and buffers one attribute at a time costs more host time than the launches of its prepared
+    batch norm. Valid while the module tree and its tensors are unchanged (`ContrastiveModel.batch_norms` keeps one
+    per backbone)."""
+
+    norms: list[SplitBatchNorm2d]
+    affine: list[torch.Tensor]  # weight and bias of each norm: weight_0, bias_0, weight_1, ...
+    counters: list[torch.Tensor]  # num_batches_tracked of each norm
+    stats: list[tuple[torch.Tensor, torch.Tensor]]  # split_stats() of each norm
+
+    @classmethod
+    def of(cls, norms: Sequence[SplitBatchNorm2d]) -> SplitNorms:
+        return cls(list(norms), [p for norm in norms for p in (norm.weight, norm.bias)],
+                   [norm.num_batches_tracked for norm in norms], [norm.split_stats() for norm in norms])
+
+
+def prepare_split_calls(norms: Sequence[SplitBatchNorm2d] | SplitNorms) -> list:
     """Before one backbone call in training: what each split norm's forward would make for itself (its weight and
     bias repeated per group, its statistics expanded per view of a stacked batch, ``num_batches_tracked + 1``), made
-    for all of ``norms`` together, per channel count, as ``norm.prepared_call``. A ResNet call then costs a few dozen
-    launches for its norms besides the batch norms themselves, instead of four to eight per norm; values, gradients
-    and statistics are those of the per-norm path. Returns what `finish_split_calls` needs after the call."""
-    active = [norm for norm in norms if norm.training and norm.num_splits * norm.view_groups > 1]
-    if not active:
+    for all of ``norms`` together, as ``norm.prepared_call``: one gather repeats every norm's weight and bias, and
+    stacked views' statistics take a few launches per channel count. A ResNet call then costs a few launches for its
+    norms besides the batch norms themselves, instead of four to eight per norm; values, gradients and statistics
+    are those of the per-norm path. Returns what `finish_split_calls` needs after the call."""
+    listed = norms if isinstance(norms, SplitNorms) else SplitNorms.of(norms)
+    active = [norm.training and norm.num_splits * norm.view_groups > 1 for norm in listed.norms]
+    if not all(active):
+        listed = SplitNorms.of([norm for norm, is_active in zip(listed.norms, active) if is_active])
+    if not listed.norms:
         return []
     with torch.no_grad():
-        torch._foreach_add_([norm.num_batches_tracked for norm in active], 1)
-    same_shape: dict[tuple[int, int, int], list[SplitBatchNorm2d]] = {}
-    for norm in active:
-        same_shape.setdefault((norm.num_features, norm.num_splits, norm.view_groups), []).append(norm)
+        torch._foreach_add_(listed.counters, 1)
+    index, lengths = _repeat_per_group(
+        tuple((norm.num_features, norm.num_splits * norm.view_groups) for norm in listed.norms), listed.affine[0].device)
+    affine = torch.cat(listed.affine).index_select(0, index).split(lengths)
+    stats = list(listed.stats)  # views == 1: the split statistics themselves are updated by the batch norm
+    same_shape: dict[tuple[int, int, int], list[int]] = {}
+    for position, norm in enumerate(listed.norms):
+        if norm.view_groups > 1:
+            same_shape.setdefault((norm.num_features, norm.num_splits, norm.view_groups), []).append(position)
     expanded_stats = []
-    for (channels, splits, views), members in same_shape.items():
-        count = len(members)
-        # unbind, not indexing: its backward is one stack, where each index's backward is a zero-filled copy.
-        affine = torch.stack([p for norm in members for p in (norm.weight, norm.bias)]).repeat(1, splits * views).unbind()
-        if views == 1:  # the split statistics themselves are updated by the batch norm
-            stats = [buffer for norm in members for buffer in norm.split_stats()]
-        else:  # [2K, splits, views, C]: every (split, view) group starts from its split's statistics
-            with torch.no_grad():
-                split_stats = torch.stack([buffer for norm in members for buffer in norm.split_stats()])
-                expanded = split_stats.view(2 * count, splits, 1, channels).expand(-1, -1, views, -1).contiguous()
-            stats = expanded.view(2 * count, -1).unbind()
-            expanded_stats.append((members, expanded))
-        for index, norm in enumerate(members):
-            _set_call_state(norm, "prepared_call",
-                            (affine[2 * index], affine[2 * index + 1], stats[2 * index], stats[2 * index + 1]))
+    for (channels, splits, views), positions in same_shape.items():
+        # [2K, splits, views, C]: every (split, view) group starts from its split's statistics
+        with torch.no_grad():
+            split_stats = torch.stack([buffer for position in positions for buffer in listed.stats[position]])
+            expanded = split_stats.view(2 * len(positions), splits, 1, channels).expand(-1, -1, views, -1).contiguous()
+        rows = expanded.view(2 * len(positions), -1).unbind()
+        for order, position in enumerate(positions):
+            stats[position] = rows[2 * order: 2 * order + 2]
+        expanded_stats.append(([listed.stats[position] for position in positions], expanded))
+    for position, norm in enumerate(listed.norms):
+        _set_call_state(norm, "prepared_call", (affine[2 * position], affine[2 * position + 1], *stats[position]))
     return expanded_stats
 
 
 @torch.no_grad()
-def finish_split_calls(norms: Sequence[SplitBatchNorm2d], expanded_stats: list) -> None:
+def finish_split_calls(norms: Sequence[SplitBatchNorm2d] | SplitNorms, expanded_stats: list) -> None:
     """After the call `prepare_split_calls` prepared: the stacked views' statistics averaged back into their splits
     (one mean and one copy per channel count), and the prepared tensors released."""
-    for norm in norms:
+    for norm in norms.norms if isinstance(norms, SplitNorms) else norms:
         _set_call_state(norm, "prepared_call", None)
-    for members, expanded in expanded_stats:
+    for split_stats, expanded in expanded_stats:
         averaged = expanded.mean(dim=2).view(expanded.shape[0], -1).unbind()
-        torch._foreach_copy_([buffer for norm in members for buffer in norm.split_stats()], list(averaged))
+        torch._foreach_copy_([buffer for pair in split_stats for buffer in pair], list(averaged))
 
 
 def split_batchnorm_state(model: nn.Module) -> dict[str, torch.Tensor]:
@@ -481,13 +522,14 @@ def scheduled_momentum(base: float, progress: float | None, schedule: str) -> fl
 
 
 @torch.no_grad()
+@torch.no_grad()
 def ema_update_(teacher: nn.Module | Sequence[torch.Tensor], student: nn.Module | Sequence[torch.Tensor],
                 momentum: float) -> None:
-    """``teacher = momentum * teacher + (1 - momentum) * student`` for every parameter (one fused call): two modules
-    with the same parameters, or their parameter lists."""
+    """``teacher = momentum * teacher + (1 - momentum) * student`` for every parameter (one fused call, no
+    gradient): two modules with the same parameters, or their parameter lists."""
     teacher_params = list(teacher.parameters()) if isinstance(teacher, nn.Module) else list(teacher)
     student_params = list(student.parameters()) if isinstance(student, nn.Module) else list(student)
-    torch._foreach_lerp_(teacher_params, [p.detach() for p in student_params], 1.0 - momentum)
+    torch._foreach_lerp_(teacher_params, student_params, 1.0 - momentum)
 
 
 # ----------------------------------------------------------------------------- outputs
@@ -742,19 +784,30 @@ class ContrastiveModel(ContrastivePreTrainedModel):
         super().__init__(config)
         self.backbone = build_backbone(config)
         config.hidden_size = self.backbone.num_features
-        # The backbone's batch norms and the registration count they were listed at (`batch_norms`).
+        # The backbone's batch norms, its split norms' tensors and the registration count they were listed at.
         self._batch_norms: list[nn.modules.batchnorm._BatchNorm] = []
+        self._split_norms = SplitNorms.of([])
         self._batch_norms_listed_at = -1
         self.post_init()
 
     def batch_norms(self) -> list[nn.modules.batchnorm._BatchNorm]:
-        """Every batch norm of the backbone (any kind), in module order. Listed again only after a module or
-        parameter was registered somewhere (a norm swapped for SyncBatchNorm, say): a training step makes several
-        encoder calls, and walking a ResNet's ~100 modules costs more host time than its prepared norms."""
+        """Every batch norm of the backbone (any kind), in module order. Listed again only after a module, parameter
+        or buffer was registered somewhere (a norm swapped for SyncBatchNorm, say) or a split norm was moved or cast:
+        a training step makes several encoder calls, and walking a ResNet's ~100 modules costs more host time than
+        its prepared norms."""
+        self._list_norms()
+        return self._batch_norms
+
+    def split_norms(self) -> SplitNorms:
+        """The backbone's `SplitBatchNorm2d` norms with their tensors (`SplitNorms`), listed as `batch_norms`."""
+        self._list_norms()
+        return self._split_norms
+
+    def _list_norms(self) -> None:
         if self._batch_norms_listed_at != _module_registrations:
             self._batch_norms = [m for m in self.backbone.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+            self._split_norms = SplitNorms.of([m for m in self._batch_norms if isinstance(m, SplitBatchNorm2d)])
             self._batch_norms_listed_at = _module_registrations
-        return self._batch_norms
 
     def forward(
         self, pixel_values: torch.Tensor, return_dict: bool | None = None, **kwargs
@@ -762,8 +815,7 @@ class ContrastiveModel(ContrastivePreTrainedModel):
         """``pixel_values`` ``[B, C, H, W]`` normalised images -> encoder output (see `ContrastiveEncoderOutput`)."""
         # Split BatchNorm in training: what every norm needs for the call made together (eager launches; a compiled
         # graph fuses the per-norm ops itself).
-        split_norms = ([m for m in self.batch_norms() if isinstance(m, SplitBatchNorm2d)]
-                       if self.training and not torch.compiler.is_compiling() else [])
+        split_norms = self.split_norms() if self.training and not torch.compiler.is_compiling() else SplitNorms.of([])
         expanded_stats = prepare_split_calls(split_norms)
         try:
             feature_map = self.backbone.forward_features(pixel_values)
