@@ -206,7 +206,7 @@ def prepare_split_calls(norms: Sequence[SplitBatchNorm2d] | SplitNorms) -> list:
     listed = norms if isinstance(norms, SplitNorms) else SplitNorms.of(norms)
     active = [norm.training and norm.num_splits * norm.view_groups > 1 for norm in listed.norms]
     if not all(active):
-        listed = SplitNorms.of([norm for norm, is_active in zip(listed.norms, active) if is_active])
+        listed = SplitNorms.of([norm for norm, is_active in zip(listed.norms, active, strict=True) if is_active])
     if not listed.norms:
         return []
     with torch.no_grad():
