@@ -4,7 +4,7 @@
     python benchmarks/make_tables.py --write docs/results.md     # rewrite the marked sections of docs/results.md
 
 Sections: throughput (ours / limit, ours / lightly), memory, sweep (queue size, batch size), dataloader, quality,
-neighbours (label agreement of queue neighbours, `neighbours.py`) from CPU runs; throughput_gpu (bf16 with fp32
+neighbours (label agreement of queue neighbours, from the retired `neighbours.py`) from CPU runs; throughput_gpu (bf16 with fp32
 beside it) and dataloader_gpu from CUDA runs; recipe (recipe runs summarised by `recipe_run.py`); methods (README's
 method table: every registered method with its headline result, `--write README.md --sections methods`).
 With `--write FILE`, each section is written between the marker comments
@@ -428,7 +428,7 @@ def quality_section(reports) -> str:
 
 def neighbours_section(reports) -> str:
     if not reports:
-        return "_No neighbour-agreement results yet: run `python benchmarks/neighbours.py --model FOLDER`._"
+        return "_No neighbour-agreement results (made by the retired `neighbours.py`, commit 8475c3b)._"
     parts = []
     for path, report in reports:
         protocol = report.get("protocol", {})
