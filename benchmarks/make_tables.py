@@ -437,7 +437,8 @@ def neighbours_section(reports) -> str:
                 for r in report.get("rows", [])]
         intro = (f"Share of each query's k nearest queue entries with the query's class: {protocol.get('queries')} "
                  f"train images against a queue of {protocol.get('queue_size')} other train images, "
-                 f"`{protocol.get('view')}` views, networks in eval mode, `{protocol.get('dataset_name')}`.")
+                 f"`{protocol.get('view')}` views, networks in eval mode, `{protocol.get('dataset_name')}`. Made by "
+                 "`neighbours.py`, retired since 2026-12-07 (`git show 8475c3b:benchmarks/neighbours.py`).")
         parts += [intro, table(["model", "space", *(f"agreement@{k} (%)" for k in ks), "chance (%)"], rows),
                   provenance(report, path)]
     return "\n\n".join(parts)
