@@ -90,7 +90,7 @@ def test_resume_continues_exactly(tmp_path):
     """A run checkpointed mid-epoch and resumed ends with the same weights, queue and optimiser as an
     uninterrupted run (augmentations, sampler order, lambda draws, EMA and the per-split BatchNorm statistics all
     restored)."""
-    common = SMALL_RUN[:-1] + ["queue_size=128,projection_hidden_size=256,bn_splits=4", "--max_train_steps", "5", "--knn_every_n_epochs", "0", "--checkpointing_steps", "2",
+    common = SMALL_RUN[:-1] + ["queue_size=128,projection_hidden_size=256,bn_splits=4,small_image_stem=false", "--max_train_steps", "5", "--knn_every_n_epochs", "0", "--checkpointing_steps", "2",
                           "--checkpoints_total_limit", "5"]
     straight = tmp_path / "straight"
     train(parse_args(common + ["--output_dir", str(straight)]))
@@ -485,7 +485,7 @@ def test_adamw_leaves_biases_norms_and_vit_tokens_without_weight_decay(tmp_path)
 def test_channels_last_trains_the_same_model(tmp_path):
     """--channels_last changes the memory layout only: same loss and weights as the default layout (up to float
     summation order in the convolutions), with the recipes' split BatchNorm too."""
-    common = SMALL_RUN[:-1] + ["queue_size=128,projection_hidden_size=256,bn_splits=4", "--max_train_steps", "2",
+    common = SMALL_RUN[:-1] + ["queue_size=128,projection_hidden_size=256,bn_splits=4,small_image_stem=false", "--max_train_steps", "2",
                                "--knn_every_n_epochs", "0"]
     default = train(parse_args(common + ["--output_dir", str(tmp_path / "default")]))
     channels_last = train(parse_args(common + ["--output_dir", str(tmp_path / "cl"), "--channels_last"]))
