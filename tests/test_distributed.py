@@ -456,7 +456,7 @@ def test_split_batchnorm_on_stacked_views_normalises_each_view_and_split_on_its_
 @pytest.mark.parametrize("layout", [torch.contiguous_format, torch.channels_last], ids=["contiguous", "channels_last"])
 def test_split_norms_prepared_together_equal_each_norm_on_its_own(layout, sample_views):
     """ContrastiveModel makes every split norm's repeated weight and bias, expanded statistics and counter for a
-    call together (`prepare_split_calls`, a few launches per channel count); a backbone called directly makes them
+    call together (`prepare_split_calls`: one gather for the weights and biases); a backbone called directly makes them
     norm by norm. On a ResNet-18 with 4 splits, two real views stacked and then one view alone, over two steps: the
     same features, input and parameter gradients, per-split running statistics and counters."""
     from hf_contrastive import MNNConfig

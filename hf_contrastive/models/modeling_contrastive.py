@@ -9,7 +9,7 @@ from __future__ import annotations
 import copy
 import functools
 import math
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 import timm
@@ -165,7 +165,7 @@ class SplitBatchNorm2d(nn.BatchNorm2d):
 
 
 @functools.lru_cache(maxsize=32)
-def _repeat_per_group(sizes: tuple[tuple[int, int], ...], device: torch.device) -> tuple[torch.Tensor, list[int]]:
+def _repeat_per_group(sizes: tuple[tuple[int, int], ...], device: torch.device) -> tuple[torch.Tensor, tuple[int, ...]]:
     """For norms of ``(channels, groups)`` ``sizes``: the index into ``cat(weight_0, bias_0, weight_1, ...)`` that
     repeats every weight and bias ``groups`` times (``w.repeat(groups)`` each), and the length of each repeated
     piece. Made once per backbone layout and device: a step then makes no index."""
@@ -175,7 +175,7 @@ def _repeat_per_group(sizes: tuple[tuple[int, int], ...], device: torch.device) 
             pieces.append(torch.arange(offset, offset + channels, device=device).repeat(groups))
             lengths.append(channels * groups)
             offset += channels
-    return torch.cat(pieces), lengths
+    return torch.cat(pieces), tuple(lengths)  # cached: nothing the caller can change
 
 
 @dataclass
@@ -191,34 +191,35 @@ class SplitNorms:
     stats: list[tuple[torch.Tensor, torch.Tensor]]  # split_stats() of each norm
 
     @classmethod
-    def of(cls, norms: Sequence[SplitBatchNorm2d]) -> SplitNorms:
-        return cls(list(norms), [p for norm in norms for p in (norm.weight, norm.bias)],
+    def of(cls, norms: Iterable[SplitBatchNorm2d]) -> SplitNorms:
+        norms = list(norms)
+        return cls(norms, [p for norm in norms for p in (norm.weight, norm.bias)],
                    [norm.num_batches_tracked for norm in norms], [norm.split_stats() for norm in norms])
 
 
-def prepare_split_calls(norms: Sequence[SplitBatchNorm2d] | SplitNorms) -> list:
+def prepare_split_calls(norms: SplitNorms) -> list:
     """Before one backbone call in training: what each split norm's forward would make for itself (its weight and
     bias repeated per group, its statistics expanded per view of a stacked batch, ``num_batches_tracked + 1``), made
     for all of ``norms`` together, as ``norm.prepared_call``: one gather repeats every norm's weight and bias, and
     stacked views' statistics take a few launches per channel count. A ResNet call then costs a few launches for its
     norms besides the batch norms themselves, instead of four to eight per norm; values, gradients and statistics
     are those of the per-norm path. Returns what `finish_split_calls` needs after the call."""
-    listed = norms if isinstance(norms, SplitNorms) else SplitNorms.of(norms)
-    active = [norm.training and norm.num_splits * norm.view_groups > 1 for norm in listed.norms]
-    if not all(active):
-        listed = SplitNorms.of([norm for norm, is_active in zip(listed.norms, active, strict=True) if is_active])
+    def active(norm: SplitBatchNorm2d) -> bool:
+        return norm.training and norm.num_splits * norm.view_groups > 1
+
+    listed = norms if all(active(norm) for norm in norms.norms) else SplitNorms.of(filter(active, norms.norms))
     if not listed.norms:
         return []
     with torch.no_grad():
         torch._foreach_add_(listed.counters, 1)
-    index, lengths = _repeat_per_group(
-        tuple((norm.num_features, norm.num_splits * norm.view_groups) for norm in listed.norms), listed.affine[0].device)
-    affine = torch.cat(listed.affine).index_select(0, index).split(lengths)
-    stats = list(listed.stats)  # views == 1: the split statistics themselves are updated by the batch norm
-    same_shape: dict[tuple[int, int, int], list[int]] = {}
+    sizes, same_shape = [], {}  # (channels, groups) per norm; positions of the norms with stacked views, by shape
     for position, norm in enumerate(listed.norms):
+        sizes.append((norm.num_features, norm.num_splits * norm.view_groups))
         if norm.view_groups > 1:
             same_shape.setdefault((norm.num_features, norm.num_splits, norm.view_groups), []).append(position)
+    index, lengths = _repeat_per_group(tuple(sizes), listed.affine[0].device)
+    affine = torch.cat(listed.affine).index_select(0, index).split(lengths)
+    stats = list(listed.stats)  # views == 1: the split statistics themselves are updated by the batch norm
     expanded_stats = []
     for (channels, splits, views), positions in same_shape.items():
         # [2K, splits, views, C]: every (split, view) group starts from its split's statistics
@@ -235,10 +236,10 @@ def prepare_split_calls(norms: Sequence[SplitBatchNorm2d] | SplitNorms) -> list:
 
 
 @torch.no_grad()
-def finish_split_calls(norms: Sequence[SplitBatchNorm2d] | SplitNorms, expanded_stats: list) -> None:
+def finish_split_calls(norms: SplitNorms, expanded_stats: list) -> None:
     """After the call `prepare_split_calls` prepared: the stacked views' statistics averaged back into their splits
     (one mean and one copy per channel count), and the prepared tensors released."""
-    for norm in norms.norms if isinstance(norms, SplitNorms) else norms:
+    for norm in norms.norms:
         _set_call_state(norm, "prepared_call", None)
     for split_stats, expanded in expanded_stats:
         averaged = expanded.mean(dim=2).view(expanded.shape[0], -1).unbind()
